@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import devinterp_viz as dvz
+from devinterp_viz.engine.potential import FlatLoss
+from devinterp_viz.engine.selection import resolve_selection
 from devinterp_viz.zoo.potentials import GaussianPotential, potential_loss
 from tests.conftest import assert_unchanged, mse_loss, snapshot
 
@@ -142,6 +145,73 @@ def test_mala_acceptance_falls_as_the_step_grows():
         accept.append(float(np.mean(res.diagnostics.mala_acceptance)))
     assert accept[0] > accept[1] > accept[2]
     assert accept[0] > 0.99
+
+
+class _ShiftedQuadratic(nn.Module):
+    """L_batch(w) = ½ mean |w − x|² over the batch rows x: each minibatch has its own minimum."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.w - x).square().sum(-1).mean()
+
+
+def test_minibatch_mala_acceptance_compares_a_move_on_its_own_batch():
+    # Rows at ±3 per coordinate: two different batches' losses at the same point differ by
+    # about nβ·6|w|·√dim, so an acceptance computed across batches would be near 0, while at
+    # lr = 1e-5 the step's own-batch acceptance is above 0.99. seed 0.
+    rows = 3.0 * torch.sign(torch.randn(64, 5, generator=torch.Generator().manual_seed(0)))
+    res = dvz.estimate_llc(
+        _ShiftedQuadratic(5), rows, lambda m, x: m(x), lr=1e-5, nbeta=20.0, localization=1.0,
+        num_chains=2, num_draws=64, batch_size=1, seed=0, progress=False,
+    )
+    measured = np.isfinite(res.mala_trace).all(axis=0)
+    assert measured.sum() == 16 and not measured[-1]
+    assert res.mala_trace[:, measured].min() > 0.99
+
+
+def test_models_that_draw_random_numbers_still_run_vectorised(regression_data):
+    # Dropout in train mode is a random op inside vmap: the engine switches vmap to per-chain
+    # randomness instead of falling back to one chain at a time.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.2), nn.Linear(16, 1)).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback to sequential chains would warn
+        res = dvz.estimate_llc(model, regression_data, mse_loss, **FAST)
+    assert res.config["vectorized"] and np.isfinite(res.loss_trace).all()
+
+
+def test_tied_weights_move_together(regression_data):
+    # A weight used twice (as GPT-2 ties its embedding and unembedding) is one parameter: the
+    # loss at w must be the loss of the model with that one tensor set to w, at both uses.
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encode = nn.Linear(5, 5, bias=False)
+            self.decode = nn.Linear(5, 5, bias=False)
+            self.decode.weight = self.encode.weight
+            self.head = nn.Linear(5, 1)
+
+        def forward(self, x):
+            return self.head(self.decode(torch.tanh(self.encode(x))))
+
+    torch.manual_seed(0)
+    model = Tied()
+    before = snapshot(model)
+    selection = resolve_selection(model, ["encode.weight"])
+    flat_loss = FlatLoss(model, mse_loss, selection, torch.device("cpu"))
+    moved = flat_loss.w_star + 0.1 * torch.randn(flat_loss.w_star.shape, generator=torch.Generator().manual_seed(1))
+    expected_model = Tied()
+    expected_model.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected_model.encode.weight.copy_(moved.view(5, 5))
+    expected = mse_loss(expected_model, regression_data)
+    torch.testing.assert_close(flat_loss(moved, regression_data), expected)
+    batched, _ = flat_loss.batched_value_and_grad(moved[None], regression_data, shared_batch=True, chunk_size=None)
+    torch.testing.assert_close(batched[0], expected)
+    assert_unchanged(model, before)
 
 
 def test_divergent_chains_are_named_and_excluded():

@@ -21,8 +21,8 @@ NOISE_BLOCK_ELEMENTS = 1 << 20  # per chain: noise is drawn in blocks of about t
 MAX_BLOCK_STEPS = 64
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks that some chain is still finite
 GATHER_BLOCK_BYTES = 1 << 26  # minibatches of several steps are gathered at once, up to 64 MiB
-CUDA_STREAM_EVERY = 32
-MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (one extra gradient each)  # draws copied to the host at once on a GPU (no per-step sync)
+CUDA_STREAM_EVERY = 32  # draws copied to the host at once on a GPU (no per-step sync)
+MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (their next step reuses the batch)
 
 OnDraw = Callable[[int, np.ndarray], None]
 
@@ -260,8 +260,9 @@ def run_chains(
     stream_every = CUDA_STREAM_EVERY if device.type == "cuda" else 1
     streamed = 0
     draws_done = 0
-    pending = None  # full-batch runs: (step info, loss, |w − w*|², draw) of a move awaiting its acceptance
+    pending = None  # (step info, loss, |w − w*|², draw) of a move whose acceptance the next evaluation gives
     mala_every = max(1, -(-num_draws // MALA_DRAWS))
+    reuse_batch = False
     partial = False
     last_draw_step = 0
     bar = tqdm(total=total_steps, desc="sampling", disable=not show_progress(progress), leave=False)
@@ -270,14 +271,15 @@ def run_chains(
             if _stop_requested(stop):
                 partial = True
                 break
-            batch, shared = streams.batch()
+            if not reuse_batch:
+                batch, shared = streams.batch()
             loss, grad = evaluator(state.position, batch, shared)
             offset = state.position - hyper.w_star
             drift = torch.add(hyper.nbeta * grad, offset, alpha=hyper.localization)
             since_burnin = step - num_burnin_steps
             recording = since_burnin >= 0 and since_burnin % num_steps_bw_draws == 0
             sq_dist = torch.linalg.vector_norm(hyper.masked(offset), dim=1).square() if recording or pending else None
-            if pending is not None:  # the same (whole) data set at both ends: exact and free
+            if pending is not None:  # the pending move's batch at both of its ends: exact, and no extra gradient
                 info, old_loss, old_sq_dist, draw = pending
                 mala[:, draw] = mala_log_acceptance(info, old_loss, loss, old_sq_dist, sq_dist, drift, hyper).exp()
                 pending = None
@@ -289,11 +291,12 @@ def run_chains(
                 if on_draw is not None and (draws_done - streamed >= stream_every or draws_done == num_draws):
                     streamed = _stream(on_draw, losses, streamed, draws_done)
             state, info = sampler.step(state, grad, drift, streams.noise(), hyper)
-            if recording and info is not None:
-                if shared:
-                    pending = (info, loss, sq_dist, draw)
-                elif draw % mala_every == 0:
-                    mala[:, draw] = _same_batch_acceptance(evaluator, hyper, info, state.position, batch, loss, sq_dist)
+            # A minibatch step's acceptance compares both ends on the step's own batch (different
+            # batches would measure their disagreement, not the step), so at MALA_DRAWS draws the
+            # next step reuses the batch and its evaluation serves both purposes.
+            measure = recording and info is not None and step + 1 < total_steps and (shared or draw % mala_every == 0)
+            pending = (info, loss, sq_dist, draw) if measure else None
+            reuse_batch = measure and not shared
             bar.update(1)
             if step % DIVERGENCE_CHECK_EVERY == DIVERGENCE_CHECK_EVERY - 1 and not bool(torch.isfinite(loss).any()):
                 break  # every chain is non-finite: nothing more to learn
@@ -310,20 +313,6 @@ def run_chains(
         vectorized=evaluator.vectorized,
         last_draw_step=last_draw_step,
     )
-
-
-def _same_batch_acceptance(evaluator, hyper: Hyper, info, new_position, batch, loss, sq_dist) -> torch.Tensor:
-    """MALA acceptance of a minibatch step, both ends evaluated on the step's own minibatch.
-
-    Comparing losses of different minibatches would measure the batches' disagreement, not
-    the step's discretisation error, so this costs one extra gradient evaluation; the driver
-    does it at ``MALA_DRAWS`` draws spread over the run.
-    """
-    new_loss, new_grad = evaluator(new_position, batch, False)
-    new_offset = new_position - hyper.w_star
-    new_drift = torch.add(hyper.nbeta * new_grad, new_offset, alpha=hyper.localization)
-    new_sq_dist = torch.linalg.vector_norm(hyper.masked(new_offset), dim=1).square()
-    return mala_log_acceptance(info, loss, new_loss, sq_dist, new_sq_dist, new_drift, hyper).exp()
 
 
 def _stream(on_draw: OnDraw, losses: torch.Tensor, start: int, stop: int) -> int:

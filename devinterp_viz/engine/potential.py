@@ -7,29 +7,42 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
-from torch.utils._pytree import tree_map
+from torch.func import vmap
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from devinterp_viz.engine.selection import Selection
 
+Slot = tuple[dict, str]  # a module's ``_parameters`` or ``_buffers`` dict and a key in it
 
-class _LossModule(nn.Module):
-    """Wraps ``loss_fn(model, batch)`` as a module so functional_call can swap the weights."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor]):
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
+def _slots(model: nn.Module) -> dict[str, list[Slot]]:
+    """Every place each parameter and buffer lives, by its canonical name (tied weights: several).
 
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.loss_fn(self.model, batch)
+    Found once per run; swapping tensors through these dicts is what
+    ``torch.func.functional_call`` does on every call after re-walking the module tree and
+    untying weights, work that costs more than a small model's forward pass.
+    """
+    canonical: dict[int, str] = {}
+    slots: dict[str, list[Slot]] = {}
+    for kind in ("parameters", "buffers"):
+        named = getattr(model, f"named_{kind}")(remove_duplicate=False)
+        for name, tensor in named:
+            if tensor is None:
+                continue
+            owner_name, _, key = name.rpartition(".")
+            owner = model.get_submodule(owner_name)
+            home = canonical.setdefault(id(tensor), name)
+            slots.setdefault(home, []).append((getattr(owner, f"_{kind}"), key))
+    return slots
 
 
 class FlatLoss:
     """``L(w)`` for a flat vector ``w`` of the selected weights; everything else fixed at w*.
 
     The user's model is never modified: its parameters and buffers are read once (detached
-    copies on ``device``) and every evaluation goes through ``torch.func.functional_call``.
+    copies on ``device``); an evaluation swaps them into the module's parameter and buffer
+    slots (every alias of a tied weight) for the duration of the call, as
+    ``torch.func.functional_call`` does, and puts the originals back.
 
     Parameters
     ----------
@@ -50,7 +63,7 @@ class FlatLoss:
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, selection: Selection, device: torch.device):
-        self._module = _LossModule(model, loss_fn)
+        self._model, self._loss_fn = model, loss_fn
         named = dict(model.named_parameters())
         dtypes = {named[n].dtype for n in selection.names}
         if len(dtypes) != 1:
@@ -64,12 +77,8 @@ class FlatLoss:
         self.sizes = [named[n].numel() for n in self.names]
         with torch.no_grad():
             self.w_star = torch.cat([named[n].detach().reshape(-1) for n in self.names]).to(device, self.dtype)
-            self.frozen = {
-                f"model.{n}": p.detach().to(device)
-                for n, p in model.named_parameters()
-                if n not in selection.names
-            }
-            self.frozen.update({f"model.{n}": b.detach().to(device) for n, b in model.named_buffers()})
+            frozen = {n: p.detach().to(device) for n, p in model.named_parameters() if n not in selection.names}
+            frozen.update({n: b.detach().to(device) for n, b in model.named_buffers()})
             if selection.masks:
                 parts = [
                     selection.masks[n].reshape(-1).to(device, self.dtype)
@@ -81,6 +90,13 @@ class FlatLoss:
             else:
                 self.mask = None
         self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum().item())
+        slots = _slots(model)
+        self._selected_slots = [slots[n] for n in self.names]
+        self._frozen = [(slot, tensor) for n, tensor in frozen.items() for slot in slots[n]]
+        self._vmapped: dict[tuple, Callable] = {}
+        # vmap's "different" randomness mode doubles its per-call cost, so it is used only once
+        # the model turns out to draw random numbers (dropout in train mode)
+        self._randomness = "error"
 
     def flat_mask(self, selection: Selection) -> torch.Tensor:
         """1.0 where ``selection`` (a subset of this loss's selection) moves, in the flat layout; shape (n,)."""
@@ -94,15 +110,31 @@ class FlatLoss:
                 parts.append(torch.ones(size, device=self.w_star.device, dtype=self.dtype))
         return torch.cat(parts)
 
-    def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        pieces = flat.split(self.sizes)
-        return {f"model.{n}": piece.view(shape) for n, piece, shape in zip(self.names, pieces, self.shapes)}
-
     def __call__(self, flat: torch.Tensor, batch: Any) -> torch.Tensor:
         """Loss at one flat weight vector (n,) on one batch."""
-        params = self._unflatten(flat)
-        params.update(self.frozen)
-        return functional_call(self._module, params, (batch,), strict=False)
+        swaps = list(self._frozen)
+        for slots, piece, shape in zip(self._selected_slots, flat.split(self.sizes), self.shapes):
+            swaps.extend((slot, piece.view(shape)) for slot in slots)
+        originals = [(table, key, table[key]) for (table, key), _ in swaps]
+        try:
+            for (table, key), tensor in swaps:
+                table[key] = tensor
+            return self._loss_fn(self._model, batch)
+        finally:
+            for table, key, tensor in originals:
+                table[key] = tensor
+
+    def _vmapped_on_leaves(self, spec, num_leaves: int, shared_batch: bool) -> Callable:
+        """``vmap`` of the loss over (flat, *batch leaves), built once per batch structure."""
+        key = (spec, num_leaves, shared_batch, self._randomness)
+        if key not in self._vmapped:
+
+            def on_leaves(flat, *leaves):
+                return self(flat, tree_unflatten(list(leaves), spec))
+
+            in_dims = (0,) + (None if shared_batch else 0,) * num_leaves
+            self._vmapped[key] = vmap(on_leaves, in_dims=in_dims, randomness=self._randomness)
+        return self._vmapped[key]
 
     def value_and_grad(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and gradient at one flat vector: shapes () and (n,)."""
@@ -122,17 +154,24 @@ class FlatLoss:
         the chains' losses are independent. (vmap over the forward plus plain autograd is
         measurably cheaper on small models than vmapping ``torch.func.grad``.)
         """
-        fn = vmap(self, in_dims=(0, None if shared_batch else 0), randomness="different")
+        leaves, spec = tree_flatten(batch)
+        fn = self._vmapped_on_leaves(spec, len(leaves), shared_batch)
         size = flats.shape[0] if not chunk_size else chunk_size
         values, grads = [], []
         for start in range(0, flats.shape[0], size):
             chunk = flats[start : start + size].detach().requires_grad_()
-            chunk_batch = batch if shared_batch else tree_map(lambda x, s=start: x[s : s + size], batch)
+            chunk_leaves = leaves if shared_batch or size == flats.shape[0] else [x[start : start + size] for x in leaves]
             with torch.enable_grad(), warnings.catch_warnings():
                 # torch falls back to a loop for fused CPU attention under vmap and says so every
                 # step; the result is right, and users cannot act on the message
                 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
-                value = fn(chunk, chunk_batch)
+                try:
+                    value = fn(chunk, *chunk_leaves)
+                except RuntimeError as err:
+                    if self._randomness != "error" or "randomness" not in str(err):
+                        raise
+                    self._randomness = "different"  # each chain draws its own random numbers
+                    return self.batched_value_and_grad(flats, batch, shared_batch=shared_batch, chunk_size=chunk_size)
                 (grad,) = torch.autograd.grad(value.sum(), chunk)
             values.append(value.detach())
             grads.append(grad)

@@ -115,8 +115,9 @@ class LLCResult:
     mala_trace : np.ndarray, shape (chains, draws)
         Acceptance probability a Metropolis-adjusted version of the step out of each draw's
         position would have had, both ends on the same data (Lau et al. 2023's tuning aid).
-        Full-batch runs measure it at every draw; minibatch runs at 16 draws spread over the
-        run (one extra gradient each); NaN elsewhere and for samplers without one (SGNHT).
+        Full-batch runs measure it at every draw but the last; minibatch runs at 16 draws
+        spread over the run (the step after each reuses its minibatch, so both ends of the
+        move see the same data); NaN elsewhere and for samplers without one (SGNHT).
     distance_trace : np.ndarray, shape (chains, draws)
         Squared distance |w − w*|² of the moving weights at each draw (NaN when unknown,
         e.g. for imported results). A healthy chain's distance levels off.
