@@ -21,8 +21,9 @@ What it does
    - ``dln``: deep linear network 20 -> 20 -> 20 -> 20 -> 20 without biases, 1,600
      parameters (teacher of rank 4).
 3. Times, each in a fresh subprocess with the same torch thread count (``--threads``, default
-   1, also OMP/MKL_NUM_THREADS), a warm-up run and then ``--repeats`` runs (best and median
-   reported) of one LLC estimate with chains x draws, batch 64, the same lr / nβ / γ:
+   1, also OMP/MKL_NUM_THREADS), a warm-up run and then ``--repeats`` runs of one LLC estimate,
+   all contenders in turn for ``--rounds`` interleaved rounds (best and median over the pooled
+   runs reported) with chains x draws, batch 64, the same lr / nβ / γ:
 
    - ``floor``: chains x draws plain forward+backward passes on pre-made batches
      (``bench/peers/ours_peer.py floor``), no sampler;
@@ -184,6 +185,27 @@ def run_contender(key: str, problem: dict, chains: int, args, envs_dir: Path, wo
     return json.loads(out.read_text())
 
 
+def run_rounds(keys: list[str], problem: dict, chains: int, args, envs_dir: Path, work: Path) -> dict[str, dict]:
+    """Every contender ``args.rounds`` times, interleaved, each time in a fresh process.
+
+    On a shared machine a neighbour's burst of work slows whichever process runs at that
+    moment; interleaving the contenders spreads such bursts over all of them, and the best
+    time of all rounds is each contender's least disturbed run. The timed runs of all rounds
+    are pooled; estimates are the last round's (the same seed gives the same numbers).
+    """
+    pooled: dict[str, dict] = {}
+    for round_index in range(args.rounds):
+        for key in keys:
+            print(f"[run] {chains} chains, {Path(problem['path']).stem}, {key} (round {round_index + 1}/{args.rounds}) ...", flush=True)
+            result = run_contender(key, problem, chains, args, envs_dir, work)
+            earlier = pooled.get(key)
+            if earlier is not None and "error" not in earlier and "error" not in result:
+                result["times"] = earlier["times"] + result["times"]
+            if earlier is None or "error" not in earlier:
+                pooled[key] = result
+    return pooled
+
+
 def stats(result: dict, chains: int, draws: int, init_loss: float, nbeta: float) -> dict:
     import numpy as np
 
@@ -240,8 +262,9 @@ def report(info: dict, problems: dict, rows: dict, args) -> str:
     lines.append(
         f"Settings: {args.draws} draws per chain, batch {args.batch}, lr {args.lr}, nβ {nb:.4f} "
         f"(= {args.batch}/ln {args.batch}), localization {args.localization}, seed {args.seed}; "
-        f"{NUM_SAMPLES} samples, x ~ N(0, I_20), y = teacher(x) + 0.1·noise; warm-up + best of {args.repeats} "
-        f"(devinterp peers: {args.peer_repeats}; median also shown). Device: {args.device}."
+        f"{NUM_SAMPLES} samples, x ~ N(0, I_20), y = teacher(x) + 0.1·noise; {args.rounds} interleaved "
+        f"round(s) of every contender, each a fresh process with a warm-up and {args.repeats} timed runs "
+        f"(devinterp peers: {args.peer_repeats}); best and median over all rounds. Device: {args.device}."
     )
     for name, p in problems.items():
         lines.append(f"- `{name}`: widths {p['widths']}, {p['num_params']:,} parameters, L(w*) = {p['init_loss']:.6g} (full data)")
@@ -315,6 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("--localization", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all contenders (timed runs pooled)")
     p.add_argument("--peer-repeats", type=int, default=None, help="timed runs of the devinterp peers (default --repeats)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--models", default="mlp,dln")
@@ -353,15 +377,14 @@ def main(argv=None) -> int:
             rows[chains] = {}
             for model in models:
                 rows[chains][model] = {}
-                for key in keys:
-                    print(f"[run] {chains} chains, {model}, {key} ...", flush=True)
-                    result = run_contender(key, problems[model], chains, args, envs_dir, work)
+                results = run_rounds(keys, problems[model], chains, args, envs_dir, work)
+                for key, result in results.items():
                     if "error" in result:
                         row = result
                     else:
                         row = stats(result, chains, args.draws, problems[model]["init_loss"], args.nbeta)
                     rows[chains][model][key] = row
-                    print("       ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+                    print(f"        {key}:", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         info["load_after"] = os.getloadavg()[0]
         body = report(info, problems, rows, args)
         print()

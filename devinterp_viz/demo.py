@@ -41,19 +41,28 @@ class DemoSize:
     """How much the demo computes; ``QUICK`` and ``FULL`` below."""
 
     tms_checkpoints: int
+    tms_draws: int
     transformer_steps: int
-    llc_checkpoints: int
-    head_checkpoints: int
-    draws: int
-    head_draws: int
     seq_len: int
+    llc_checkpoints: int
+    llc_burnin: int
+    llc_draws: int
+    head_checkpoints: int
+    head_chains: int
+    head_burnin: int
+    head_draws: int
     notes: list[str] = field(default_factory=list)
 
 
-QUICK = DemoSize(tms_checkpoints=12, transformer_steps=2000, llc_checkpoints=10, head_checkpoints=5, draws=80,
-                 head_draws=30, seq_len=16)
-FULL = DemoSize(tms_checkpoints=25, transformer_steps=3000, llc_checkpoints=20, head_checkpoints=10, draws=150,
-                head_draws=60, seq_len=32)
+# The transformer's chains: lr 1e-4 with nβ 30 and γ 200 keeps the MALA acceptance near 0.9 at
+# every checkpoint once the chains have relaxed into the localised posterior, which takes about
+# 2/(lr·γ) = 100 steps (hence the burn-in); at lr 1e-3 the acceptance is near 0 and at 3e-5 the
+# chains are still wandering out from w* after a few hundred steps (the "timid" flag).
+TRANSFORMER_SGLD = dict(lr=1e-4, nbeta=30.0, localization=200.0, batch_size=16)
+QUICK = DemoSize(tms_checkpoints=12, tms_draws=80, transformer_steps=2000, seq_len=16, llc_checkpoints=10,
+                 llc_burnin=150, llc_draws=150, head_checkpoints=4, head_chains=2, head_burnin=100, head_draws=80)
+FULL = DemoSize(tms_checkpoints=25, tms_draws=150, transformer_steps=3000, seq_len=32, llc_checkpoints=20,
+                llc_burnin=200, llc_draws=200, head_checkpoints=8, head_chains=4, head_burnin=100, head_draws=100)
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 0, lab: bool = True) -> int:
@@ -114,7 +123,7 @@ def _tms(say, out: Path, store, report: Path, size: DemoSize, seed: int) -> dict
     data = tms_data(6, 1024, seed=8)
     model = ToyModelOfSuperposition(6, 2)
     sweep = dvz.sweep_llc(_subset(trajectory, size.tms_checkpoints), model, data, tms_loss, store=store, lr=1e-3,
-                          nbeta=100.0, localization=100.0, num_chains=4, num_draws=size.draws,
+                          nbeta=100.0, localization=100.0, num_chains=4, num_draws=size.tms_draws,
                           num_burnin_steps=50, batch_size=256, seed=seed)
     steps, llc, _ = sweep.curve()
     dynamics = dvz.essential_dynamics(trajectory, model, data[:256], progress=False)
@@ -138,9 +147,9 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
                                     steps=size.transformer_steps, seed=seed)
     model = AttentionOnlyTransformer(TransformerConfig())
     data = make_distribution("full", 512, size.seq_len, seed=1)
-    sweep = dvz.sweep_llc(_subset(trajectory, size.llc_checkpoints), model, data, lm_loss, store=store, lr=1e-3,
-                          nbeta=30.0, localization=200.0, num_chains=4, num_draws=size.draws // 2, batch_size=16,
-                          seed=seed)
+    sweep = dvz.sweep_llc(_subset(trajectory, size.llc_checkpoints), model, data, lm_loss, store=store,
+                          num_chains=4, num_burnin_steps=size.llc_burnin, num_draws=size.llc_draws, seed=seed,
+                          **TRANSFORMER_SGLD)
     steps, llc, _ = sweep.curve()
     probe = probe_batch("full", 16, size.seq_len)
     dynamics = dvz.essential_dynamics(trajectory, model, probe, progress=False)
@@ -152,8 +161,8 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
         report / "transformer_dashboard.html", title="Toy transformer development")
     tick = time.perf_counter()
     heads = dvz.sweep_llc(_subset(trajectory, size.head_checkpoints), model, data, lm_loss, selections="heads",
-                          store=store, lr=1e-3, nbeta=30.0, localization=200.0, num_chains=2,
-                          num_draws=size.head_draws, batch_size=16, seed=seed)
+                          store=store, num_chains=size.head_chains, num_burnin_steps=size.head_burnin, num_draws=size.head_draws,
+                          seed=seed, **TRANSFORMER_SGLD)
     final = transformer_from_state(trajectory.state_dict(len(trajectory) - 1))
     scores = {name: value.ravel() for name, value in head_scores(final).items()}
     repeated = probe_batch("repeated", 1, TransformerConfig().seq_len)
@@ -162,7 +171,8 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
     widget.save_html(report / "heads.html", title="Toy transformer: attention heads")
     clusters = widget.clustering
     labels = clusters.labels_ if clusters is not None else []
-    say(f"   per-head refined LLC at {len(heads.steps)} checkpoints: {len(set(labels))} clusters "
+    say(f"   per-head refined LLC at {len(heads.steps)} checkpoints ({int(heads.healthy.sum())}/{heads.healthy.size} "
+        f"healthy): {len(set(labels))} clusters "
         f"{dict(zip(heads.selections, map(int, labels)))}; behavioural scores: "
         + ", ".join(f"{name} max {np.max(v):.2f}" for name, v in scores.items())
         + f" ({time.perf_counter() - tick:.0f} s)")
