@@ -124,15 +124,15 @@ class FlatLoss:
             for table, key, tensor in originals:
                 table[key] = tensor
 
-    def _vmapped_on_leaves(self, spec, num_leaves: int, shared_batch: bool) -> Callable:
-        """``vmap`` of the loss over (flat, *batch leaves), built once per batch structure."""
-        key = (spec, num_leaves, shared_batch, self._randomness)
+    def _vmapped_on_leaves(self, spec, shared_batch: bool) -> Callable:
+        """``vmap`` of the loss over (flat, *batch leaves), built once per batch structure ``spec``."""
+        key = (spec, shared_batch, self._randomness)
         if key not in self._vmapped:
 
             def on_leaves(flat, *leaves):
                 return self(flat, tree_unflatten(list(leaves), spec))
 
-            in_dims = (0,) + (None if shared_batch else 0,) * num_leaves
+            in_dims = (0,) + (None if shared_batch else 0,) * spec.num_leaves
             self._vmapped[key] = vmap(on_leaves, in_dims=in_dims, randomness=self._randomness)
         return self._vmapped[key]
 
@@ -155,7 +155,7 @@ class FlatLoss:
         measurably cheaper on small models than vmapping ``torch.func.grad``.)
         """
         leaves, spec = tree_flatten(batch)
-        fn = self._vmapped_on_leaves(spec, len(leaves), shared_batch)
+        fn = self._vmapped_on_leaves(spec, shared_batch)
         size = flats.shape[0] if not chunk_size else chunk_size
         values, grads = [], []
         for start in range(0, flats.shape[0], size):

@@ -8,8 +8,8 @@
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
-import { readTheme, themeLayout, watchTheme } from "../theme.js";
-import { Cursor, mapArray, nearestIndex, onPlot, stepMapper, syncer, whenVisible, withAlpha } from "./linked.js";
+import { readTheme, themeLayout } from "../theme.js";
+import { Cursor, followTheme, mapArray, nearestIndex, onPlot, stepMapper, syncer, withAlpha } from "./linked.js";
 
 const MARGIN = { l: 62, r: 14, t: 26, b: 40 };
 const PLAY_SECONDS = 12; // a full pass of the trajectory while playing, whatever its length
@@ -527,15 +527,7 @@ export function renderDashboard({ model, el }) {
   });
   on("status error can_run progress", updateStatus);
 
-  function retheme() {
-    const next = readTheme(el);
-    root.dataset.dvzTheme = next.dark ? "dark" : "light";
-    if (next.background === theme.background && next.font === theme.font) return;
-    theme = next;
-    disposers.push(whenVisible(grid, drawAll));
-  }
-  root.dataset.dvzTheme = theme.dark ? "dark" : "light";
-  disposers.push(watchTheme(retheme));
+  disposers.push(followTheme(el, root, grid, theme, (next) => (theme = next), drawAll));
   const onResize = () => {
     if (stale && grid.offsetParent !== null) {
       stale = false;

@@ -4,8 +4,8 @@
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
-import { readTheme, themeLayout, watchTheme } from "../theme.js";
-import { categorical, onPlot, syncer, whenVisible } from "./linked.js";
+import { readTheme, themeLayout } from "../theme.js";
+import { categorical, followTheme, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -330,15 +330,7 @@ export function renderHeads({ model, el }) {
       showSelection();
     }
   });
-  function retheme() {
-    const next = readTheme(el);
-    root.dataset.dvzTheme = next.dark ? "dark" : "light";
-    if (next.background === theme.background && next.font === theme.font) return;
-    theme = next;
-    disposers.push(whenVisible(root, drawAll));
-  }
-  root.dataset.dvzTheme = theme.dark ? "dark" : "light";
-  disposers.push(watchTheme(retheme));
+  disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), drawAll));
   // figures asked to draw while hidden (a detached output, a theme swap) are drawn when they get a size
   let drawnWidth = 0;
   disposers.push(

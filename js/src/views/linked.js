@@ -1,7 +1,8 @@
-// Helpers shared by the linked views (dashboard, refined LLC, heads): synced writes, cursor
-// overlays drawn over plotly figures without redrawing them, and small numeric helpers.
+// Helpers shared by the views: synced writes, cursor overlays drawn over plotly figures without
+// redrawing them, following JupyterLab's theme, and small numeric helpers.
 
 import { plotly } from "../plot.js";
+import { readTheme, watchTheme } from "../theme.js";
 
 /**
  * Writes to synced traits: ``now`` sends at once; ``throttled`` sends at most every ``ms``
@@ -150,6 +151,30 @@ export function whenVisible(el, fn, timeoutMs = 20000) {
   };
   attempt();
   return () => clearTimeout(timer);
+}
+
+/**
+ * Follow JupyterLab's light/dark theme for a view: keep ``root``'s ``data-dvz-theme`` current and,
+ * when the colours change, hand the new theme to ``onChange`` at once and call ``redraw`` once
+ * ``visibleEl`` shows again (figures drawn while JupyterLab swaps stylesheets would be skipped).
+ * Returns a function that stops following.
+ */
+export function followTheme(el, root, visibleEl, initial, onChange, redraw) {
+  let current = initial;
+  const waits = [];
+  root.dataset.dvzTheme = current.dark ? "dark" : "light";
+  const stop = watchTheme(() => {
+    const next = readTheme(el);
+    root.dataset.dvzTheme = next.dark ? "dark" : "light";
+    if (next.background === current.background && next.font === current.font) return;
+    current = next;
+    onChange(next);
+    waits.push(whenVisible(visibleEl, redraw));
+  });
+  return () => {
+    stop();
+    for (const cancel of waits) cancel();
+  };
 }
 
 /** Bind plotly events once per figure element. */

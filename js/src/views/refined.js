@@ -5,8 +5,8 @@
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
-import { readTheme, themeLayout, watchTheme } from "../theme.js";
-import { categorical, mapArray, stepMapper, syncer, whenVisible } from "./linked.js";
+import { readTheme, themeLayout } from "../theme.js";
+import { categorical, followTheme, mapArray, stepMapper, syncer } from "./linked.js";
 
 const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
 const SETTINGS = [
@@ -333,18 +333,11 @@ export function renderRefined({ model, el }) {
   on("lr nbeta localization num_chains num_draws normalize log_x", drawSettings);
   on("status error curves", updateStatus);
   on("curves normalize log_x", drawCurves);
-  function retheme() {
-    const next = readTheme(el);
-    root.dataset.dvzTheme = next.dark ? "dark" : "light";
-    if (next.background === theme.background && next.font === theme.font) return;
-    theme = next;
-    disposers.push(whenVisible(root, () => {
-      drawCurves();
-      drawSelections();
-    }));
-  }
-  root.dataset.dvzTheme = theme.dark ? "dark" : "light";
-  disposers.push(watchTheme(retheme), watchSize(plot, drawCurves));
+  const redrawThemed = () => {
+    drawCurves();
+    drawSelections();
+  };
+  disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed), watchSize(plot, drawCurves));
 
   loadTree();
   for (const n of nodes) if (n.kind === "module" && (n.parent === "m:" || n.parent === null)) expanded.add(n.id);

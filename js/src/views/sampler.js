@@ -9,8 +9,8 @@ import { decode, emptyArray, runningLLC } from "../codec.js";
 import { debounce, field, fmt, h, parseNumbers } from "../dom.js";
 import { LiveLines } from "../live.js";
 import { coalesce, decimate, purge, react, plotly, watchSize } from "../plot.js";
-import { readTheme, themeLayout, watchTheme } from "../theme.js";
-import { whenVisible } from "./linked.js";
+import { readTheme, themeLayout } from "../theme.js";
+import { followTheme } from "./linked.js";
 
 const SAMPLERS = [
   ["sgld", "SGLD"],
@@ -610,20 +610,11 @@ export function renderSampler({ model, el }) {
   }
 
   // ------------------------------------------------------------------ theme
-  function retheme() {
-    const next = readTheme(el);
-    root.dataset.dvzTheme = next.dark ? "dark" : "light";
-    if (next.background === theme.background && next.font === theme.font) return;
-    theme = next;
-    // JupyterLab hides the notebook for a moment while it swaps the theme's stylesheet; a figure
-    // drawn then is skipped, so redraw once the view shows again
-    disposers.push(whenVisible(root, () => {
-      drawTraces();
-      drawCalibration();
-    }));
-  }
-  root.dataset.dvzTheme = theme.dark ? "dark" : "light";
-  disposers.push(watchTheme(retheme));
+  const redrawThemed = () => {
+    drawTraces();
+    drawCalibration();
+  };
+  disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed));
 
   // ------------------------------------------------------------------ wiring
   const on = (names, fn) => {
