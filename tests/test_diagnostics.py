@@ -68,3 +68,39 @@ def test_empty_traces_say_so_instead_of_nan():
     res = LLCResult.from_traces(np.zeros((3, 0)), init_loss=1.0, nbeta=10.0)
     assert np.isnan(res.llc_mean) and not res.diagnostics.healthy
     assert "no draws" in res.diagnostics.reasons[0]
+
+
+def test_drift_check_keeps_its_false_alarm_rate_with_few_chains():
+    # Stationary iid chains: each chain's rise between the last two quarters is normal, so the
+    # drift statistic is exactly Student's t with chains − 1 degrees of freedom, and the rate of
+    # "still rising" must be DRIFT_FALSE_ALARM (1.4%) whatever the chain count. seed 0, 6000
+    # replicates per count: SE = √(0.014·0.986/6000) = 0.15%, tolerance 4 SE. (A fixed t > 4
+    # would flag 7.8% of 2-chain runs.)
+    from devinterp_viz.engine.diagnostics import DRIFT_FALSE_ALARM, drift_statistic, drift_threshold
+
+    rng = np.random.default_rng(0)
+    replicates = 6000
+    tolerance = 4 * np.sqrt(DRIFT_FALSE_ALARM * (1 - DRIFT_FALSE_ALARM) / replicates)
+    for chains in (2, 3, 4):
+        t = np.array([drift_statistic(rng.standard_normal((chains, 40)), 1.0)[1] for _ in range(replicates)])
+        rate = float(np.mean(t > drift_threshold(chains)))
+        assert abs(rate - DRIFT_FALSE_ALARM) < tolerance, (chains, rate)
+
+
+def _stepped(rises, nbeta=10.0, draws=80, level=1.05):
+    """Chains flat at ``level`` that step up by rise/nβ in their last quarter."""
+    trace = np.full((len(rises), draws), level)
+    for chain, rise in enumerate(rises):
+        trace[chain, 3 * draws // 4 :] += rise / nbeta
+    return trace
+
+
+def test_two_chains_rising_together_fail_and_a_weak_rise_is_only_a_warning():
+    # per-chain rises r1, r2 give t = (r1 + r2) / |r1 − r2| with 2 chains
+    clear = LLCResult.from_traces(_stepped([1.0, 1.01]), init_loss=1.0, nbeta=10.0, num_params=100)  # t = 201
+    assert any("still rising" in r for r in clear.diagnostics.reasons)
+    weak = LLCResult.from_traces(_stepped([1.0, 0.8]), init_loss=1.0, nbeta=10.0, num_params=100)  # t = 9
+    assert not any("still rising" in r for r in weak.diagnostics.reasons)
+    assert any("run 4 or more chains" in w for w in weak.diagnostics.warnings)
+    four = LLCResult.from_traces(_stepped([1.0, 0.8, 0.9, 0.85]), init_loss=1.0, nbeta=10.0, num_params=100)
+    assert any("still rising" in r for r in four.diagnostics.reasons)  # t ≈ 20 > 4 with 4 chains

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import stdtr, stdtrit
 
 from devinterp_viz.engine.convergence import bulk_ess, split_rhat
 from devinterp_viz.engine.results import Diagnostics
@@ -12,7 +13,8 @@ EXPLOSION_FACTOR = 100.0  # nβ·(L − L*) above this × max(d, 10) at any draw
 EXPLOSION_ABSOLUTE = 1e6  # used instead when the parameter count d is unknown (imported results)
 RHAT_WARN, RHAT_FAIL = 1.1, 1.3  # split R-hat of the loss traces (Vehtari et al. 2021)
 MALA_FAIL, MALA_LOW, MALA_HIGH = 0.5, 0.8, 0.99  # Lau et al. aim for ≈0.9 (0.86–0.93)
-DRIFT_T = 4.0  # t statistic across chains for a rise between the last two quarters
+DRIFT_T = 4.0  # t statistic across chains for a rise between the last two quarters, set for 4 chains ...
+DRIFT_FALSE_ALARM = float(stdtr(3, -DRIFT_T))  # ... where stationary chains exceed it 1.4% of the time
 DRIFT_RELATIVE = 0.05  # ... that also moves the estimate by more than this fraction
 ESS_WARN = 50.0
 ESTIMATE_SE = 3.0  # an estimate outside [0, d/2] by more than this many standard errors fails
@@ -103,10 +105,12 @@ def diagnose(
     -----
     Failures (``healthy=False``): a divergent chain (excluded from the estimate), a negative
     estimate, an estimate above d/2 (impossible for a true posterior), a loss still rising
-    at the end of the chains, split R-hat above ``RHAT_FAIL``, mean MALA acceptance below
-    ``MALA_FAIL``, chains whose distance from w* is over ``FREE_FAIL`` of force-free diffusion
-    (a timid step). Warnings: R-hat above ``RHAT_WARN``, acceptance outside
-    [``MALA_LOW``, ``MALA_HIGH``], low bulk ESS, many draws below L(w*), a falling loss.
+    at the end of the chains (above :func:`drift_threshold`, stricter with fewer than 4
+    chains), split R-hat above ``RHAT_FAIL``, mean MALA acceptance below ``MALA_FAIL``,
+    chains whose distance from w* is over ``FREE_FAIL`` of force-free diffusion (a timid
+    step). Warnings: R-hat above ``RHAT_WARN``, acceptance outside [``MALA_LOW``,
+    ``MALA_HIGH``], low bulk ESS, many draws below L(w*), a falling loss, a rise too weak
+    for fewer than 4 chains to judge.
     """
     chains, draws = loss_trace.shape
     first_bad = divergence(loss_trace, init_loss, nbeta, num_params)
@@ -174,16 +178,35 @@ def _judge_estimate(llc: float, se: float, num_params: int | None, reasons: list
         )
 
 
+def drift_threshold(chains: int) -> float:
+    """Critical value of the drift t statistic for ``chains`` chains.
+
+    The statistic of stationary chains follows Student's t with ``chains − 1`` degrees of
+    freedom: ``DRIFT_T`` = 4 is exceeded 1.4% of the time with 4 chains but 7.8% with 2, so
+    with fewer than 4 chains the threshold rises to keep the false-alarm rate at
+    ``DRIFT_FALSE_ALARM`` (22.7 for 2 chains, 5.9 for 3); with more it stays at ``DRIFT_T``.
+    """
+    if chains < 2:
+        return float("inf")
+    return max(DRIFT_T, float(stdtrit(chains - 1, 1.0 - DRIFT_FALSE_ALARM)))
+
+
 def _judge_drift(good: np.ndarray, nbeta: float, llc: float, reasons: list[str], warnings: list[str]) -> None:
     rise, t = drift_statistic(good, nbeta)
     if not np.isfinite(rise) or abs(rise) <= DRIFT_RELATIVE * max(abs(llc), 1e-12):
         return
-    if t > DRIFT_T:
+    threshold = drift_threshold(good.shape[0])
+    if t > threshold:
         reasons.append(
             f"the loss is still rising at the end of the chains (the estimate grew by {rise:.3g} over the "
             "last quarter): the chains have not settled; raise lr or add burn-in / draws"
         )
-    elif t < -DRIFT_T:
+    elif t > DRIFT_T:
+        warnings.append(
+            f"the estimate grew by {rise:.3g} over the last quarter, which {good.shape[0]} chains cannot tell "
+            "from noise: run 4 or more chains to judge whether they have settled"
+        )
+    elif t < -threshold:
         warnings.append(
             f"the loss is falling at the end of the chains (by {-rise:.3g} in nβ units): w* may not be a "
             "local minimum"
