@@ -282,6 +282,7 @@ def _raises(match, model, data, **overrides):
         ({"num_chains": -2}, "num_chains must be a positive number"),
         ({"localization": -1.0}, "localization must be a finite number >= 0"),
         ({"sampler": "hmc"}, "sampler='hmc' is unknown"),
+        ({"graph": "yes"}, "graph must be True, False or 'auto'"),
         ({"batch_size": None}, "batch_size is required"),
         ({"batch_size": 1000}, "larger than the data set"),
         ({"device": "cuda:7"}, "device='cuda:7'"),

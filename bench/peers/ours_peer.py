@@ -3,6 +3,7 @@
 Modes
 -----
 ours   time ``devinterp_viz.estimate_llc`` on the problem file (warm-up + repeats).
+ours-graph  the same with ``graph=True`` (the warm-up run traces the graph, the repeats reuse it).
 floor  time chains x draws plain forward+backward passes (``torch.autograd.grad`` of the
        mean loss on pre-made minibatches of the same size, one model, no sampler): the cost
        any SGLD implementation has to pay.
@@ -24,14 +25,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def ours(args, model, X, y, meta) -> dict:
+def ours(args, model, X, y, meta, graph="auto") -> dict:
     import devinterp_viz as dvz
 
     def run():
         return dvz.estimate_llc(
             model, (X, y), mse, lr=args.lr, nbeta=args.nbeta, localization=args.localization,
             num_chains=args.chains, num_draws=args.draws, batch_size=args.batch, seed=args.seed,
-            device=args.device, progress=False,
+            device=args.device, progress=False, graph=graph,
         )
 
     run()  # warm-up
@@ -49,6 +50,7 @@ def ours(args, model, X, y, meta) -> dict:
         "loss_trace": np.asarray(res.loss_trace, dtype=float).tolist(),
         "verdict": res.diagnostics.verdict,
         "vectorized": res.config.get("vectorized"),
+        "graph": res.config.get("graph"),
     }
 
 
@@ -69,7 +71,7 @@ def floor(args, model, X, y, meta) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["ours", "floor"])
+    p.add_argument("mode", choices=["ours", "ours-graph", "floor"])
     p.add_argument("--problem", required=True)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=200)
@@ -85,7 +87,10 @@ def main() -> None:
     args = p.parse_args()
     set_threads(args.threads)
     model, X, y, meta = load_problem(args.problem, args.device)
-    out = (ours if args.mode == "ours" else floor)(args, model, X, y, meta)
+    if args.mode == "floor":
+        out = floor(args, model, X, y, meta)
+    else:
+        out = ours(args, model, X, y, meta, graph=True if args.mode == "ours-graph" else "auto")
     out.update(torch=torch.__version__, threads=torch.get_num_threads(), num_params=num_params(model))
     with open(args.out, "w") as fh:
         json.dump(out, fh)

@@ -185,8 +185,8 @@ def sweep_llc(
         if forbidden in estimate_kwargs:
             raise ValueError(f"{forbidden}= is not an estimate setting of a sweep here; see sweep_llc's parameters.")
     store = ResultStore(store) if store is not None and not isinstance(store, ResultStore) else store
-    settings = {
-        **{k: v for k, v in sorted(estimate_kwargs.items())},
+    settings = {  # graph= is left out: a traced graph gives the eager numbers (checked every run)
+        **{k: v for k, v in sorted(estimate_kwargs.items()) if k != "graph"},
         "loss_fn": code_fingerprint(loss_fn),
         "model": f"{type(model).__qualname__}:{repr(model)}",
     }

@@ -14,6 +14,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from tqdm.auto import tqdm
 
 from devinterp_viz.engine.data import LoaderBatches, TensorBatches
+from devinterp_viz.engine.graph import GraphRunner
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.samplers import Hyper, Sampler, mala_log_acceptance
 
@@ -43,6 +44,8 @@ class ChainRun:
         Whether the chains ran through one vmapped call per step.
     last_draw_step : int
         Steps taken before the last recorded draw (burn-in included).
+    graph : str
+        "graph" when a traced graph evaluated the chains, else "eager" (and why, if a graph was refused).
     """
 
     loss_trace: np.ndarray
@@ -51,6 +54,7 @@ class ChainRun:
     partial: bool
     vectorized: bool
     last_draw_step: int
+    graph: str
 
 
 def chain_seeds(seed: int, chain: int) -> tuple[int, int]:
@@ -158,12 +162,14 @@ def _stop_requested(stop) -> bool:
 
 
 class _Evaluator:
-    """Losses and gradients of all chains: vectorised when possible, else one chain at a time."""
+    """Losses and gradients of all chains: vectorised when possible (through a traced graph when
+    it pays), else one chain at a time."""
 
-    def __init__(self, flat_loss: FlatLoss, vectorize: bool | str, chunk_size: int | None):
+    def __init__(self, flat_loss: FlatLoss, vectorize: bool | str, chunk_size: int | None, graph: bool | str):
         self.flat_loss = flat_loss
         self.mode = vectorize
         self.chunk_size = chunk_size
+        self.graphs = GraphRunner(flat_loss, graph)
 
     @property
     def vectorized(self) -> bool:
@@ -174,8 +180,13 @@ class _Evaluator:
             return self._sequential(positions, batch, shared=False, listed=True)
         if self.mode is False:
             return self._sequential(positions, batch, shared)
-        try:
+        def eager():
             return self.flat_loss.batched_value_and_grad(positions, batch, shared_batch=shared, chunk_size=self.chunk_size)
+
+        try:
+            if self.chunk_size and self.chunk_size < positions.shape[0]:
+                return eager()
+            return self.graphs(positions, batch, shared, eager)
         except torch.OutOfMemoryError:
             if not self.chunk_size or self.chunk_size > 1:
                 self.chunk_size = max(1, (self.chunk_size or positions.shape[0]) // 2)
@@ -223,6 +234,7 @@ def run_chains(
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
+    graph: bool | str = "auto",
 ) -> ChainRun:
     """Advance ``num_chains`` chains from w* and record the minibatch loss at every draw.
 
@@ -247,12 +259,14 @@ def run_chains(
         vmap the chains; "auto" falls back to a sequential loop if the model cannot be vmapped.
     chain_chunk_size : int, optional
         Chains per vmapped call (memory); all at once when None.
+    graph : True, False or "auto"
+        Evaluate vectorised chains through a traced graph (see :mod:`devinterp_viz.engine.graph`).
     """
     device = hyper.w_star.device
     dim = hyper.w_star.numel()
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
     streams = ChainStreams(seed, num_chains, dim, hyper.w_star.dtype, device, source, noise_draws=total_steps + 1)
-    evaluator = _Evaluator(flat_loss, vectorize, chain_chunk_size)
+    evaluator = _Evaluator(flat_loss, vectorize, chain_chunk_size, graph)
     state = sampler.init(hyper.w_star.expand(num_chains, dim).clone(), streams.noise(), hyper)
     losses = torch.full((num_chains, num_draws), float("nan"), dtype=hyper.w_star.dtype, device=device)
     mala = torch.full_like(losses, float("nan"))
@@ -312,6 +326,7 @@ def run_chains(
         partial=partial,
         vectorized=evaluator.vectorized,
         last_draw_step=last_draw_step,
+        graph=evaluator.graphs.status if evaluator.vectorized else "eager",
     )
 
 

@@ -47,6 +47,7 @@ def estimate_llc(
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
+    graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
@@ -95,6 +96,12 @@ def estimate_llc(
         sequential loop (same statistics) for modules vmap cannot run.
     chain_chunk_size : int, optional
         At most this many chains per vmapped call, to bound memory.
+    graph : True, False or "auto"
+        Evaluate the vmapped chains through a traced ``torch.fx`` graph of the loss and its
+        gradient (10–40% faster per step). "auto" traces once the time spent on models of this
+        architecture would have paid for the trace (so sweeps and calibration gain, one short
+        run does not); the graph is reused by later runs and checked against eager evaluation
+        at the first step of each. ``result.config["graph"]`` says which ran.
     on_start : callable, optional
         ``on_start(init_loss, nbeta)`` once L(w*) is known, before the first step (live views
         use it to draw running estimates as draws arrive).
@@ -122,7 +129,7 @@ def estimate_llc(
         num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
         num_steps_bw_draws=num_steps_bw_draws, batch_size=batch_size, sampler=sampler, seed=seed, device=device,
         on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize, chain_chunk_size=chain_chunk_size,
-        on_start=on_start,
+        graph=graph, on_start=on_start,
     )
     return results["params"]
 
@@ -149,6 +156,7 @@ def estimate_llc_selections(
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
+    graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
@@ -178,6 +186,8 @@ def estimate_llc_selections(
         raise ValueError(f"num_burnin_steps must be >= 0, got {num_burnin_steps!r}.")
     if vectorize not in (True, False, "auto"):
         raise ValueError(f"vectorize must be True, False or 'auto', got {vectorize!r}.")
+    if graph not in (True, False, "auto"):
+        raise ValueError(f"graph must be True, False or 'auto', got {graph!r}.")
     if not selections:
         raise ValueError("selections is empty: name at least one selection of weights to sample.")
     chosen_sampler = get_sampler(sampler)
@@ -211,6 +221,7 @@ def estimate_llc_selections(
         progress=progress,
         vectorize=vectorize,
         chain_chunk_size=chain_chunk_size,
+        graph=graph,
     )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
@@ -231,6 +242,7 @@ def estimate_llc_selections(
             "params": [_describe_param(n, selection) for n in selection.names],
             "num_params": num_moving,
             "vectorized": run.vectorized,
+            "graph": run.graph,
         }
         if len(resolved) > 1:
             config["selection"] = name

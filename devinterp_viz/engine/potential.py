@@ -63,7 +63,7 @@ class FlatLoss:
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, selection: Selection, device: torch.device):
-        self._model, self._loss_fn = model, loss_fn
+        self.model, self.loss_fn = model, loss_fn
         named = dict(model.named_parameters())
         dtypes = {named[n].dtype for n in selection.names}
         if len(dtypes) != 1:
@@ -92,11 +92,12 @@ class FlatLoss:
         self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum().item())
         slots = _slots(model)
         self._selected_slots = [slots[n] for n in self.names]
-        self._frozen = [(slot, tensor) for n, tensor in frozen.items() for slot in slots[n]]
+        self.frozen_tensors = list(frozen.values())
+        self._frozen_slots = [slots[n] for n in frozen]
         self._vmapped: dict[tuple, Callable] = {}
         # vmap's "different" randomness mode doubles its per-call cost, so it is used only once
         # the model turns out to draw random numbers (dropout in train mode)
-        self._randomness = "error"
+        self.randomness = "error"
 
     def flat_mask(self, selection: Selection) -> torch.Tensor:
         """1.0 where ``selection`` (a subset of this loss's selection) moves, in the flat layout; shape (n,)."""
@@ -110,30 +111,31 @@ class FlatLoss:
                 parts.append(torch.ones(size, device=self.w_star.device, dtype=self.dtype))
         return torch.cat(parts)
 
-    def __call__(self, flat: torch.Tensor, batch: Any) -> torch.Tensor:
-        """Loss at one flat weight vector (n,) on one batch."""
-        swaps = list(self._frozen)
+    def __call__(self, flat: torch.Tensor, batch: Any, frozen: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Loss at one flat weight vector (n,) on one batch; ``frozen`` replaces :attr:`frozen_tensors`."""
+        tensors = self.frozen_tensors if frozen is None else frozen
+        swaps = [(slot, tensor) for slots, tensor in zip(self._frozen_slots, tensors) for slot in slots]
         for slots, piece, shape in zip(self._selected_slots, flat.split(self.sizes), self.shapes):
             swaps.extend((slot, piece.view(shape)) for slot in slots)
         originals = [(table, key, table[key]) for (table, key), _ in swaps]
         try:
             for (table, key), tensor in swaps:
                 table[key] = tensor
-            return self._loss_fn(self._model, batch)
+            return self.loss_fn(self.model, batch)
         finally:
             for table, key, tensor in originals:
                 table[key] = tensor
 
     def _vmapped_on_leaves(self, spec, shared_batch: bool) -> Callable:
         """``vmap`` of the loss over (flat, *batch leaves), built once per batch structure ``spec``."""
-        key = (spec, shared_batch, self._randomness)
+        key = (spec, shared_batch, self.randomness)
         if key not in self._vmapped:
 
             def on_leaves(flat, *leaves):
                 return self(flat, tree_unflatten(list(leaves), spec))
 
             in_dims = (0,) + (None if shared_batch else 0,) * spec.num_leaves
-            self._vmapped[key] = vmap(on_leaves, in_dims=in_dims, randomness=self._randomness)
+            self._vmapped[key] = vmap(on_leaves, in_dims=in_dims, randomness=self.randomness)
         return self._vmapped[key]
 
     def value_and_grad(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,9 +170,9 @@ class FlatLoss:
                 try:
                     value = fn(chunk, *chunk_leaves)
                 except RuntimeError as err:
-                    if self._randomness != "error" or "randomness" not in str(err):
+                    if self.randomness != "error" or "randomness" not in str(err):
                         raise
-                    self._randomness = "different"  # each chain draws its own random numbers
+                    self.randomness = "different"  # each chain draws its own random numbers
                     return self.batched_value_and_grad(flats, batch, shared_batch=shared_batch, chunk_size=chunk_size)
                 (grad,) = torch.autograd.grad(value.sum(), chunk)
             values.append(value.detach())
