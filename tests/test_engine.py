@@ -183,6 +183,20 @@ def test_models_that_draw_random_numbers_still_run_vectorised(regression_data):
     assert res.config["vectorized"] and np.isfinite(res.loss_trace).all()
 
 
+def test_models_that_draw_random_numbers_are_reproducible_and_leave_the_users_stream_alone(regression_data):
+    # dropout draws from torch's default generator: the estimate seeds it from seed= and restores it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.2), nn.Linear(16, 1)).train()
+    users_stream = torch.get_rng_state()
+    a = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, **FAST)
+    assert torch.equal(torch.get_rng_state(), users_stream)
+    b = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, **FAST)
+    c = dvz.estimate_llc(model, regression_data, mse_loss, seed=4, **FAST)
+    np.testing.assert_array_equal(a.loss_trace, b.loss_trace)
+    assert a.init_loss == b.init_loss and a.init_loss != c.init_loss  # L(w*) too is drawn with dropout
+    assert not np.allclose(a.loss_trace[:, 1:], c.loss_trace[:, 1:])
+
+
 def test_tied_weights_move_together(regression_data):
     # A weight used twice (as GPT-2 ties its embedding and unembedding) is one parameter: the
     # loss at w must be the loss of the model with that one tensor set to w, at both uses.

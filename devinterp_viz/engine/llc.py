@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +20,7 @@ from devinterp_viz.engine.samplers import RMSPROP_EPS, Hyper, get_sampler
 from devinterp_viz.engine.selection import ParamSpec, resolve_selection
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
+MODEL_RNG_STREAM = 1  # seeds the model's own random ops: [seed, 1], apart from the chains' streams
 
 
 def default_nbeta(batch_size: int) -> float:
@@ -196,7 +199,6 @@ def estimate_llc_selections(
     union = resolved if len(resolved) == 1 else {"union": resolve_selection(model, list(selections.values()))}
     source = make_batches(data, batch_size, target)
     flat_loss = FlatLoss(model, loss_fn, next(iter(union.values())), target)
-    init_loss = evaluate_init_loss(flat_loss, source, seed)
     used_nbeta = float(nbeta) if nbeta is not None else default_nbeta(source.batch_size)
     masks = [flat_loss.flat_mask(sel) for sel in resolved.values()]
     if len(masks) == 1:
@@ -204,25 +206,27 @@ def estimate_llc_selections(
     else:
         row_mask = torch.stack(masks).repeat_interleave(num_chains, dim=0)
     hyper = Hyper(float(lr), used_nbeta, float(localization), flat_loss.w_star, row_mask)
-    if on_start is not None:
-        on_start(init_loss, used_nbeta)
-    run = run_chains(
-        flat_loss,
-        chosen_sampler,
-        hyper,
-        source,
-        num_chains=num_chains * len(resolved),
-        num_draws=num_draws,
-        num_burnin_steps=num_burnin_steps,
-        num_steps_bw_draws=num_steps_bw_draws,
-        seed=seed,
-        on_draw=on_draw,
-        stop=stop,
-        progress=progress,
-        vectorize=vectorize,
-        chain_chunk_size=chain_chunk_size,
-        graph=graph,
-    )
+    with seeded_model_randomness(seed, target):
+        init_loss = evaluate_init_loss(flat_loss, source, seed)
+        if on_start is not None:
+            on_start(init_loss, used_nbeta)
+        run = run_chains(
+            flat_loss,
+            chosen_sampler,
+            hyper,
+            source,
+            num_chains=num_chains * len(resolved),
+            num_draws=num_draws,
+            num_burnin_steps=num_burnin_steps,
+            num_steps_bw_draws=num_steps_bw_draws,
+            seed=seed,
+            on_draw=on_draw,
+            stop=stop,
+            progress=progress,
+            vectorize=vectorize,
+            chain_chunk_size=chain_chunk_size,
+            graph=graph,
+        )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
         rows = slice(index * num_chains, (index + 1) * num_chains)
@@ -258,6 +262,24 @@ def estimate_llc_selections(
             free_diffusion=_free_diffusion(sampler, num_moving, lr, run.last_draw_step),
         )
     return results
+
+
+@contextmanager
+def seeded_model_randomness(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the generator the model's own random ops (dropout) draw from, and restore it after.
+
+    Random ops inside the model use torch's default generator of ``device`` (under vmap too), so
+    seeding it from ``seed`` makes such models reproducible, and the fork leaves the user's own
+    random stream where it was.
+    """
+    model_seed = int(np.random.SeedSequence([seed, MODEL_RNG_STREAM]).generate_state(1)[0])
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(model_seed)
+        if cuda:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            torch.cuda.default_generators[index].manual_seed(model_seed)
+        yield
 
 
 def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> float:
