@@ -91,3 +91,23 @@ def test_scores_and_attention_of_the_zoo_transformer_line_up_with_the_heads(swee
         HeadClusterWidget(sweep, scores={"induction": np.zeros(5)})
     with pytest.raises(ValueError, match="one \\(query, key\\) pattern per head"):
         HeadClusterWidget(sweep, attention=np.zeros((3, 4, 4)))
+
+
+def test_the_normalisation_switch_refits_the_signatures_and_reclusters(sweep):
+    widget = HeadClusterWidget(sweep, normalize=None)
+    assert widget.normalize == "none" and widget.can_renormalize
+    for trait, mode in (("zscore", "zscore"), ("max", "max"), ("none", None)):
+        widget.normalize = trait
+        signatures = dvz.HeadSignatures(normalize=mode).fit(sweep)
+        assert widget.data["normalize"] == str(mode)
+        np.testing.assert_allclose(widget.data["normalized"].reshape(8, -1), signatures.signatures_.astype(np.float32))
+        np.testing.assert_array_equal(widget.clusters["labels"], dvz.HeadClustering().fit(signatures).labels_)
+    with pytest.raises(traitlets.TraitError, match="normalize must be one of"):
+        widget.normalize = "softmax"
+
+
+def test_a_widget_built_from_signatures_cannot_switch_normalisation(sweep):
+    widget = HeadClusterWidget(signatures=dvz.HeadSignatures(normalize="zscore").fit(sweep))
+    assert widget.normalize == "zscore" and not widget.can_renormalize
+    with pytest.raises(traitlets.TraitError, match="build it from the head sweep"):
+        widget.normalize = "max"

@@ -20,8 +20,9 @@ class HeadClusterWidget(DvzWidget):
     by cluster; the behavioural scores beside each head's cluster; and, for the selected head,
     its curve under every distribution, its scores and its attention pattern on a probe
     sequence. Clicking a head in any view selects it everywhere (the ``selected_head`` trait).
-    The number of clusters and the distribution switch recluster in Python
-    (:class:`devinterp_viz.HeadClustering` on the chosen signatures).
+    The number of clusters, the distribution switch and the normalisation of the curves
+    recluster in Python (:class:`devinterp_viz.HeadSignatures` and
+    :class:`devinterp_viz.HeadClustering` on the chosen signatures).
 
     Parameters
     ----------
@@ -43,7 +44,7 @@ class HeadClusterWidget(DvzWidget):
     tokens : sequence, optional
         The probe sequence's tokens (axis labels of the attention pattern).
     normalize : {"max", "zscore", None}
-        For signatures fitted from ``sweep``.
+        For signatures fitted from ``sweep`` (the ``normalize`` trait; None = "none").
     method, max_clusters, random_state
         Of the :class:`HeadClustering` used when reclustering.
 
@@ -55,6 +56,10 @@ class HeadClusterWidget(DvzWidget):
         Number of clusters; 0 = the silhouette score's suggestion.
     distribution : str, default "all"
         Cluster on the signatures under this distribution only ("all" = all concatenated).
+    normalize : {"max", "zscore", "none"}, default "max"
+        How each head's curves are scaled before clustering: by their maximum, to zero mean and
+        unit variance, or not at all (raw refined LLCs: heads that grow more stand apart).
+        Switchable only for a widget built from a sweep (``can_renormalize``).
     data : dict (read-only)
         ``heads``, ``steps``, ``distributions``, ``curves`` and ``normalized`` (heads,
         distributions, checkpoints), ``scores`` {``names``, ``values`` (scores, heads)},
@@ -66,17 +71,19 @@ class HeadClusterWidget(DvzWidget):
     """
 
     _view = traitlets.Unicode("HeadClusterWidget").tag(sync=True)
-    _read_only = ("data", "clusters", "error", "can_recluster")
-    _extra_kwargs = ("sweep", "signatures", "clustering", "scores", "attention", "tokens", "normalize", "method",
+    _read_only = ("data", "clusters", "error", "can_recluster", "can_renormalize")
+    _extra_kwargs = ("sweep", "signatures", "clustering", "scores", "attention", "tokens", "method",
                      "max_clusters", "random_state")
 
     selected_head = traitlets.Unicode("").tag(sync=True)
     n_clusters = traitlets.Int(0).tag(sync=True)
     distribution = traitlets.Unicode("all").tag(sync=True)
+    normalize = traitlets.Unicode("max").tag(sync=True)
     data = PackedTrait()
     clusters = PackedTrait()
     error = traitlets.Unicode("").tag(sync=True)
     can_recluster = traitlets.Bool(True).tag(sync=True)
+    can_renormalize = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, sweep: Any = None, *, signatures: Any = None, clustering: Any = None, scores: Mapping | None = None,
                  attention: Any = None, tokens: Any = None, normalize: str | None = "max", method: str = "agglomerative",
@@ -87,6 +94,7 @@ class HeadClusterWidget(DvzWidget):
             raise TypeError("HeadClusterWidget needs a head sweep or fitted signatures (one of them)")
         self.signatures = signatures if signatures is not None else HeadSignatures(normalize=normalize).fit(sweep)
         self.sweep = sweep
+        traits["normalize"] = _NORMALIZE_NAMES.get(getattr(self.signatures, "normalize", None), "none")
         self.method = getattr(clustering, "method", method)
         self.max_clusters = getattr(clustering, "max_clusters", max_clusters)
         self.random_state = getattr(clustering, "random_state", random_state)
@@ -95,16 +103,19 @@ class HeadClusterWidget(DvzWidget):
         self._scores = _head_scores(scores, len(heads))
         self._attention = _attention(attention, len(heads))
         super().__init__(**traits)
+        self.set_trait("can_renormalize", sweep is not None)
         if self.distribution != "all" and self.distribution not in self.signatures.distributions_:
             raise ValueError(f"distribution {self.distribution!r} is not in the signatures; they have {self.signatures.distributions_}")
         if self.selected_head and self.selected_head not in heads:
             raise ValueError(f"selected_head {self.selected_head!r} is not one of the heads {heads}")
+        self._tokens = tokens
         self.data = self._panel_data(tokens)
         if clustering is not None and self.n_clusters == 0 and self.distribution == "all":
             self._show(clustering, suggested=clustering.n_clusters_ if clustering.n_clusters is None else None)
         else:
             self.recluster()
         self.observe(lambda change: self.recluster(), names=["n_clusters", "distribution"])
+        self.observe(lambda change: self._renormalize(), names=["normalize"])
 
     @property
     def heads(self) -> list[str]:
@@ -130,6 +141,19 @@ class HeadClusterWidget(DvzWidget):
             raise traitlets.TraitError(f"distribution must be 'all' or one of {self.signatures.distributions_}")
         return proposal.value
 
+    @traitlets.validate("normalize")
+    def _valid_normalize(self, proposal: Any) -> str:
+        value = proposal.value
+        if value not in _NORMALIZE_NAMES.values():
+            raise traitlets.TraitError(f"normalize must be one of {sorted(_NORMALIZE_NAMES.values())}, got {value!r}")
+        fitted = _NORMALIZE_NAMES.get(getattr(getattr(self, "signatures", None), "normalize", None), "none")
+        if hasattr(self, "sweep") and self.sweep is None and value != fitted:
+            raise traitlets.TraitError(
+                "this widget was built from fitted signatures; build it from the head sweep "
+                "(HeadClusterWidget(sweep)) to switch the normalisation"
+            )
+        return value
+
     # ------------------------------------------------------------ clustering
     def features(self) -> np.ndarray:
         """The signatures clustered now: all distributions concatenated, or one distribution's."""
@@ -152,6 +176,17 @@ class HeadClusterWidget(DvzWidget):
         self.clustering = fitted
         self._show(fitted, suggested=fitted.n_clusters_ if not self.n_clusters else None)
         return fitted
+
+    def _renormalize(self) -> None:
+        """Refit the signatures from the sweep with the chosen normalisation, then recluster."""
+        from devinterp_viz.analysis.heads import HeadSignatures
+
+        mode = {name: key for key, name in _NORMALIZE_NAMES.items()}[self.normalize]
+        if getattr(self.signatures, "normalize", None) == mode:
+            return
+        self.signatures = HeadSignatures(normalize=mode, distributions=self.signatures.distributions_).fit(self.sweep)
+        self.data = self._panel_data(self._tokens)
+        self.recluster()
 
     def _show(self, fitted: Any, suggested: int | None) -> None:
         from scipy.cluster.hierarchy import dendrogram
@@ -196,6 +231,9 @@ class HeadClusterWidget(DvzWidget):
     def cluster_of(self, head: str | None = None) -> int:
         """Cluster label of a head (default: the selected one)."""
         return int(self.clustering.labels_[self.head_index(head)])
+
+
+_NORMALIZE_NAMES = {"max": "max", "zscore": "zscore", None: "none"}  # HeadSignatures' value -> trait value
 
 
 def _head_scores(scores: Mapping | None, heads: int) -> dict[str, np.ndarray]:

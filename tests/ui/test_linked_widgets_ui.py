@@ -235,6 +235,14 @@ def test_clicking_a_head_anywhere_selects_it_in_every_view(lab, page):
         page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '2'")
         assert kernel_eval(client, "w.clustering.n_clusters_") == 2
         shot(page, "heads-02-two-clusters")
+        # raw curves instead of max-normalised ones: Python refits the signatures, the heatmap
+        # shows refined LLCs above 1 (max-normalised rows never exceed 1)
+        heatmap_max = f"Math.max(...{q(HEADS + ' [data-dvz-role=heatmap]')}.data[0].z.flat().filter((v) => v !== null))"
+        assert page.evaluate(heatmap_max) <= 1.0 + 1e-6
+        page.select_option(f"{HEADS} [data-dvz-role='normalize']", "none")
+        assert wait_python(client, "w.signatures.normalize is None", lambda v: v is True)
+        page.wait_for_function(f"{heatmap_max} > 1.01")
+        shot(page, "heads-03-raw-curves")
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()

@@ -21,6 +21,13 @@ export function renderHeads({ model, el }) {
   // ------------------------------------------------------------------ layout
   const kSelect = h("select", { role: "n-clusters", title: "number of clusters" });
   const distSelect = h("select", { role: "distribution", title: "cluster on the signatures under this data distribution" });
+  const normSelect = h(
+    "select",
+    { role: "normalize", title: "how each head's curves are scaled before clustering" },
+    h("option", { value: "max" }, "÷ max"),
+    h("option", { value: "zscore" }, "z-score"),
+    h("option", { value: "none" }, "raw rLLC"),
+  );
   const info = h("span", { class: "dvz-muted dvz-small", role: "cluster-info" });
   const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
   const multiples = h("div", { class: "dvz-multiples", role: "multiples" });
@@ -35,7 +42,7 @@ export function renderHeads({ model, el }) {
   const root = h(
     "div",
     { class: "dvz-panelbox dvz-heads" },
-    h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "Attention heads"), h("label", {}, "clusters ", kSelect), h("label", {}, "data ", distSelect), info),
+    h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "Attention heads"), h("label", {}, "clusters ", kSelect), h("label", {}, "data ", distSelect), h("label", {}, "curves ", normSelect), info),
     errorBox,
     h(
       "div",
@@ -296,6 +303,9 @@ export function renderHeads({ model, el }) {
     const live = !isStatic && model.get("can_recluster");
     kSelect.disabled = !live;
     distSelect.disabled = !live;
+    normSelect.value = model.get("normalize");
+    normSelect.disabled = !live || !model.get("can_renormalize");
+    normSelect.title = normSelect.disabled && !isStatic ? "built from fitted signatures: pass the head sweep to switch" : "how each head's curves are scaled before clustering";
     info.textContent = `${H()} heads · ${clusters.n_clusters ?? "?"} clusters (${clusters.embedding_method === "umap" ? "UMAP" : "PCA"} embedding)${isStatic ? " · snapshot: reclustering needs the kernel" : ""}`;
     const error = model.get("error");
     errorBox.hidden = !error;
@@ -303,6 +313,7 @@ export function renderHeads({ model, el }) {
   }
   kSelect.addEventListener("change", () => sync.now("n_clusters", Number(kSelect.value)));
   distSelect.addEventListener("change", () => sync.now("distribution", distSelect.value));
+  normSelect.addEventListener("change", () => sync.now("normalize", normSelect.value));
 
   function drawAll() {
     data = decode(model.get("data")) || {};
@@ -322,7 +333,7 @@ export function renderHeads({ model, el }) {
     disposers.push(() => names.split(" ").forEach((name) => model.off(`change:${name}`, fn)));
   };
   on("data clusters", drawAll);
-  on("error n_clusters distribution can_recluster", drawControls);
+  on("error n_clusters distribution normalize can_recluster can_renormalize", drawControls);
   on("selected_head", () => {
     const name = model.get("selected_head");
     if (name !== selected) {
