@@ -44,6 +44,7 @@ def test_a_traced_graph_gives_the_same_chains_as_eager_evaluation(trained_mlp, r
     eager = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=False, **FAST)
     traced = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=True, **FAST)
     assert eager.config["graph"] == "eager" and traced.config["graph"] == "graph"
+    assert isinstance(next(iter(graph._CACHE.values())).graph, torch.jit.ScriptModule)  # run without Python
     np.testing.assert_allclose(traced.loss_trace, eager.loss_trace, rtol=1e-6, atol=0)
     np.testing.assert_allclose(traced.distance_trace, eager.distance_trace, rtol=1e-6, atol=0)
     assert_unchanged(trained_mlp, before)
@@ -142,8 +143,9 @@ def test_models_that_draw_random_numbers_are_not_traced(regression_data, count_t
 
 
 def test_auto_traces_once_eager_steps_would_have_paid_for_it(trained_mlp, regression_data, monkeypatch, count_traces):
-    # ski rental: trace when GRAPH_SAVING × eager time ≥ GRAPH_TRACE_STEPS × step time (+ the
-    # first import), i.e. here after 0.5 × 10 / 0.2 = 25 eager steps
+    # trace when GRAPH_SAVING × (eager time so far + the run's remaining steps) pays for
+    # GRAPH_TRACE_STEPS steps (+ the first import): a 10-step run alone gives 0.2 × 10 = 2 < 5
+    # steps; a 40-step run after it 0.2 × (10 + 40) = 10 ≥ 5
     monkeypatch.setattr(graph, "GRAPH_IMPORT_SECONDS", 0.0)
     monkeypatch.setattr(graph, "GRAPH_TRACE_STEPS", 5)
     monkeypatch.setattr(graph, "GRAPH_SAVING", 0.2)
@@ -153,6 +155,18 @@ def test_auto_traces_once_eager_steps_would_have_paid_for_it(trained_mlp, regres
     assert longer.config["graph"] == "graph" and len(count_traces) == 1
     eager = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=False, **{**FAST, "num_draws": 40})
     np.testing.assert_allclose(longer.loss_trace, eager.loss_trace, rtol=1e-6, atol=0)
+
+
+def test_without_torchscript_the_fx_graph_runs_and_gives_the_same_chains(trained_mlp, regression_data, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("torch.jit is not available")
+
+    monkeypatch.setattr(torch.jit, "trace", unavailable)
+    traced = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=True, **FAST)
+    eager = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=False, **FAST)
+    assert traced.config["graph"] == "graph"
+    assert isinstance(next(iter(graph._CACHE.values())).graph, torch.fx.GraphModule)
+    np.testing.assert_allclose(traced.loss_trace, eager.loss_trace, rtol=1e-6, atol=0)
 
 
 def test_auto_never_traces_a_single_short_run(trained_mlp, regression_data, count_traces):

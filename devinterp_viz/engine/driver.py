@@ -165,11 +165,11 @@ class _Evaluator:
     """Losses and gradients of all chains: vectorised when possible (through a traced graph when
     it pays), else one chain at a time."""
 
-    def __init__(self, flat_loss: FlatLoss, vectorize: bool | str, chunk_size: int | None, graph: bool | str):
+    def __init__(self, flat_loss: FlatLoss, vectorize: bool | str, chunk_size: int | None, graph: bool | str, steps: int):
         self.flat_loss = flat_loss
         self.mode = vectorize
         self.chunk_size = chunk_size
-        self.graphs = GraphRunner(flat_loss, graph)
+        self.graphs = GraphRunner(flat_loss, graph, planned_steps=steps)
 
     @property
     def vectorized(self) -> bool:
@@ -266,7 +266,7 @@ def run_chains(
     dim = hyper.w_star.numel()
     total_steps = num_burnin_steps + num_draws * num_steps_bw_draws
     streams = ChainStreams(seed, num_chains, dim, hyper.w_star.dtype, device, source, noise_draws=total_steps + 1)
-    evaluator = _Evaluator(flat_loss, vectorize, chain_chunk_size, graph)
+    evaluator = _Evaluator(flat_loss, vectorize, chain_chunk_size, graph, total_steps)
     state = sampler.init(hyper.w_star.expand(num_chains, dim).clone(), streams.noise(), hyper)
     losses = torch.full((num_chains, num_draws), float("nan"), dtype=hyper.w_star.dtype, device=device)
     mala = torch.full_like(losses, float("nan"))

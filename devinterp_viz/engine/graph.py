@@ -16,14 +16,16 @@ from torch import nn
 from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-# A traced graph runs the same aten ops as eager vmap + autograd without their per-op Python
-# and batching-rule overhead: measured 23% faster per step on bench/llc_speed.py's MLP, 40% on
-# its deep linear network and 11% on the zoo transformer (torch 2.13, 1 CPU thread). Tracing
-# costs about GRAPH_TRACE_STEPS eager steps, plus GRAPH_IMPORT_SECONDS the first time in a
-# process (make_fx imports torch._inductor). "auto" therefore traces like ski rental: once the
-# time a model's architecture has spent in eager steps, times the saving, would have paid for it.
-GRAPH_SAVING = 0.2
-GRAPH_TRACE_STEPS = 60
+# A traced graph runs the same aten ops as eager vmap + autograd without their per-op batching
+# rules, autograd bookkeeping and (run as TorchScript) Python between ops: measured 50% faster
+# per step on bench/llc_speed.py's MLP, 70% on its deep linear network and 13% on the zoo
+# transformer (torch 2.13, 1 CPU thread; bench/llc_breakdown.py). Tracing costs about
+# GRAPH_TRACE_STEPS eager steps, plus GRAPH_IMPORT_SECONDS the first time in a process (make_fx
+# imports torch._inductor). "auto" traces once the time a model's architecture has spent in eager
+# steps plus what the run in progress still has to do, times a conservative GRAPH_SAVING, pays
+# for that: one short run stays eager, a sweep or a long run gets the graph.
+GRAPH_SAVING = 0.3
+GRAPH_TRACE_STEPS = 80
 GRAPH_IMPORT_SECONDS = 1.5
 GRAPH_CACHE_SIZE = 16  # architectures kept per process, least recently used dropped
 
@@ -126,11 +128,14 @@ class GraphRunner:
     flat_loss : FlatLoss
     mode : True, False or "auto"
         Trace after the first (eager) step (True), never (False), or once it pays (see GRAPH_SAVING).
+    planned_steps : int
+        Evaluations the run will ask for (what tracing now would speed up).
     """
 
-    def __init__(self, flat_loss, mode: bool | str):
+    def __init__(self, flat_loss, mode: bool | str, planned_steps: int = 0):
         self.flat_loss = flat_loss
         self.mode = mode
+        self.planned_steps = planned_steps
         self.status = "eager"
         self._key = architecture_key(flat_loss.model, flat_loss.loss_fn) if mode is not False else None
         self._verified: set[int] = set()
@@ -193,7 +198,8 @@ class GraphRunner:
         cost = GRAPH_TRACE_STEPS * step_seconds
         if "torch._inductor.config" not in sys.modules:
             cost += GRAPH_IMPORT_SECONDS
-        return GRAPH_SAVING * entry.eager_seconds >= cost
+        remaining = max(0, self.planned_steps - self._eager_steps) * step_seconds
+        return GRAPH_SAVING * (entry.eager_seconds + remaining) >= cost
 
     def _trace(self, entry: _Entry, flats, leaves, spec, shared) -> None:
         from torch.fx.experimental.proxy_tensor import make_fx
@@ -203,11 +209,12 @@ class GraphRunner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # fake tensors: data-dependent Python control flow raises instead of being baked in
-                entry.graph = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(
-                    flats, *self.flat_loss.frozen_tensors, *leaves
-                )
+                inputs = (flats, *self.flat_loss.frozen_tensors, *leaves)
+                traced = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
         except Exception as err:  # any model make_fx cannot trace runs eagerly, as before
             entry.refused = f"cannot be traced ({type(err).__name__})"
+            return
+        entry.graph = _without_python_between_ops(traced, inputs)
 
     def _verify(self, entry: _Entry, graph: Callable, flats, leaves, eager: Eager):
         expected = eager()
@@ -222,6 +229,27 @@ class GraphRunner:
         self._verified.add(id(entry))
         self.status = "graph"
         return expected
+
+
+def _without_python_between_ops(graph: Callable, inputs: tuple) -> Callable:
+    """The fx graph as TorchScript, whose interpreter runs the ops back to back in C++.
+
+    Calling an fx graph's ops one by one from Python costs a few microseconds each, which is
+    a third of a small model's step. torch.jit is deprecated in favour of torch.compile, but
+    compiling with inductor takes seconds per architecture, more than the short runs here save;
+    TorchScript takes milliseconds. Where torch.jit fails or is gone, the fx graph runs as is.
+    Two calls here let TorchScript's profiling executor settle, so the first step's check
+    against eager evaluation sees the code that the later steps run.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deprecation notice: users cannot act on it
+            script = torch.jit.trace(graph, inputs, check_trace=False)
+            for _ in range(2):
+                script(*inputs)
+        return script
+    except Exception:
+        return graph
 
 
 def _value_and_grad_on_inputs(flat_loss, spec, shared: bool) -> Callable:
