@@ -189,3 +189,11 @@ def test_a_sweep_traces_once_and_gives_the_eager_numbers(tmp_path, count_traces)
     reused = dvz.sweep_llc(traj, make_model(), data, mse, graph=True, store=store, progress=False, **SWEEP_SETTINGS)
     assert len(count_traces) == 1  # nothing was sampled again
     np.testing.assert_array_equal(reused.llc_mean, eager.llc_mean)
+
+
+def test_full_batch_runs_share_one_batch_in_the_graph_too(trained_mlp, regression_data):
+    full = {**FAST, "batch_size": len(regression_data[0])}
+    traced = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=True, **full)
+    eager = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=False, **full)
+    assert traced.config["graph"] == "graph"
+    np.testing.assert_allclose(traced.loss_trace, eager.loss_trace, rtol=1e-6, atol=0)
