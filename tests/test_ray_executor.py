@@ -37,3 +37,24 @@ def test_a_ray_address_that_does_not_answer_is_a_clear_error():
         RayExecutor(address=f"127.0.0.1:{port}")
     with pytest.raises(ValueError, match="not of the form host:port"):
         RayExecutor(address="nonsense")
+
+
+def test_ray_holds_only_a_window_of_prepared_tasks():
+    # each sweep task carries its checkpoint: a long sweep must not read them all before the first result
+    def _square(task):  # defined here, so Ray ships it by value (workers cannot import test modules)
+        return task * task
+
+    executor = RayExecutor(num_cpus=2, max_in_flight=2)
+    try:
+        prepared, results = [], []
+
+        def prepare(task):
+            prepared.append(task)
+            return task
+
+        for task, result in executor.run(_square, list(range(6)), {}, prepare=prepare):
+            results.append((task, result))
+            assert len(prepared) - len(results) <= 1  # the window of 2, less the one just collected
+        assert sorted(results) == [(i, i * i) for i in range(6)] and sorted(prepared) == list(range(6))
+    finally:
+        executor.close()

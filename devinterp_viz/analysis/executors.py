@@ -14,10 +14,11 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any]) -> Iterator[tuple[Task, Any]]:
-        """Yield ``(task, function(task, **shared))`` in task order."""
+    def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any],
+            prepare: Callable[[Task], Task] | None = None) -> Iterator[tuple[Task, Any]]:
+        """Yield ``(task, function(prepare(task), **shared))`` in task order, one task at a time."""
         for task in tasks:
-            yield task, function(task, **shared)
+            yield task, function(prepare(task) if prepare else task, **shared)
 
     def close(self) -> None:
         pass
@@ -35,17 +36,23 @@ class RayExecutor:
         CPUs of the local cluster (default: all).
     cpus_per_task : float
         CPUs Ray reserves for each task.
+    max_in_flight : int, optional
+        Tasks submitted but not yet collected; default twice the tasks the cluster runs at once.
+        Each submitted task carries its checkpoint, so this bounds the checkpoints held in the
+        driver and the object store, not the length of the sweep.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0,
+                 max_in_flight: int | None = None):
         try:
             import ray
         except ImportError as err:
             raise ImportError("executor='ray' needs Ray: pip install 'devinterp_viz[ray]'") from err
         self._ray = ray
         self.cpus_per_task = cpus_per_task
+        self.max_in_flight = max_in_flight
         self._started_here = False
         if address is not None and address != "auto":
             _check_reachable(address)
@@ -61,14 +68,27 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise ValueError(f"could not connect to the Ray cluster at {address!r}: {err}") from err
 
-    def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any]) -> Iterator[tuple[Task, Any]]:
-        """Submit every task, then yield ``(task, result)`` in the order they finish."""
+    def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any],
+            prepare: Callable[[Task], Task] | None = None) -> Iterator[tuple[Task, Any]]:
+        """Yield ``(task, function(prepare(task), **shared))`` in the order the tasks finish.
+
+        ``prepare`` (e.g. reading the task's checkpoint) runs in this process just before a task
+        is submitted; at most ``max_in_flight`` tasks are submitted and not yet yielded.
+        """
         ray = self._ray
         remote = ray.remote(num_cpus=self.cpus_per_task)(function)
         shared_refs = {name: ray.put(value) for name, value in shared.items()}
-        pending = {remote.remote(task, **shared_refs): task for task in tasks}
+        window = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_task))
+        waiting = iter(tasks)
+        pending: dict[Any, Task] = {}
         try:
-            while pending:
+            while True:
+                for task in waiting:
+                    pending[remote.remote(prepare(task) if prepare else task, **shared_refs)] = task
+                    if len(pending) >= window:
+                        break
+                if not pending:
+                    return
                 done, _ = ray.wait(list(pending), num_returns=1)
                 ref = done[0]
                 task = pending.pop(ref)

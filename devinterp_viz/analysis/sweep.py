@@ -213,11 +213,9 @@ def sweep_llc(
               "estimate_kwargs": estimate_kwargs}
     bar = tqdm(total=len(tasks), desc=f"LLC sweep ({runner.name})", disable=not show_progress(progress), leave=False)
     try:
-        payload = [(index, dist, keys, trajectory.state_dict(index) if runner.name == "ray" else None, int(trajectory.steps[index]))
+        payload = [(index, dist, keys, _LazyState(trajectory, index), int(trajectory.steps[index]))
                    for index, dist, keys in tasks]
-        if runner.name == "local":
-            payload = [(index, dist, keys, _LazyState(trajectory, index), step) for index, dist, keys, _, step in payload]
-        for (index, dist, keys, _, step), results in runner.run(_estimate_checkpoint, payload, shared):
+        for (index, dist, keys, _, step), results in runner.run(_estimate_checkpoint, payload, shared, prepare=_loaded):
             for sel, res in results.items():
                 res.config["sweep"] = {"step": step, "selection": sel, "distribution": dist}
                 if store is not None:
@@ -233,13 +231,19 @@ def sweep_llc(
 
 
 class _LazyState:
-    """A checkpoint read only when the local executor reaches it."""
+    """A checkpoint read only when its task is about to run (or, on Ray, to be submitted)."""
 
     def __init__(self, trajectory: Trajectory, index: int):
         self.trajectory, self.index = trajectory, index
 
     def load(self):
         return self.trajectory.state_dict(self.index)
+
+
+def _loaded(task):
+    """The task with its checkpoint read: what is shipped to the worker that runs it."""
+    index, dist, keys, state, step = task
+    return index, dist, keys, state.load(), step
 
 
 def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estimate_kwargs) -> dict[str, LLCResult]:
@@ -249,7 +253,6 @@ def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estima
     from devinterp_viz.engine.llc import estimate_llc_selections
 
     _, dist, _, state, _ = task
-    state = state.load() if isinstance(state, _LazyState) else state
     at_checkpoint = copy.deepcopy(model)
     at_checkpoint.load_state_dict(state)
     return estimate_llc_selections(at_checkpoint, named_data[dist], loss_fn, selections, progress=False, **estimate_kwargs)
