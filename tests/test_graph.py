@@ -44,7 +44,7 @@ def test_a_traced_graph_gives_the_same_chains_as_eager_evaluation(trained_mlp, r
     eager = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=False, **FAST)
     traced = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, graph=True, **FAST)
     assert eager.config["graph"] == "eager" and traced.config["graph"] == "graph"
-    assert isinstance(next(iter(graph._CACHE.values())).graph, torch.jit.ScriptModule)  # run without Python
+    assert isinstance(next(iter(graph._CACHE.values())).graph.script, torch.jit.ScriptModule)  # run without Python
     np.testing.assert_allclose(traced.loss_trace, eager.loss_trace, rtol=1e-6, atol=0)
     np.testing.assert_allclose(traced.distance_trace, eager.distance_trace, rtol=1e-6, atol=0)
     assert_unchanged(trained_mlp, before)

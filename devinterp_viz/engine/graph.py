@@ -238,18 +238,30 @@ def _without_python_between_ops(graph: Callable, inputs: tuple) -> Callable:
     a third of a small model's step. torch.jit is deprecated in favour of torch.compile, but
     compiling with inductor takes seconds per architecture, more than the short runs here save;
     TorchScript takes milliseconds. Where torch.jit fails or is gone, the fx graph runs as is.
-    Two calls here let TorchScript's profiling executor settle, so the first step's check
-    against eager evaluation sees the code that the later steps run.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the deprecation notice: users cannot act on it
-            script = torch.jit.trace(graph, inputs, check_trace=False)
-            for _ in range(2):
-                script(*inputs)
-        return script
+            return _Unoptimized(torch.jit.trace(graph, inputs, check_trace=False))
     except Exception:
         return graph
+
+
+class _Unoptimized:
+    """A TorchScript function run without the JIT executor's own optimisations.
+
+    The profiling executor would re-optimise it after a few calls (fusing elementwise ops on
+    a GPU), so later steps could run other code than the step checked against eager
+    evaluation; unoptimised, every step runs the traced ops, at the same speed on a CPU
+    (measured on bench/llc_speed.py's models).
+    """
+
+    def __init__(self, script: Callable):
+        self.script = script
+
+    def __call__(self, *inputs):
+        with torch.jit.optimized_execution(False):
+            return self.script(*inputs)
 
 
 def _value_and_grad_on_inputs(flat_loss, spec, shared: bool) -> Callable:
