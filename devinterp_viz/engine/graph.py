@@ -13,8 +13,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import vmap
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten
 
 # A traced graph runs the same aten ops as eager vmap + autograd without their per-op batching
 # rules, autograd bookkeeping and (run as TorchScript) Python between ops: measured 50% faster
@@ -269,16 +268,6 @@ def _value_and_grad_on_inputs(flat_loss, spec, shared: bool) -> Callable:
     num_frozen = len(flat_loss.frozen_tensors)
 
     def value_and_grad(flats, *rest):
-        frozen, leaves = list(rest[:num_frozen]), rest[num_frozen:]
-
-        def on_leaves(flat, *batch_leaves):
-            return flat_loss(flat, tree_unflatten(list(batch_leaves), spec), frozen)
-
-        in_dims = (0,) + (None if shared else 0,) * len(leaves)
-        flats = flats.detach().requires_grad_()
-        with torch.enable_grad():
-            values = vmap(on_leaves, in_dims=in_dims, randomness="error")(flats, *leaves)
-            (grads,) = torch.autograd.grad(values.sum(), flats)
-        return values.detach(), grads
+        return flat_loss.chunk_value_and_grad(flats, rest[num_frozen:], spec, shared, frozen=list(rest[:num_frozen]))
 
     return value_and_grad

@@ -127,14 +127,14 @@ class FlatLoss:
                 table[key] = tensor
 
     def _vmapped_on_leaves(self, spec, shared_batch: bool) -> Callable:
-        """``vmap`` of the loss over (flat, *batch leaves), built once per batch structure ``spec``."""
+        """``vmap`` of the loss over (flat, frozen, *batch leaves), built once per batch structure ``spec``."""
         key = (spec, shared_batch, self.randomness)
         if key not in self._vmapped:
 
-            def on_leaves(flat, *leaves):
-                return self(flat, tree_unflatten(list(leaves), spec))
+            def on_leaves(flat, frozen, *leaves):
+                return self(flat, tree_unflatten(list(leaves), spec), frozen)
 
-            in_dims = (0,) + (None if shared_batch else 0,) * spec.num_leaves
+            in_dims = (0, None) + (None if shared_batch else 0,) * spec.num_leaves
             self._vmapped[key] = vmap(on_leaves, in_dims=in_dims, randomness=self.randomness)
         return self._vmapped[key]
 
@@ -157,26 +157,36 @@ class FlatLoss:
         measurably cheaper on small models than vmapping ``torch.func.grad``.)
         """
         leaves, spec = tree_flatten(batch)
-        fn = self._vmapped_on_leaves(spec, shared_batch)
         size = flats.shape[0] if not chunk_size else chunk_size
         values, grads = [], []
         for start in range(0, flats.shape[0], size):
-            chunk = flats[start : start + size].detach().requires_grad_()
             chunk_leaves = leaves if shared_batch or size == flats.shape[0] else [x[start : start + size] for x in leaves]
-            with torch.enable_grad(), warnings.catch_warnings():
-                # torch falls back to a loop for fused CPU attention under vmap and says so every
-                # step; the result is right, and users cannot act on the message
-                warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
-                try:
-                    value = fn(chunk, *chunk_leaves)
-                except RuntimeError as err:
-                    if self.randomness != "error" or "randomness" not in str(err):
-                        raise
-                    self.randomness = "different"  # each chain draws its own random numbers
-                    return self.batched_value_and_grad(flats, batch, shared_batch=shared_batch, chunk_size=chunk_size)
-                (grad,) = torch.autograd.grad(value.sum(), chunk)
-            values.append(value.detach())
+            try:
+                value, grad = self.chunk_value_and_grad(flats[start : start + size], chunk_leaves, spec, shared_batch)
+            except RuntimeError as err:
+                if self.randomness != "error" or "randomness" not in str(err):
+                    raise
+                self.randomness = "different"  # each chain draws its own random numbers
+                return self.batched_value_and_grad(flats, batch, shared_batch=shared_batch, chunk_size=chunk_size)
+            values.append(value)
             grads.append(grad)
         if len(values) == 1:
             return values[0], grads[0]
         return torch.cat(values), torch.cat(grads)
+
+    def chunk_value_and_grad(
+        self, flats: torch.Tensor, leaves, spec, shared_batch: bool, frozen: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses (chains,) and gradients (chains, n) of stacked vectors on flat batch ``leaves``.
+
+        ``frozen`` replaces :attr:`frozen_tensors` (a traced graph takes them as inputs).
+        """
+        fn = self._vmapped_on_leaves(spec, shared_batch)
+        flats = flats.detach().requires_grad_()
+        with torch.enable_grad(), warnings.catch_warnings():
+            # torch falls back to a loop for fused CPU attention under vmap and says so every
+            # step; the result is right, and users cannot act on the message
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+            value = fn(flats, self.frozen_tensors if frozen is None else frozen, *leaves)
+            (grad,) = torch.autograd.grad(value.sum(), flats)
+        return value.detach(), grad
