@@ -32,10 +32,10 @@ from devinterp_viz.engine import (
     resolve_selection,
 )
 
+from devinterp_viz._version import __version__
 from devinterp_viz.engine.interop import from_devinterp
 from devinterp_viz.widgets import DevelopmentDashboard, HeadClusterWidget, RefinedLLCWidget, SamplerWidget
 
-__version__ = "0.1.0"
 
 __all__ = [
     "CalibrationResult",

@@ -322,7 +322,18 @@ class LLCResult:
 
     # ------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
-        """Write the result to ``path`` (a ``.npz`` file holding arrays and JSON metadata)."""
+        """Write the result to ``path`` (a ``.npz`` file holding arrays and JSON metadata), atomically.
+
+        The file is written under a temporary name in the same folder
+        (``.tmp-<pid>@<host>~<random>.npz``, so a store can tell a live writer's file from a dead
+        one's), flushed and fsynced, then renamed over ``path``: a process killed at any moment
+        leaves either the previous file or the new one, never a torn one.
+        """
+        import os
+        import re
+        import secrets
+        import socket
+
         path = Path(path)
         meta = {
             "format_version": RESULT_FORMAT_VERSION,
@@ -334,15 +345,23 @@ class LLCResult:
             "config": _jsonable(self.config),
             "diagnostics": self.diagnostics.to_dict(),
         }
-        with open(path, "wb") as fh:
-            np.savez(
-                fh,
-                loss_trace=self.loss_trace,
-                llc_per_chain=self.llc_per_chain,
-                mala_trace=self.mala_trace,
-                distance_trace=self.distance_trace,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            )
+        host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+        temp = path.parent / f".tmp-{os.getpid()}@{host}~{secrets.token_hex(8)}.npz"
+        try:
+            with open(temp, "xb") as fh:  # "x": created here, with the permissions open() gives
+                np.savez(
+                    fh,
+                    loss_trace=self.loss_trace,
+                    llc_per_chain=self.llc_per_chain,
+                    mala_trace=self.mala_trace,
+                    distance_trace=self.distance_trace,
+                    meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
         return path
 
     @classmethod
