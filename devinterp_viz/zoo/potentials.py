@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import integrate
 from torch import nn
 
 
@@ -25,6 +28,10 @@ class PotentialModel(nn.Module):
     def learning_coefficient(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def localized_llc(self, nbeta: float, localization: float) -> float:  # pragma: no cover - abstract
+        """The estimator's exact target ``nβ E_p[K(w)]`` under ``p ∝ exp(−nβ K(w) − γ/2 |w|²)``, at w* = 0."""
+        raise NotImplementedError
+
 
 class GaussianPotential(PotentialModel):
     """K(w) = |w|² (regular): λ = d/2, multiplicity 1.
@@ -40,6 +47,10 @@ class GaussianPotential(PotentialModel):
 
     def learning_coefficient(self) -> float:
         return self.w.numel() / 2
+
+    def localized_llc(self, nbeta: float, localization: float) -> float:
+        """``d nβ / (2 nβ + γ)``: each coordinate is Gaussian with variance 1/(2nβ + γ)."""
+        return self.w.numel() * nbeta / (2 * nbeta + localization)
 
     def exact_sgld_llc(
         self, lr: float, nbeta: float, localization: float, draw_steps: torch.Tensor | list[int] | None = None
@@ -89,6 +100,10 @@ class SumOfPowers(PotentialModel):
     def learning_coefficient(self) -> float:
         return float((1.0 / self.powers).sum())
 
+    def localized_llc(self, nbeta: float, localization: float) -> float:
+        """A sum of one-dimensional quadratures (the coordinates are independent under p)."""
+        return sum(_power_moment(float(power), nbeta, localization) for power in self.powers)
+
 
 class NormalCrossing(PotentialModel):
     """K(w) = Π_i w_i^{2 k_i}: λ = min_i 1/(2 k_i), multiplicity = how many i reach it.
@@ -109,9 +124,54 @@ class NormalCrossing(PotentialModel):
     def learning_coefficient(self) -> float:
         return float((1.0 / self.powers).min())
 
+    def localized_llc(self, nbeta: float, localization: float) -> float:
+        """Nested quadrature of ``nβ E_p[w_1^{2k_1} w_2^{2k_2}]`` (two coordinates, γ > 0).
+
+        The inner integral over w_2 at fixed w_1 is a one-dimensional power moment with
+        coefficient ``nβ w_1^{2k_1}``; the outer one runs over w_1 within 12 prior widths.
+        """
+        if self.w.numel() != 2 or localization <= 0:
+            raise ValueError("the quadrature reference covers two coordinates with localization > 0")
+        first, second = (float(p) for p in self.powers)
+
+        def weighted(w1: float, moment: int) -> float:
+            coefficient = nbeta * abs(w1) ** first
+            inner = _power_integral(second, coefficient, localization, moment)
+            return inner * math.exp(-0.5 * localization * w1 * w1)
+
+        width = 12.0 / math.sqrt(localization)
+        options = dict(points=[0.0], limit=400, epsrel=1e-10)
+        norm = integrate.quad(weighted, -width, width, args=(0,), **options)[0]
+        mean = integrate.quad(weighted, -width, width, args=(1,), **options)[0]
+        return mean / norm
+
     def multiplicity(self) -> int:
         lam = self.learning_coefficient()
         return int(torch.isclose(1.0 / self.powers, torch.tensor(lam)).sum())
+
+
+def _power_integral(power: float, coefficient: float, localization: float, moment: int) -> float:
+    """``∫ (c w^p)^m exp(−c w^p − γ w²/2) dw`` over the real line, for m in {0, 1}.
+
+    Integrated in units of the density's own width, so narrow and wide densities are both resolved.
+    """
+    widths = [coefficient ** (-1.0 / power)] if coefficient > 0 else []
+    if localization > 0:
+        widths.append(localization**-0.5)
+    if not widths:
+        raise ValueError("the density is flat: give a positive coefficient or localization")
+    scale = min(widths)
+
+    def integrand(u: float) -> float:
+        energy = coefficient * (scale * u) ** power
+        return energy**moment * math.exp(-energy - 0.5 * localization * (scale * u) ** 2)
+
+    return scale * integrate.quad(integrand, -np.inf, np.inf, epsabs=0.0, epsrel=1e-11, limit=200)[0]
+
+
+def _power_moment(power: float, coefficient: float, localization: float) -> float:
+    """``E[c w^p]`` under ``exp(−c w^p − γ w²/2)``, as a ratio of two quadratures."""
+    return _power_integral(power, coefficient, localization, 1) / _power_integral(power, coefficient, localization, 0)
 
 
 def potential_loss(model: PotentialModel, batch: Any) -> torch.Tensor:
