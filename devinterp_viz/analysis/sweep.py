@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +11,15 @@ from typing import Any
 import numpy as np
 
 from devinterp_viz.analysis.executors import make_executor
-from devinterp_viz.analysis.store import ResultStore, code_fingerprint, data_fingerprint, result_key
-from devinterp_viz.analysis.trajectory import Trajectory, check_compatible
+from devinterp_viz.analysis.fingerprint import (
+    Fingerprint,
+    FingerprintWarning,
+    data_fingerprint,
+    model_fingerprint,
+    value_fingerprint,
+)
+from devinterp_viz.analysis.store import ResultStore, code_fingerprint, result_key
+from devinterp_viz.analysis.trajectory import Trajectory, check_compatible, state_dict_fingerprint
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.selection import HeadSelection
 
@@ -130,6 +138,7 @@ def sweep_llc(
     progress: bool = True,
     stop: threading.Event | Callable[[], bool] | None = None,
     on_result: Callable[[str, str, int, LLCResult], None] | None = None,
+    cache_key: str | None = None,
     **estimate_kwargs: Any,
 ) -> SweepResult:
     """Estimate the (refined) LLC at every checkpoint of a trajectory.
@@ -151,8 +160,13 @@ def sweep_llc(
     distributions : mapping of str to data, optional
         Named data distributions for data-refined LLC; each gets its own estimates.
     store : str, Path or ResultStore, optional
-        Folder of finished estimates: each is written as soon as its checkpoint finishes,
-        and estimates whose settings, checkpoint and data fingerprints all match are reused.
+        Folder of finished estimates: each is written as soon as its checkpoint finishes, and
+        reused only when everything it depends on matches: the settings, the checkpoint's
+        weights, the data's content (every item), the loader's sampler, ``collate_fn``,
+        ``shuffle`` and ``drop_last``, ``loss_fn``'s code with its closure and the globals it
+        reads, the template model's class code, dtypes, train/eval modes and plain attributes,
+        and this library's version. A store that cannot be written is refused before anything
+        is computed when estimates are missing from it.
     executor : {"local", "ray"}
         Run checkpoints in this process, or as Ray tasks (an existing cluster at
         ``address``, or a local cluster of ``num_cpus`` CPUs started for the sweep).
@@ -163,6 +177,12 @@ def sweep_llc(
     on_result : callable, optional
         ``on_result(selection, distribution, checkpoint_index, result)`` as estimates arrive
         (from the store or freshly computed).
+    cache_key : str, optional
+        A name for the current version of what cannot be fingerprinted (an object with no
+        readable content that ``loss_fn`` calls, an ``IterableDataset``, a generator). Without
+        it such sweeps warn (:class:`~devinterp_viz.analysis.fingerprint.FingerprintWarning`)
+        and recompute every estimate; with it they are stored and reused under that name, so
+        change it whenever that object changes. It is part of every key of the sweep.
     **estimate_kwargs
         Sampler settings for every estimate (lr, nbeta, localization, num_chains, num_draws,
         batch_size, sampler, seed, ...).
@@ -177,6 +197,9 @@ def sweep_llc(
 
     if not isinstance(trajectory, Trajectory):
         raise TypeError("trajectory must be a devinterp_viz Trajectory (e.g. Trajectory.from_folder(path)).")
+    if cache_key is not None and (not isinstance(cache_key, str) or not cache_key.strip()):
+        raise ValueError("cache_key= must be a non-empty string naming the current version of what cannot be "
+                         "fingerprinted, e.g. cache_key='tokenizer-v3'.")
     named_selections = _named_selections(model, params, selections)
     named_data = _named_distributions(data, distributions)
     check_compatible(model, trajectory.state_dict(0), where=f"checkpoint at step {trajectory.steps[0]}")
@@ -185,65 +208,158 @@ def sweep_llc(
         if forbidden in estimate_kwargs:
             raise ValueError(f"{forbidden}= is not an estimate setting of a sweep here; see sweep_llc's parameters.")
     store = ResultStore(store) if store is not None and not isinstance(store, ResultStore) else store
-    settings = {  # graph= is left out: a traced graph gives the eager numbers (checked every run)
-        **{k: v for k, v in sorted(estimate_kwargs.items()) if k != "graph"},
-        "loss_fn": code_fingerprint(loss_fn),
-        "model": f"{type(model).__qualname__}:{repr(model)}",
-    }
-    data_prints = {name: data_fingerprint(value) for name, value in named_data.items()}
+    keys = (_StoreKeys(trajectory, model, loss_fn, named_selections, named_data, estimate_kwargs, cache_key)
+            if store is not None else None)
     sweep = SweepResult(trajectory.steps, list(named_selections), list(named_data), config=dict(estimate_kwargs))
-
-    def key_of(sel: str, dist: str, index: int) -> str:
-        spec = named_selections[sel]
-        exact = data_fingerprint(spec) if isinstance(spec, Mapping) else _describe(spec)  # masks hashed whole
-        sel_settings = {**settings, "selection": exact, "selection_name": sel}
-        return result_key(sel_settings, trajectory.fingerprint(index), data_prints[dist])
 
     tasks = []
     for index in range(len(trajectory)):
         for dist in named_data:
-            keys = {sel: key_of(sel, dist, index) for sel in named_selections}
-            if store is not None and all(k in store for k in keys.values()):
-                for sel, key in keys.items():
-                    _record(sweep, sel, dist, index, store.get(key), on_result)
+            fingerprint = keys.checkpoint(index) if keys is not None else None
+            found = _stored(store, keys.of(dist, fingerprint) if keys is not None else None)
+            if found is not None:
+                for sel, res in found.items():
+                    _record(sweep, sel, dist, index, res, on_result)
             else:
-                tasks.append((index, dist, keys))
-    runner = make_executor(executor, address=address, num_cpus=num_cpus)
+                tasks.append((index, dist, _LazyState(trajectory, index, fingerprint), int(trajectory.steps[index])))
+    keyed = [task for task in tasks if keys is not None and keys.of(task[1], task[2].fingerprint) is not None]
+    if keyed:
+        store.check_writable(missing=len(keyed) * len(named_selections))
     shared = {"model": model, "loss_fn": loss_fn, "named_data": named_data, "selections": named_selections,
               "estimate_kwargs": estimate_kwargs}
-    bar = tqdm(total=len(tasks), desc=f"LLC sweep ({runner.name})", disable=not show_progress(progress), leave=False)
+    runner = make_executor(executor, address=address, num_cpus=num_cpus)
     try:
-        payload = [(index, dist, keys, _LazyState(trajectory, index), int(trajectory.steps[index]))
-                   for index, dist, keys in tasks]
-        for (index, dist, keys, _, step), results in runner.run(_estimate_checkpoint, payload, shared, prepare=_loaded):
-            for sel, res in results.items():
-                res.config["sweep"] = {"step": step, "selection": sel, "distribution": dist}
-                if store is not None:
-                    store.put(keys[sel], res)
-                _record(sweep, sel, dist, index, res, on_result)
-            bar.update(1)
-            if _stopped(stop):
-                break
+        with tqdm(total=len(tasks), desc=f"LLC sweep ({runner.name})", disable=not show_progress(progress),
+                  leave=False) as bar:
+            for (index, dist, state, step), results in runner.run(_estimate_checkpoint, tasks, shared, prepare=_loaded):
+                task_keys = keys.of(dist, state.fingerprint) if keys is not None else None
+                for sel, res in results.items():
+                    res.config["sweep"] = {"step": step, "selection": sel, "distribution": dist}
+                    if task_keys is not None:
+                        store.put(task_keys[sel], res)
+                    _record(sweep, sel, dist, index, res, on_result)
+                bar.update(1)
+                if _stopped(stop):
+                    break
     finally:
-        bar.close()
         runner.close()
     return sweep
 
 
-class _LazyState:
-    """A checkpoint read only when its task is about to run (or, on Ray, to be submitted)."""
+class _StoreKeys:
+    """The store keys of a sweep's estimates: settings, code, template model, selection, data, weights.
 
-    def __init__(self, trajectory: Trajectory, index: int):
-        self.trajectory, self.index = trajectory, index
+    Everything but the checkpoints' weights is fingerprinted once per sweep; each checkpoint's
+    weights once per sweep too (files again whenever they change on disk). Parts that cannot be
+    fingerprinted make their keys None (never reused, never stored) unless ``cache_key`` names
+    their version, and are named in a :class:`FingerprintWarning`.
+    """
+
+    def __init__(self, trajectory: Trajectory, model, loss_fn, named_selections: dict[str, Any],
+                 named_data: dict[str, Any], estimate_kwargs: dict[str, Any], cache_key: str | None):
+        self.trajectory = trajectory
+        settings, parts = _plain_settings(estimate_kwargs)
+        loss_print, model_print = code_fingerprint(loss_fn), model_fingerprint(model)
+        selection_prints = {sel: value_fingerprint(spec, f"selection {sel!r}") for sel, spec in named_selections.items()}
+        self.settings = {**settings, "loss_fn": loss_print.digest, "model": model_print.digest, "cache_key": cache_key}
+        self.selections = {sel: fp.digest for sel, fp in selection_prints.items()}
+        data_prints = {dist: data_fingerprint(value, "data" if dist == "data" else f"distribution {dist!r}")
+                       for dist, value in named_data.items()}
+        self.data = {dist: fp.digest for dist, fp in data_prints.items()}
+        shared_opaque = [item for fp in (*parts, loss_print, model_print, *selection_prints.values()) for item in fp.opaque]
+        self.usable = {dist: cache_key is not None or not (shared_opaque or fp.opaque) for dist, fp in data_prints.items()}
+        opaque = shared_opaque + [item for fp in data_prints.values() for item in fp.opaque]
+        if opaque and cache_key is None:
+            _warn_opaque(opaque)
+        self._checkpoints: dict[int, str] = {}
+
+    def checkpoint(self, index: int) -> str:
+        if index not in self._checkpoints:
+            self._checkpoints[index] = self.trajectory.fingerprint(index)
+        return self._checkpoints[index]
+
+    def of(self, dist: str, checkpoint: str | None) -> dict[str, str] | None:
+        """``{selection: key}`` of one checkpoint under one distribution; None when not keyable."""
+        if not self.usable[dist] or checkpoint is None:
+            return None
+        return {sel: result_key({**self.settings, "selection": exact, "selection_name": sel}, checkpoint, self.data[dist])
+                for sel, exact in self.selections.items()}
+
+
+def _plain_settings(estimate_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[Fingerprint]]:
+    """Sampler settings as JSON values; others (a device, a tensor) replaced by their fingerprint."""
+    settings, prints = {}, []
+    for name, value in sorted(estimate_kwargs.items()):
+        if name == "graph":  # a traced graph gives the eager numbers (checked every run)
+            continue
+        if _is_plain(value):
+            settings[name] = value
+        else:
+            prints.append(value_fingerprint(value, f"setting {name}="))
+            settings[name] = {"fingerprint": prints[-1].digest}
+    return settings, prints
+
+
+def _is_plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _warn_opaque(opaque: list[str]) -> None:
+    names = list(dict.fromkeys(opaque))
+    shown = "; ".join(names[:5]) + (f"; and {len(names) - 5} more" if len(names) > 5 else "")
+    warnings.warn(
+        f"sweep_llc cannot fingerprint {shown}. Nothing tells whether it changed since a stored estimate was made, "
+        "so the estimates that depend on it are recomputed and not stored. Pass cache_key='<a name for its current "
+        "version>' to sweep_llc to store and reuse them (change the name whenever it changes).",
+        FingerprintWarning, stacklevel=4,
+    )
+
+
+def _stored(store: ResultStore | None, keys: dict[str, str] | None) -> dict[str, LLCResult] | None:
+    """Every selection's stored result of one checkpoint and distribution, or None if any is missing."""
+    if store is None or keys is None:
+        return None
+    found = {}
+    for sel, key in keys.items():
+        result = store.get(key)
+        if result is None:
+            return None
+        found[sel] = result
+    return found
+
+
+class _LazyState:
+    """A checkpoint read only when its task is about to run (or, on Ray, to be submitted).
+
+    ``fingerprint`` is the hash of the weights the task's store keys were made from; when the
+    checkpoint read differs (its file was rewritten after the sweep started), it becomes the
+    hash of the weights actually used, so the estimate is stored under what it was computed from.
+    """
+
+    def __init__(self, trajectory: Trajectory, index: int, fingerprint: str | None = None):
+        self.trajectory, self.index, self.fingerprint = trajectory, index, fingerprint
 
     def load(self):
-        return self.trajectory.state_dict(self.index)
+        state = self.trajectory.state_dict(self.index)
+        if self.fingerprint is not None:
+            now = state_dict_fingerprint(state)
+            if now != self.fingerprint:
+                warnings.warn(f"checkpoint {self.trajectory.source(self.index)} changed after the sweep started; its "
+                              "estimate is stored under the weights it was computed from.", FingerprintWarning, stacklevel=2)
+                self.fingerprint = now
+        return state
 
 
 def _loaded(task):
     """The task with its checkpoint read: what is shipped to the worker that runs it."""
-    index, dist, keys, state, step = task
-    return index, dist, keys, state.load(), step
+    index, dist, state, step = task
+    return index, dist, state.load(), step
 
 
 def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estimate_kwargs) -> dict[str, LLCResult]:
@@ -252,7 +368,7 @@ def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estima
 
     from devinterp_viz.engine.llc import estimate_llc_selections
 
-    _, dist, _, state, _ = task
+    _, dist, state, _ = task
     at_checkpoint = copy.deepcopy(model)
     at_checkpoint.load_state_dict(state)
     return estimate_llc_selections(at_checkpoint, named_data[dist], loss_fn, selections, progress=False, **estimate_kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,14 +53,29 @@ class Trajectory:
             )
         self._steps = np.asarray(steps, dtype=np.int64)
         self._sources = [source for _, source in checkpoints]
-        self._fingerprints: dict[int, str] = {}
+        self._file_fingerprints: dict[tuple, str] = {}
 
     @classmethod
-    def from_folder(cls, folder: str | Path, pattern: str = "*") -> Trajectory:
+    def from_folder(cls, folder: str | Path, pattern: str = "*", allow_links_outside: bool = False) -> Trajectory:
         """A trajectory of the checkpoint files in ``folder``, the step read from each file name.
 
         The step is the last number in the name (``step_000120.safetensors`` → 120). Files
         ending in .pt, .pth or .safetensors are used; other files are ignored.
+
+        Parameters
+        ----------
+        folder : str or Path
+        pattern : str
+            Glob pattern of the files inside ``folder``.
+        allow_links_outside : bool
+            Read checkpoints that are symbolic links to files outside ``folder``. Off by
+            default: such a link is refused with an error naming it.
+
+        Raises
+        ------
+        ValueError
+            When ``folder`` is not a folder, holds no checkpoint, a name has no step, or a
+            checkpoint is a link out of the folder (and ``allow_links_outside`` is False).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -68,6 +84,8 @@ class Trajectory:
         for path in sorted(folder.glob(pattern)):
             if path.suffix not in CHECKPOINT_SUFFIXES:
                 continue
+            if not allow_links_outside:
+                _check_inside(path, folder)
             match = _STEP_PATTERN.search(path.stem)
             if match is None:
                 raise ValueError(f"cannot read a training step from the file name {path.name!r}; put the step in its name.")
@@ -99,10 +117,28 @@ class Trajectory:
         return load_checkpoint(Path(source))
 
     def fingerprint(self, index: int) -> str:
-        """A hash of checkpoint ``index``'s tensors (names, shapes, dtypes and values)."""
-        if index not in self._fingerprints:
-            self._fingerprints[index] = state_dict_fingerprint(self.state_dict(index))
-        return self._fingerprints[index]
+        """A hash of checkpoint ``index``'s tensors (names, shapes, dtypes and values).
+
+        In-memory state dicts are hashed on every call (their tensors can change in place). A
+        file is hashed again whenever its size, modification time, change time or inode differ
+        from the last hash's (an overwritten or replaced file is never served an old hash).
+        """
+        source = self._sources[index]
+        if isinstance(source, Mapping):
+            return state_dict_fingerprint(source)
+        path = Path(source)
+        before = _file_identity(path)
+        if before in self._file_fingerprints:
+            return self._file_fingerprints[before]
+        value = state_dict_fingerprint(load_checkpoint(path))
+        if _file_identity(path) == before:  # not rewritten while it was read
+            self._file_fingerprints[before] = value
+        return value
+
+    def source(self, index: int) -> str:
+        """Where checkpoint ``index`` comes from: its file, or "in memory"."""
+        source = self._sources[index]
+        return "in memory" if isinstance(source, Mapping) else str(source)
 
     def model_at(self, model: nn.Module, index: int) -> nn.Module:
         """A copy of ``model`` holding checkpoint ``index``'s weights; ``model`` is not touched.
@@ -117,6 +153,26 @@ class Trajectory:
         copied = copy.deepcopy(model)
         copied.load_state_dict(state)
         return copied
+
+
+def _file_identity(path: Path) -> tuple:
+    """What changes when a file is rewritten or replaced: path, size, mtime, ctime and inode."""
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise ValueError(f"checkpoint file {path} cannot be read ({err}).") from err
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+
+def _check_inside(path: Path, folder: Path) -> None:
+    """Refuse a checkpoint that resolves (through a symbolic link) to a file outside ``folder``."""
+    target, root = path.resolve(), folder.resolve()
+    if os.path.commonpath([target, root]) != str(root):
+        raise ValueError(
+            f"{path} is a link to {target}, outside the checkpoint folder {folder}; it was not read. "
+            "Copy the file into the folder, or pass allow_links_outside=True to Trajectory.from_folder "
+            "if the link is meant."
+        )
 
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
