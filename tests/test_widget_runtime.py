@@ -11,7 +11,7 @@ from ipywidgets.embed import dependency_state
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.widgets import SamplerWidget
 from devinterp_viz.widgets import _base
-from devinterp_viz.widgets._base import DvzRuntime, bundle, bundle_is_built, shared_runtime
+from devinterp_viz.widgets._base import DvzRuntime, bundle, bundle_is_built, script_json, shared_runtime
 
 built = pytest.mark.skipif(not bundle_is_built(), reason="JS bundle not built (npm --prefix js run build)")
 
@@ -80,5 +80,5 @@ def test_without_the_built_js_widgets_say_how_to_build_it(tmp_path, monkeypatch)
 def test_save_html_inlines_the_runtime_once(tmp_path):
     page = finished_widget().save_html(tmp_path / "w.html").read_text()
     runtime, view = bundle()
-    assert page.count(json.dumps(runtime)[1:200].replace("</", "<\\/")) == 1
+    assert page.count(script_json(runtime)[1:200]) == 1
     assert len(page) < len(runtime) * 1.1 + 200_000

@@ -167,13 +167,31 @@ class DvzWidget(anywidget.AnyWidget):
         name = title or type(self).__name__
         page = _PAGE.format(
             title=html.escape(name),
-            state=json.dumps(state).replace("</", "<\\/"),
-            runtime_json=json.dumps(runtime).replace("</", "<\\/"),
-            view_json=json.dumps(view).replace("</", "<\\/"),
+            state=script_json(state),
+            runtime_json=script_json(runtime),
+            view_json=script_json(view),
         )
         path = Path(path)
         path.write_text(page, encoding="utf-8")
         return path
+
+
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value: Any) -> str:
+    """JSON of ``value`` safe to inline in a ``<script>`` element (and as a JavaScript literal).
+
+    Inside a script element the HTML parser ends the element at ``</script``, and ``<!--`` then
+    ``<script`` switch it to a state where ``</script>`` no longer ends it: a head called
+    ``<!--<script>`` would swallow the rest of the page. Every ``<``, ``>`` and ``&`` is written
+    as its JSON escape (``\\u003c`` ...), as are U+2028 and U+2029 (line ends to older
+    JavaScript); JSON has them only inside strings, where the escapes decode to the same text.
+    """
+    text = json.dumps(value)
+    for char, escape in _SCRIPT_UNSAFE.items():
+        text = text.replace(char, escape)
+    return text
 
 
 # The page imports the runtime and the view module from Blob URLs (exactly as anywidget does) and
