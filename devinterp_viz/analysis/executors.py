@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
+import subprocess
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 Task = Any
@@ -31,7 +38,10 @@ class RayExecutor:
     ----------
     address : str, optional
         An existing cluster (``"host:port"``, ``"ray://host:port"`` or ``"auto"``); None starts
-        a local cluster (``num_cpus`` CPUs) for this process and stops it on :meth:`close`.
+        a local cluster (``num_cpus`` CPUs) for this process and stops it on :meth:`close`. A
+        cluster started here listens on 127.0.0.1 only, has no dashboard, and is watched by a
+        small process that stops all of it if this process dies without closing it (even by
+        SIGKILL).
     num_cpus : int, optional
         CPUs of the local cluster (default: all).
     cpus_per_task : float
@@ -54,19 +64,23 @@ class RayExecutor:
         self.cpus_per_task = cpus_per_task
         self.max_in_flight = max_in_flight
         self._started_here = False
+        self._watchdog: subprocess.Popen | None = None
         if address is not None and address != "auto":
             _check_reachable(address)
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
-            if address is None:
-                kwargs["num_cpus"] = num_cpus
-                self._started_here = True
-            else:
-                kwargs["address"] = address
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
+        if address is not None:
             try:
-                ray.init(**kwargs)
+                ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise ValueError(f"could not connect to the Ray cluster at {address!r}: {err}") from err
+            return
+        with _loopback_only():
+            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+        self._started_here = True
+        _check_loopback(ray)
+        self._watchdog = _start_watchdog(ray)
 
     def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any],
             prepare: Callable[[Task], Task] | None = None) -> Iterator[tuple[Task, Any]]:
@@ -98,8 +112,68 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
     def close(self) -> None:
+        """Stop the cluster this executor started (and its watchdog); a cluster given by address stays."""
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stdin.close()  # end of file: the watchdog stops what is left, then exits
+            try:
+                watchdog.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep a node address of 127.0.0.1 as it is while Ray starts a local cluster.
+
+    Ray replaces 127.0.0.1 by the machine's outward address (and its servers then listen on
+    every interface) unless its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` setting says multi-node
+    clusters are off; that setting is read when ray is imported, so it is switched off here for
+    the duration of ``ray.init`` only. :func:`_check_loopback` verifies the outcome.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # another Ray layout: _check_loopback will tell
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved is None:
+            del ray_constants.ENABLE_RAY_CLUSTER
+        else:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _check_loopback(ray) -> None:
+    node_ip = ray.util.get_node_ip_address()
+    try:
+        loopback = ipaddress.ip_address(node_ip).is_loopback
+    except ValueError:
+        loopback = node_ip == "localhost"
+    if not loopback:
+        warnings.warn(f"the local Ray cluster started for this sweep listens on {node_ip}, not only on 127.0.0.1; "
+                      "start one yourself (ray start --head --node-ip-address=127.0.0.1) and pass its address= "
+                      "to keep it off the network.", stacklevel=3)
+
+
+def _start_watchdog(ray) -> subprocess.Popen | None:
+    """A process that stops the local cluster's processes when this one ends, however it ends."""
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
+             if getattr(info, "process", None) is not None]
+    if not roots or sys.platform == "win32":
+        return None
+    psutil_home = Path(ray.__file__).parent / "thirdparty_files"  # Ray ships psutil there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(psutil_home), os.environ.get("PYTHONPATH")]))}
+    script = Path(__file__).with_name("_ray_watchdog.py")
+    return subprocess.Popen([sys.executable, str(script), *map(str, roots)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
