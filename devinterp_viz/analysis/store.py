@@ -103,6 +103,8 @@ class ResultStore:
     def _reconcile(self) -> None:
         on_disk = set()
         for path in self.folder.glob("*.npz"):
+            if path.name.startswith("."):  # a temporary file (or another hidden one): not an entry
+                continue
             if valid_key(path.stem):
                 on_disk.add(path.stem)
             else:
