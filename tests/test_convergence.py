@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from devinterp_viz.engine.convergence import bulk_ess, split_rhat
+from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 
 # Same formulas, different kernels (numpy ranks, ndtri, FFT length): agreement is at rounding
 # level in practice; 1e-6 leaves room without hiding a formula change.
@@ -175,3 +175,19 @@ def test_same_chain_and_draw_axis_raises(diagnostic):
 def test_diagnostics_return_python_floats(diagnostic):
     value = diagnostic(np.random.default_rng(0).normal(size=(4, 50)))
     assert type(value) is float
+
+
+@pytest.mark.parametrize("name", ORACLE_INPUTS)
+def test_mcse_mean_matches_arviz_stats(oracle, name):
+    chains = ORACLE_INPUTS[name]()
+    if not np.isfinite(chains).all():
+        assert np.isnan(mcse_mean(chains))
+        return
+    expected = float(oracle.mcse(chains, chain_axis=0, draw_axis=1, method="mean"))
+    np.testing.assert_allclose(mcse_mean(chains), expected, rtol=ORACLE_RTOL)
+
+
+def test_mcse_mean_of_iid_chains_is_the_standard_error_of_the_mean():
+    # seed 0; 4 × 2000 iid N(0, 1): MCSE = 1/sqrt(8000) up to the ±3% of an ESS estimate
+    chains = np.random.default_rng(0).normal(size=(4, 2000))
+    assert mcse_mean(chains) == pytest.approx(1 / np.sqrt(chains.size), rel=0.05)
