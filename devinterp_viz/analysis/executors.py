@@ -76,11 +76,12 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise ValueError(f"could not connect to the Ray cluster at {address!r}: {err}") from err
             return
+        before = {pid for pid, _ in _started_processes()}
         with _loopback_only():
             ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
         self._started_here = True
         _check_loopback(ray)
-        self._watchdog = _start_watchdog(ray)
+        self._watchdog = _start_watchdog(ray, [(pid, start) for pid, start in _started_processes() if pid not in before])
 
     def run(self, function: Callable, tasks: Sequence[Task], shared: dict[str, Any],
             prepare: Callable[[Task], Task] | None = None) -> Iterator[tuple[Task, Any]]:
@@ -161,18 +162,34 @@ def _check_loopback(ray) -> None:
                       "to keep it off the network.", stacklevel=3)
 
 
-def _start_watchdog(ray) -> subprocess.Popen | None:
-    """A process that stops the local cluster's processes when this one ends, however it ends."""
-    node = getattr(getattr(ray, "_private", None), "worker", None)
-    node = getattr(node, "_global_node", None)
-    roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
-             if getattr(info, "process", None) is not None]
-    if not roots or sys.platform == "win32":
+def _started_processes() -> list[tuple[int, float]]:
+    """This process's descendants with their start times (psutil comes with Ray, in its
+    thirdparty_files when not installed on its own)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            found.append((child.pid, child.create_time()))
+        except psutil.Error:
+            continue
+    return found
+
+
+def _start_watchdog(ray, processes: list[tuple[int, float]]) -> subprocess.Popen | None:
+    """A process that stops ``processes`` (what ray.init started) and their descendants when this
+    one ends, however it ends."""
+    if not processes or sys.platform == "win32":
+        warnings.warn("could not find the processes of the local Ray cluster to watch; if this process is killed, "
+                      "stop them with `ray stop`.", stacklevel=3)
         return None
     psutil_home = Path(ray.__file__).parent / "thirdparty_files"  # Ray ships psutil there
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(psutil_home), os.environ.get("PYTHONPATH")]))}
     script = Path(__file__).with_name("_ray_watchdog.py")
-    return subprocess.Popen([sys.executable, str(script), *map(str, roots)], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, str(script), *(f"{pid}:{start!r}" for pid, start in processes)],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
 
 
