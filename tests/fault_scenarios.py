@@ -55,6 +55,9 @@ class Outcome:
     detail: str
     skipped: bool = False
 
+    def __post_init__(self) -> None:
+        self.ok = bool(self.ok)
+
 
 # ---------------------------------------------------------------------- counting estimates
 class _Count:
