@@ -55,7 +55,7 @@ def plot_llc_result(res) -> go.Figure:
 
 
 def plot_calibration(cal) -> go.Figure:
-    """Heatmap of the estimate over the (lr × nβ or γ) grid with unhealthy cells crossed out.
+    """Heatmap of the estimate over the (lr × nβ or γ) grid: every computed cell shows its value.
 
     Parameters
     ----------
@@ -64,29 +64,41 @@ def plot_calibration(cal) -> go.Figure:
     Returns
     -------
     plotly.graph_objects.Figure
-        log10(lr) on x, the other hyperparameter on y, colour = LLC estimate; unhealthy cells
-        carry an ✕ and their first reason on hover; the recommended cell is circled.
+        lr on x (every lr tried, refinement included), the other hyperparameter on y, colour =
+        LLC estimate; each cell's text is its estimate, with "✕" after it when the verdict is not
+        healthy (the reasons on hover) and blank where no run was made; the recommended cell is
+        circled.
     """
-    text = [[("✕" if not cal.healthy[i, j] else "") for j in range(len(cal.lrs))] for i in range(len(cal.values))]
-    hover = [
+    means, healthy, computed, reasons = cal.llc_mean, cal.healthy, cal.computed, cal.reasons
+    text = [
         [
-            f"lr={cal.lrs[j]:.3g}, {cal.axis}={cal.values[i]:.3g}<br>λ̂={cal.llc_mean[i, j]:.4g} ± {cal.llc_std[i, j]:.2g}<br>"
-            + ("healthy" if cal.healthy[i, j] else "; ".join(cal.reasons[i][j][:2]))
+            "" if not computed[i, j] else (f"{means[i, j]:.3g}" if np.isfinite(means[i, j]) else "nan")
+            + ("" if healthy[i, j] else " ✕")
             for j in range(len(cal.lrs))
         ]
         for i in range(len(cal.values))
     ]
-    x = [f"{lr:.2g}" for lr in cal.lrs]
+    hover = [
+        [
+            f"lr={cal.lrs[j]:.3g}, {cal.axis}={cal.values[i]:.3g}<br>"
+            + ("not computed" if not computed[i, j] else f"λ̂={means[i, j]:.4g} ± {cal.llc_se[i, j]:.2g}<br>"
+               + ("healthy" if healthy[i, j] else "<br>".join(reasons[i][j][:3])))
+            for j in range(len(cal.lrs))
+        ]
+        for i in range(len(cal.values))
+    ]
+    x = [f"{lr:.3g}" for lr in cal.lrs]
     y = [f"{v:.3g}" for v in cal.values]
-    fig = go.Figure(go.Heatmap(z=cal.llc_mean, x=x, y=y, text=text, texttemplate="%{text}", hovertext=hover,
+    fig = go.Figure(go.Heatmap(z=means, x=x, y=y, text=text, texttemplate="%{text}", hovertext=hover,
                                hoverinfo="text", colorscale="Viridis", colorbar=dict(title="λ̂")))
     if cal.recommended is not None:
         j = int(np.argmin(np.abs(cal.lrs - cal.recommended["lr"])))
         i = int(np.argmin(np.abs(cal.values - cal.recommended[cal.axis])))
         fig.add_trace(go.Scatter(x=[x[j]], y=[y[i]], mode="markers", name="recommended",
-                                 marker=dict(symbol="circle-open", size=28, color="white", line=dict(width=3))))
-    fig.update_layout(title="calibration: LLC estimate per setting (✕ = unhealthy)", xaxis_title="lr (ε)",
-                      yaxis_title=cal.axis, height=420)
+                                 marker=dict(symbol="circle-open", size=34, color="white", line=dict(width=3))))
+    title = "calibration: LLC estimate per setting (✕ = not trustworthy)" + (
+        "" if cal.recommended is not None else " — no recommendation")
+    fig.update_layout(title=title, xaxis_title="lr (ε)", yaxis_title=cal.axis, height=420)
     return fig
 
 

@@ -1,10 +1,12 @@
-"""Diagnostics from traces: divergence exclusion, verdicts in words, never a silent NaN."""
+"""Diagnostics from traces: divergence, a local minimum, step bias, equilibrium, mixing — in words, with one next step."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from devinterp_viz import LLCResult
+from devinterp_viz.engine.diagnostics import CAUSES, Finding, RunFacts, next_step, step_bias
 
 
 def _traces(seed=0, chains=4, draws=200, level=1.05):
@@ -12,16 +14,31 @@ def _traces(seed=0, chains=4, draws=200, level=1.05):
     return level + 0.01 * rng.standard_normal((chains, draws))
 
 
-def test_divergent_chain_is_excluded_from_the_mean_and_named():
+def _equilibrium_traces(num_params, chains=4, draws=200, seed=0):
+    """Sampler traces of chains in equilibrium: the virial averages d, nothing descends."""
+    rng = np.random.default_rng(seed)
+    return {
+        "virial": num_params + np.sqrt(2 * num_params) * rng.standard_normal((chains, draws)),
+        "stein": np.zeros((chains, draws)),
+        "drift_sq": np.zeros((chains, draws)),
+        "descent": 1e-3 * rng.standard_normal((chains, draws)),
+    }
+
+
+CONFIG = {"sampler": "sgld", "lr": 1e-3, "localization": 10.0, "num_burnin_steps": 500, "num_draws": 200}
+
+
+def test_divergent_chain_is_excluded_from_the_mean_and_named_and_the_next_step_lowers_lr():
     trace = _traces()
     trace[2, 41:] = np.nan
-    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100)
-    assert res.diagnostics.divergent.tolist() == [False, False, True, False]
-    assert res.diagnostics.divergence_draw[2] == 41
-    assert "chain 2 diverged (became non-finite) at draw 41: lower lr" in res.diagnostics.reasons
+    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG)
+    d = res.diagnostics
+    assert d.divergent.tolist() == [False, False, True, False] and d.divergence_draw[2] == 41
+    assert "chain 2 diverged (became non-finite) at draw 41" in d.reasons
     expected = 10.0 * (trace[[0, 1, 3]].mean(axis=1) - 1.0)
     assert np.isclose(res.llc_mean, expected.mean()) and np.isnan(res.llc_per_chain[2])
-    assert np.isfinite(res.llc_mean) and not res.diagnostics.healthy
+    assert not d.healthy and d.status == "unhealthy" and d.causes[0] == "diverged"
+    assert d.next_step["settings"]["lr"] == pytest.approx(2.5e-4)
 
 
 def test_exploding_chain_is_divergent_even_when_finite():
@@ -31,37 +48,95 @@ def test_exploding_chain_is_divergent_even_when_finite():
     assert res.diagnostics.divergent[1] and "exploded" in res.diagnostics.reasons[0]
 
 
-def test_negative_estimate_is_a_failure_with_advice():
+def test_a_negative_estimate_means_w_star_is_not_a_minimum_and_the_llc_is_undefined():
     res = LLCResult.from_traces(_traces(level=0.95), init_loss=1.0, nbeta=10.0)
-    assert not res.diagnostics.healthy
-    assert any("negative" in r and "local minimum" in r for r in res.diagnostics.reasons)
-    assert (res.diagnostics.fraction_below_init > 0.9).all()
+    d = res.diagnostics
+    assert d.status == "undefined" and not d.healthy and "undefined" in d.verdict
+    assert any("not a local minimum" in r for r in d.reasons)
+    assert "undefined" in d.next_step["text"] and d.next_step["settings"] == {}
 
 
-def test_estimate_above_half_the_parameter_count_is_a_failure():
+def test_chains_descending_along_the_gradient_at_w_star_make_the_llc_undefined_whatever_the_sign():
+    traces = _equilibrium_traces(100)
+    traces["descent"] = -0.5 + 0.01 * np.random.default_rng(1).standard_normal((4, 200))  # λ̂ = 0.5: half of it descent
+    res = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces, config=CONFIG)
+    assert res.llc_mean > 0 and res.diagnostics.status == "undefined"
+    assert res.diagnostics.descent == pytest.approx(-0.5, abs=0.01)
+
+
+def test_estimate_above_half_the_parameter_count_is_a_step_too_large():
     res = LLCResult.from_traces(_traces(level=3.0), init_loss=1.0, nbeta=10.0, num_params=10)
-    assert any("exceeds d/2" in r for r in res.diagnostics.reasons)
+    assert any("exceeds d/2" in r for r in res.diagnostics.reasons) and res.diagnostics.causes[0] == "step_too_large"
 
 
-def test_disagreeing_chains_fail_on_rhat():
+def test_disagreeing_chains_fail_on_rhat_and_ask_for_more_draws():
     trace = _traces()
     trace[0] += 0.2
-    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0)
-    assert res.diagnostics.rhat > 1.3 and any("R-hat" in r for r in res.diagnostics.reasons)
+    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, config=CONFIG)
+    d = res.diagnostics
+    assert d.rhat > 1.1 and any("R-hat" in r for r in d.reasons)
+    assert d.next_step["cause"] == "too_few_draws" and d.next_step["settings"] == {"num_draws": 800}
 
 
-def test_low_mala_acceptance_is_a_failure_and_high_a_warning():
+def test_low_mala_acceptance_is_a_step_too_large():
     low = LLCResult.from_traces(_traces(), 1.0, 10.0, mala_trace=np.full((4, 200), 0.3))
     assert any("MALA acceptance is 0.30" in r for r in low.diagnostics.reasons)
-    high = LLCResult.from_traces(_traces(), 1.0, 10.0, mala_trace=np.full((4, 200), 0.999))
-    assert high.diagnostics.healthy and any("timid" in w for w in high.diagnostics.warnings)
+    assert low.diagnostics.causes == ["step_too_large"]
+
+
+def test_a_virial_excess_is_read_as_step_bias():
+    # every one of 4 coordinates 50% too spread: (E[δ·∇U] − d/(1 − εγ/4)) / 2 ≈ 1 against λ̂ = 0.5
+    traces = _equilibrium_traces(4)
+    traces["virial"] = traces["virial"] * 1.5
+    res = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=4, sampler_traces=traces, config=CONFIG)
+    assert res.diagnostics.causes[0] == "step_too_large" and res.diagnostics.step_bias > 0.5
+    assert res.diagnostics.next_step["settings"]["lr"] < CONFIG["lr"]
+
+
+def test_the_first_order_bias_of_a_gaussian_is_its_exact_discretisation_bias():
+    # U = (a/2)|δ|² in d dims sampled exactly from SGLD's stationary law N(0, 1/(a(1 − εa/4))):
+    # the first-order formula gives (ε/4)·nβ·E[∇U·∇L] − (ε/8)·Cov(nβL, |∇U|²) = εa/4 · λ to first order.
+    rng = np.random.default_rng(0)
+    d, nbeta, gamma, lr = 6, 50.0, 10.0, 1e-3
+    a = 2 * nbeta + gamma
+    delta = rng.standard_normal((8, 4000, d)) / np.sqrt(a * (1 - lr * a / 4))
+    loss = (delta**2).sum(-1)
+    grad_loss = 2 * delta
+    drift = nbeta * grad_loss + gamma * delta
+    traces = {"virial": (delta * drift).sum(-1), "stein": (drift * grad_loss).sum(-1), "drift_sq": (drift**2).sum(-1)}
+    facts = RunFacts("sgld", lr, gamma, 0, 1, d)
+    bias = step_bias(loss, nbeta, traces, facts)
+    exact = nbeta * d / a * (1 / (1 - lr * a / 4) - 1)
+    assert bias.first_order == pytest.approx(exact, rel=0.1)
+    assert bias.virial == pytest.approx(exact, abs=4 * bias.virial_se)
+
+
+def test_chains_not_yet_spread_into_the_posterior_need_burn_in_from_the_localization_time():
+    traces = _equilibrium_traces(100)
+    traces["virial"] = traces["virial"] * 0.5
+    config = {**CONFIG, "num_burnin_steps": 0}
+    res = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces, config=config)
+    d = res.diagnostics
+    assert d.causes[0] == "not_equilibrated" and "50%" in d.reasons[0]
+    assert d.next_step["settings"] == {"num_burnin_steps": 400}  # 2 × 2/(lr·γ)
+    burned = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces,
+                                   config={**CONFIG, "num_burnin_steps": 1000})
+    assert "not_equilibrated" not in burned.diagnostics.causes  # after the localization time the deficit is allowed
 
 
 def test_healthy_traces_are_healthy_and_summarised():
-    res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0, mala_trace=np.full((4, 200), 0.9), num_params=100)
-    assert res.diagnostics.healthy and res.diagnostics.reasons == []
+    res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0, mala_trace=np.full((4, 200), 0.9), num_params=100,
+                                sampler_traces=_equilibrium_traces(100), config=CONFIG)
+    d = res.diagnostics
+    assert d.healthy and d.reasons == [] and d.next_step == {} and d.status == "healthy"
     text = res.summary()
-    assert "verdict: healthy" in text and "R-hat" in text and "MALA acceptance 0.900" in text
+    assert "verdict: healthy" in text and "R-hat" in text and "MALA acceptance 0.900" in text and "step bias" in text
+
+
+def test_missing_sampler_traces_are_said_in_a_warning():
+    res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0)
+    assert any("not checked" in w for w in res.diagnostics.warnings)
+    assert "warning: the step-size bias" in res.diagnostics.verdict
 
 
 def test_empty_traces_say_so_instead_of_nan():
@@ -70,12 +145,18 @@ def test_empty_traces_say_so_instead_of_nan():
     assert "no draws" in res.diagnostics.reasons[0]
 
 
+def test_the_next_step_attends_to_the_most_basic_cause_first():
+    facts = RunFacts("sgld", 1e-3, 10.0, 0, 1, 10)
+    findings = [Finding("too_few_draws", "a"), Finding("not_equilibrated", "b"), Finding("step_too_large", "c")]
+    assert next_step(findings, facts, bias=1.0, llc=2.0, draws=100)["cause"] == "step_too_large"
+    assert list(CAUSES) == ["not_a_minimum", "diverged", "step_too_large", "not_equilibrated", "too_few_draws"]
+
+
 def test_drift_check_keeps_its_false_alarm_rate_with_few_chains():
     # Stationary iid chains: each chain's rise between the last two quarters is normal, so the
     # drift statistic is exactly Student's t with chains − 1 degrees of freedom, and the rate of
     # "still rising" must be DRIFT_FALSE_ALARM (1.4%) whatever the chain count. seed 0, 6000
-    # replicates per count: SE = √(0.014·0.986/6000) = 0.15%, tolerance 4 SE. (A fixed t > 4
-    # would flag 7.8% of 2-chain runs.)
+    # replicates per count: SE = √(0.014·0.986/6000) = 0.15%, tolerance 4 SE.
     from devinterp_viz.engine.diagnostics import DRIFT_FALSE_ALARM, drift_statistic, drift_threshold
 
     rng = np.random.default_rng(0)

@@ -267,7 +267,8 @@ def test_calibration_fills_the_grid_and_use_cell_sets_controls(widget, engine):
     widget._on_frontend_msg(widget, {"type": "use_cell", "i": 1, "j": 2}, [])
     assert (widget.lr, widget.nbeta, widget.tab) == (1e-3, 10.0, "run")
     widget.use_recommended()
-    assert widget.lr == cal.recommended["lr"]
+    assert widget.lr == cal.recommended["lr"] and widget.num_draws == cal.recommended["num_draws"]
+    assert widget.num_burnin_steps == cal.recommended["num_burnin_steps"]
 
 
 def test_calibration_over_localization(widget, engine):
@@ -316,5 +317,8 @@ def test_real_engine_run_stop_and_calibrate():
     assert not diverged.diagnostics.healthy and "diverged" in w.health["verdict"]
     cal = w.calibrate(lrs=[1e-2, 1e-4, 1e-3], values=[10.0, 30.0], wait=True)
     assert w.grid_lrs == [1e-4, 1e-3, 1e-2]  # sorted like the engine's columns
-    assert w.calibration["llc_mean"].shape == (2, 3)
+    # the grid grows as calibrate refines it: every user lr is a column, refined ones sit between
+    assert w.calibration["llc_mean"].shape == (2, cal.lrs.size) and set(w.grid_lrs) <= set(cal.lrs.tolist())
     np.testing.assert_allclose(w.calibration["llc_mean"], cal.llc_mean, rtol=1e-5)
+    computed = ~np.isnan(w.calibration["healthy"])
+    assert computed.sum() == len(cal.cells) and np.isfinite(w.calibration["llc_mean"][computed]).any()

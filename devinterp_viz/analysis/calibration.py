@@ -1,75 +1,151 @@
-"""Sampler calibration: sweep lr against nβ or γ, judge every cell, recommend a healthy flat setting."""
+"""Sampler calibration: sweep lr against nβ or γ, refine around the accurate region, recommend a confirmed setting."""
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from devinterp_viz.engine.diagnostics import (
+    DIVERGED,
+    NOT_EQUILIBRATED,
+    STEP_BIAS_FAIL,
+    STEP_TOO_LARGE,
+    SUGGESTED_BURNIN_TIMES,
+)
 from devinterp_viz.engine.results import LLCResult
 
-FLAT_RELATIVE = 0.1  # neighbours agree when within this fraction of the estimate ...
-FLAT_SE = 2.0  # ... or within this many combined standard errors
+AGREE_RELATIVE = 0.1  # a confirmation agrees when within this fraction of the estimate ...
+AGREE_SE = 2.0  # ... or within this many combined standard errors
+PREFERRED_BIAS = 0.5 * STEP_BIAS_FAIL  # recommend steps whose estimated bias is below this fraction
+REFINE_FACTOR = 10 ** (1 / 3)  # refinement fills a decade with lrs this factor apart
+MAX_BURNIN_DRAWS = 4  # burn-in is capped at this many times the steps spent drawing
 
 
 @dataclass
 class CalibrationResult:
-    """A grid of LLC estimates over (value × lr) with health flags and a recommendation.
+    """A grid of LLC estimates over (value × lr), filled in as cells finish, and a recommendation.
+
+    The lr axis grows as the calibration refines: every lr tried, from the user's grid or in
+    between, is a column.
 
     Attributes
     ----------
     axis : {"nbeta", "localization"}
         The hyperparameter swept against lr.
-    lrs : np.ndarray, shape (n_lr,)
     values : np.ndarray, shape (n_values,)
         The nβ or γ values (rows of the grid).
-    llc_mean, llc_std : np.ndarray, shape (n_values, n_lr)
-    healthy : np.ndarray of bool, shape (n_values, n_lr)
-    reasons : list of list of list of str
-        ``reasons[i][j]``: the failures of cell (i, j) in words (empty when healthy).
-    draws : np.ndarray of int, shape (n_values, n_lr)
-        Draws per chain behind each cell (short screening runs, full runs where it mattered).
-    results : dict
-        ``(i, j) -> LLCResult`` of every computed cell, for its traces.
+    cells : dict
+        ``(row index, lr) -> LLCResult`` of every computed cell.
+    user_lrs : np.ndarray
+        The lrs the user asked for (the others came from refinement).
     recommended : dict or None
-        ``{"lr": ..., axis: ..., "llc": ..., "reasons": [...]}``: the largest healthy lr whose
-        estimate agrees with a healthy neighbour, in the row with the widest flat region.
-        None when no cell qualifies (``recommendation_reasons`` says why).
+        ``{"lr", axis, "num_burnin_steps", "num_draws", "llc", "llc_se", "confirmed_llc", "reasons"}``:
+        the setting to use, re-run with a fresh seed to confirm it. None when no cell qualifies
+        (``recommendation_reasons`` says why).
+    confirmation : LLCResult or None
+        The fresh-seed re-run of the recommended setting.
     partial : bool
-        True when the calibration was stopped before every cell was computed.
+        True when the calibration was stopped before it finished.
     """
 
     axis: str
-    lrs: np.ndarray
     values: np.ndarray
-    llc_mean: np.ndarray
-    llc_std: np.ndarray
-    healthy: np.ndarray
-    reasons: list
-    draws: np.ndarray
-    results: dict = field(default_factory=dict, repr=False)
+    user_lrs: np.ndarray
+    cells: dict = field(default_factory=dict, repr=False)
     recommended: dict | None = None
     recommendation_reasons: list[str] = field(default_factory=list)
+    confirmation: LLCResult | None = field(default=None, repr=False)
     partial: bool = False
 
+    # ------------------------------------------------------------------ the grid
+    @property
+    def lrs(self) -> np.ndarray:
+        """Every lr tried, sorted, shape (n_lr,)."""
+        return np.array(sorted({float(lr) for lr in self.user_lrs} | {lr for _, lr in self.cells}))
+
+    @property
+    def results(self) -> dict[tuple[int, int], LLCResult]:
+        """``(i, j) -> LLCResult`` with j the column of :attr:`lrs`."""
+        column = {lr: j for j, lr in enumerate(self.lrs)}
+        return {(i, column[lr]): res for (i, lr), res in self.cells.items()}
+
+    def _grid(self, value: Callable[[LLCResult], Any], fill: Any = np.nan, dtype: Any = float) -> np.ndarray:
+        out = np.full((self.values.size, self.lrs.size), fill, dtype=dtype)
+        for (i, j), res in self.results.items():
+            out[i, j] = value(res)
+        return out
+
+    @property
+    def llc_mean(self) -> np.ndarray:
+        """Estimates, shape (n_values, n_lr); NaN where not computed."""
+        return self._grid(lambda r: r.llc_mean)
+
+    @property
+    def llc_std(self) -> np.ndarray:
+        """Standard deviations across chains, shape (n_values, n_lr)."""
+        return self._grid(lambda r: r.llc_std)
+
+    @property
+    def llc_se(self) -> np.ndarray:
+        """Standard errors of the estimates, shape (n_values, n_lr)."""
+        return self._grid(lambda r: r.llc_se)
+
+    @property
+    def healthy(self) -> np.ndarray:
+        """Verdicts, bool (n_values, n_lr); False where not computed."""
+        return self._grid(lambda r: r.diagnostics.healthy, fill=False, dtype=bool)
+
+    @property
+    def computed(self) -> np.ndarray:
+        """Bool (n_values, n_lr): which cells have a result."""
+        return self._grid(lambda r: True, fill=False, dtype=bool)
+
+    @property
+    def reasons(self) -> list[list[list[str]]]:
+        """``reasons[i][j]``: the failures of cell (i, j) in words (``["not computed"]`` where none ran)."""
+        out = [[["not computed"] for _ in self.lrs] for _ in self.values]
+        for (i, j), res in self.results.items():
+            out[i][j] = list(res.diagnostics.reasons)
+        return out
+
+    @property
+    def draws(self) -> np.ndarray:
+        """Draws per chain behind each cell, int (n_values, n_lr); 0 where not computed."""
+        return self._grid(lambda r: r.num_draws, fill=0, dtype=int)
+
+    @property
+    def burnin(self) -> np.ndarray:
+        """Burn-in steps behind each cell, int (n_values, n_lr); 0 where not computed."""
+        return self._grid(lambda r: int(r.config.get("num_burnin_steps", 0)), fill=0, dtype=int)
+
+    # ------------------------------------------------------------------ output
+    def __repr__(self) -> str:
+        rec = self.recommended
+        pick = f"recommended lr={rec['lr']:.3g}, {self.axis}={rec[self.axis]:.3g}" if rec else "no recommendation"
+        return (f"CalibrationResult({self.axis} × lr: {len(self.cells)} cells over {self.values.size} × "
+                f"{self.lrs.size}, {int(self.healthy.sum())} healthy, {pick}{', partial' if self.partial else ''})")
+
     def to_pandas(self):
-        """One row per cell: lr, the swept value, estimate, std, health, draws, reasons."""
+        """One row per computed cell: lr, the swept value, estimate, std, health, burn-in, draws, reasons."""
         import pandas as pd
 
         rows = [
             {
                 "lr": float(lr),
-                self.axis: float(value),
-                "llc_mean": float(self.llc_mean[i, j]),
-                "llc_std": float(self.llc_std[i, j]),
-                "healthy": bool(self.healthy[i, j]),
-                "draws": int(self.draws[i, j]),
-                "reasons": "; ".join(self.reasons[i][j]),
+                self.axis: float(self.values[i]),
+                "llc_mean": float(res.llc_mean),
+                "llc_std": float(res.llc_std),
+                "llc_se": float(res.llc_se),
+                "healthy": bool(res.diagnostics.healthy),
+                "num_burnin_steps": int(res.config.get("num_burnin_steps", 0)),
+                "draws": int(res.num_draws),
+                "reasons": "; ".join(res.diagnostics.reasons),
             }
-            for i, value in enumerate(self.values)
-            for j, lr in enumerate(self.lrs)
+            for (i, lr), res in sorted(self.cells.items())
         ]
         return pd.DataFrame(rows)
 
@@ -80,10 +156,15 @@ class CalibrationResult:
         return plot_calibration(self)
 
     def summary(self) -> str:
-        lines = [f"calibration over lr × {self.axis}: {int(self.healthy.sum())} of {self.healthy.size} cells healthy"]
+        healthy = int(self.healthy.sum())
+        lines = [f"calibration over lr × {self.axis}: {healthy} of {len(self.cells)} computed cells healthy"]
         if self.recommended is not None:
             rec = self.recommended
-            lines.append(f"recommended: lr={rec['lr']:.3g}, {self.axis}={rec[self.axis]:.3g} (λ̂ = {rec['llc']:.4g})")
+            lines.append(
+                f"recommended: lr={rec['lr']:.3g}, {self.axis}={rec[self.axis]:.3g}, "
+                f"num_burnin_steps={rec['num_burnin_steps']}, num_draws={rec['num_draws']} "
+                f"(λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g}; confirmed {rec['confirmed_llc']:.4g})"
+            )
             lines += [f"  {reason}" for reason in rec["reasons"]]
         else:
             lines.append("no recommendation:")
@@ -101,34 +182,50 @@ def calibrate(
     localizations=None,
     num_chains: int = 4,
     num_draws: int = 200,
-    screen_draws: int | None = None,
-    on_cell: Callable[[int, int, LLCResult], None] | None = None,
+    refine: bool = True,
+    confirm: bool = True,
+    max_burnin_steps: int | None = None,
+    seed: int = 0,
+    on_cell: Callable[[CalibrationResult, int, float], None] | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
     progress: bool = True,
     **estimate_kwargs: Any,
 ) -> CalibrationResult:
-    """Sweep lr against nβ (or γ), judge every cell's chains, and recommend a setting.
+    """Find an lr (and nβ or γ) at which the LLC estimate is accurate, starting from a coarse grid.
 
-    Screening runs every cell with short chains (``screen_draws``, default a quarter of
-    ``num_draws``, at least 40); cells healthy at screening are re-run with ``num_draws``,
-    since only they can be recommended. The recommendation is the largest healthy lr whose
-    estimate sits on a flat region (agrees with a healthy lr-neighbour within
-    ``FLAT_RELATIVE`` or ``FLAT_SE`` standard errors), preferring cells whose MALA acceptance
-    is near the field's ≈0.9 (at least 0.8), taken in the row with the most such cells
-    (ties: the middle row).
+    1. Every cell of the user's grid runs with its own seed and a burn-in of
+       ``2 × 2/(lr·γ)`` steps (the time the localization needs to pull free directions into
+       equilibrium; at least any ``num_burnin_steps`` given, at most ``max_burnin_steps``), and
+       is judged by the verdict (:func:`devinterp_viz.engine.diagnostics.diagnose`).
+    2. ``refine``: in each row, lrs a factor ``10^(1/3)`` apart are added between the largest
+       healthy lr and the next larger one (where the step became too large), or, when no cell
+       was healthy, between the last lr whose step was too large and the first whose chains had
+       not equilibrated.
+    3. The recommendation is, in the row with the most healthy cells, the largest healthy lr
+       whose estimated step-size bias is under ``PREFERRED_BIAS`` of its estimate (else the
+       largest healthy one). ``confirm``: it is re-run with a fresh seed and kept only if that
+       run is healthy and agrees (within ``AGREE_RELATIVE`` or ``AGREE_SE`` standard errors);
+       otherwise the next smaller healthy lr is tried.
 
     Parameters
     ----------
     model, data, loss_fn
         As for :func:`devinterp_viz.estimate_llc`.
     lrs : sequence of float
-        Step sizes, the columns of the grid.
+        Step sizes to start from (a decade apart is enough).
     nbetas, localizations : sequence of float
         Exactly one of them: the rows of the grid. The other hyperparameter is taken from
         ``estimate_kwargs`` (or its default).
-    num_chains, num_draws, screen_draws : int
+    num_chains, num_draws : int
+        Chains and draws of every cell.
+    refine, confirm : bool
+    max_burnin_steps : int, optional
+        Cap on a cell's burn-in; default ``MAX_BURNIN_DRAWS`` × the steps spent drawing.
+    seed : int
+        Cell k runs with seed ``seed + k`` (independent chains in every cell).
     on_cell : callable, optional
-        ``on_cell(i, j, result)`` as each cell finishes (screening and full runs).
+        ``on_cell(calibration, i, lr)`` as each cell finishes: ``calibration`` is this result,
+        filling in (its ``lrs`` grow as refinement adds columns).
     stop : threading.Event or callable, optional
         Ends the calibration after the cell in progress; the result is then ``partial``.
     progress : bool
@@ -145,53 +242,101 @@ def calibrate(
     from devinterp_viz.engine.driver import show_progress
     from devinterp_viz.engine.llc import estimate_llc
 
+    axis, values, user_lrs = _check_grid(lrs, nbetas, localizations, estimate_kwargs)
+    _check_counts(num_chains=num_chains, num_draws=num_draws)
+    cal = CalibrationResult(axis=axis, values=values, user_lrs=user_lrs)
+    estimate_kwargs.setdefault("progress", False)
+    floor = int(estimate_kwargs.pop("num_burnin_steps", 0))
+    steps_between = int(estimate_kwargs.get("num_steps_bw_draws", 1))
+    cap = max_burnin_steps if max_burnin_steps is not None else MAX_BURNIN_DRAWS * num_draws * steps_between
+    counter = iter(range(10**9))
+
+    def settings(i: int, lr: float) -> dict[str, Any]:
+        gamma = values[i] if axis == "localization" else float(estimate_kwargs.get("localization", 100.0))
+        burnin = floor if not gamma else max(floor, min(cap, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma))))
+        return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": num_draws}
+
+    def run(i: int, lr: float, fresh: bool = False) -> LLCResult | None:
+        if _stopped(stop):
+            cal.partial = True
+            return None
+        res = estimate_llc(model, data, loss_fn, num_chains=num_chains, seed=seed + next(counter), **settings(i, lr),
+                           **estimate_kwargs)
+        if not fresh:
+            cal.cells[(i, float(lr))] = res
+            if on_cell is not None:
+                on_cell(cal, i, float(lr))
+        bar.update(1)
+        return res
+
+    with tqdm(total=values.size * user_lrs.size, desc="calibration", disable=not show_progress(progress), leave=False) as bar:
+        for i in range(values.size):
+            for lr in user_lrs:
+                if run(i, lr) is None:
+                    return _finish(cal)
+        if refine:
+            for i in range(values.size):
+                extra = _refinement(cal, i)
+                bar.total += len(extra)
+                for lr in extra:
+                    if run(i, lr) is None:
+                        return _finish(cal)
+        for i, lr in _candidates(cal):
+            if not confirm:
+                cal.recommended = _recommendation(cal, i, lr, None)
+                break
+            check = run(i, lr, fresh=True)
+            if check is None:
+                return _finish(cal)
+            if check.diagnostics.healthy and _agree(cal.cells[(i, lr)], check):
+                cal.confirmation = check
+                cal.recommended = _recommendation(cal, i, lr, check)
+                break
+            cal.recommendation_reasons.append(
+                f"lr={lr:.3g}, {axis}={values[i]:.3g} did not hold up when re-run with a fresh seed "
+                f"(λ̂ {cal.cells[(i, lr)].llc_mean:.4g} vs {check.llc_mean:.4g}, "
+                f"{check.diagnostics.verdict}): trying a smaller lr"
+            )
+    return _finish(cal)
+
+
+def _finish(cal: CalibrationResult) -> CalibrationResult:
+    if cal.recommended is None:
+        cal.recommendation_reasons = cal.recommendation_reasons + _no_recommendation_reasons(cal)
+    return cal
+
+
+def _check_grid(lrs, nbetas, localizations, estimate_kwargs) -> tuple[str, np.ndarray, np.ndarray]:
     if (nbetas is None) == (localizations is None):
         raise ValueError("pass exactly one of nbetas= or localizations= to sweep against lr.")
     axis = "nbeta" if nbetas is not None else "localization"
-    values = np.asarray(nbetas if nbetas is not None else localizations, dtype=float)
-    lrs = np.sort(np.asarray(lrs, dtype=float))
-    if lrs.size == 0 or values.size == 0:
-        raise ValueError("lrs and the swept values must each hold at least one number.")
-    if np.any(lrs <= 0) or np.any(values < 0) or (axis == "nbeta" and np.any(values <= 0)):
-        raise ValueError(f"lrs must be > 0 and {axis} values must be positive; got lrs={lrs}, {axis}={values}.")
     if axis in estimate_kwargs:
         raise ValueError(f"{axis} is swept by the grid; do not also pass {axis}=.")
-    screen = screen_draws or max(40, num_draws // 4)
-    shape = (values.size, lrs.size)
-    cal = CalibrationResult(
-        axis=axis, lrs=lrs, values=values, llc_mean=np.full(shape, np.nan), llc_std=np.full(shape, np.nan),
-        healthy=np.zeros(shape, dtype=bool), reasons=[[["not computed"] for _ in lrs] for _ in values],
-        draws=np.zeros(shape, dtype=int),
-    )
-    estimate_kwargs.setdefault("progress", False)
+    if "lr" in estimate_kwargs:
+        raise ValueError("lr is swept by the grid; pass the step sizes as lrs=[...].")
+    grid = {"lrs": lrs, f"{axis} values": nbetas if nbetas is not None else localizations}
+    arrays = {}
+    for name, given in grid.items():
+        if np.isscalar(given) or isinstance(given, (str, bytes)):
+            raise ValueError(f"{name} must be a sequence of numbers, e.g. [1e-5, 1e-4, 1e-3]; got {given!r}.")
+        try:
+            arrays[name] = np.asarray(list(given), dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a sequence of numbers; got {given!r}.") from None
+        if arrays[name].size == 0:
+            raise ValueError(f"{name} must hold at least one number.")
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(f"{name} must be finite numbers; got {given!r}.")
+    user_lrs, values = np.unique(arrays["lrs"]), arrays[f"{axis} values"]
+    if np.any(user_lrs <= 0) or np.any(values < 0) or (axis == "nbeta" and np.any(values <= 0)):
+        raise ValueError(f"lrs must be > 0 and {axis} values must be positive; got lrs={user_lrs}, {axis}={values}.")
+    return axis, values, user_lrs
 
-    def run(i: int, j: int, draws: int) -> None:
-        res = estimate_llc(model, data, loss_fn, lr=float(lrs[j]), num_chains=num_chains, num_draws=draws,
-                           **{axis: float(values[i])}, **estimate_kwargs)
-        cal.results[(i, j)] = res
-        cal.llc_mean[i, j], cal.llc_std[i, j] = res.llc_mean, res.llc_std
-        cal.healthy[i, j] = res.diagnostics.healthy
-        cal.reasons[i][j] = list(res.diagnostics.reasons)
-        cal.draws[i, j] = res.num_draws
-        if on_cell is not None:
-            on_cell(i, j, res)
 
-    cells = [(i, j) for i in range(values.size) for j in range(lrs.size)]
-    with tqdm(total=len(cells), desc="calibration", disable=not show_progress(progress), leave=False) as bar:
-        for phase_draws, todo in ((screen, cells), (num_draws, None)):
-            if todo is None:  # full runs only where screening found health
-                todo = [(i, j) for i, j in cells if cal.healthy[i, j]] if num_draws > screen else []
-                bar.total += len(todo)
-            for i, j in todo:
-                if _stopped(stop):
-                    cal.partial = True
-                    break
-                run(i, j, phase_draws)
-                bar.update(1)
-            if cal.partial:
-                break
-    cal.recommended, cal.recommendation_reasons = recommend(cal)
-    return cal
+def _check_counts(**counts: Any) -> None:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _stopped(stop) -> bool:
@@ -200,82 +345,107 @@ def _stopped(stop) -> bool:
     return stop.is_set() if isinstance(stop, threading.Event) else bool(stop())
 
 
-def _agree(cal: CalibrationResult, i: int, j: int, k: int) -> bool:
-    a, b = cal.llc_mean[i, j], cal.llc_mean[i, k]
-    se = np.sqrt((cal.llc_std[i, j] ** 2 + cal.llc_std[i, k] ** 2) / max(_chains(cal, i, j), 1))
-    return abs(a - b) <= max(FLAT_RELATIVE * max(abs(a), abs(b)), FLAT_SE * se)
+def _row(cal: CalibrationResult, i: int) -> list[tuple[float, LLCResult]]:
+    """The computed cells of row ``i``, by increasing lr."""
+    return sorted((lr, res) for (row, lr), res in cal.cells.items() if row == i)
 
 
-def _chains(cal: CalibrationResult, i: int, j: int) -> int:
-    res = cal.results.get((i, j))
-    return res.num_chains if res is not None else 1
+def _cause(res: LLCResult) -> str | None:
+    causes = res.diagnostics.causes
+    return causes[0] if causes else None
 
 
-def flat_cells(cal: CalibrationResult) -> np.ndarray:
-    """Bool (n_values, n_lr): healthy cells whose estimate agrees with a healthy lr-neighbour."""
-    flat = np.zeros_like(cal.healthy)
-    for i in range(cal.values.size):
-        for j in range(cal.lrs.size):
-            if not cal.healthy[i, j]:
-                continue
-            neighbours = [k for k in (j - 1, j + 1) if 0 <= k < cal.lrs.size and cal.healthy[i, k]]
-            flat[i, j] = any(_agree(cal, i, j, k) for k in neighbours)
-    return flat
+def _too_large(res: LLCResult) -> bool:
+    return any(c in (DIVERGED, STEP_TOO_LARGE) for c in res.diagnostics.causes)
 
 
-def recommend(cal: CalibrationResult) -> tuple[dict | None, list[str]]:
-    """The recommended cell and its reasons in words, or None and why not."""
-    if not cal.healthy.any():
-        first = next((r[0] for row in cal.reasons for r in row if r), "no cell was computed")
-        return None, [f"no setting was healthy (e.g. {first}); try smaller lrs or a larger {cal.axis}"]
-    flat = flat_cells(cal)
-    well_accepted = flat & _acceptance_ok(cal)
-    if well_accepted.any():  # prefer MALA acceptance near the field's ≈0.9 where possible
-        flat = well_accepted
-    if not flat.any():
-        return None, [
-            "healthy settings exist but no two neighbouring lrs agree: the estimate still depends on lr; "
-            "add lrs between the healthy ones or sample longer"
-        ]
-    counts = flat.sum(axis=1)
-    best_rows = np.flatnonzero(counts == counts.max())
-    i = int(best_rows[len(best_rows) // 2])
-    j = int(np.flatnonzero(flat[i]).max())
-    reasons = [
-        f"healthy at lr={cal.lrs[j]:.3g}: {_health_words(cal, i, j)}",
-        f"flat: λ̂ = {cal.llc_mean[i, j]:.4g} agrees with "
-        + ", ".join(
-            f"lr={cal.lrs[k]:.3g} ({cal.llc_mean[i, k]:.4g})"
-            for k in (j - 1, j + 1)
-            if 0 <= k < cal.lrs.size and cal.healthy[i, k] and _agree(cal, i, j, k)
-        ),
-        f"{cal.axis}={cal.values[i]:.3g} has the widest flat region ({int(counts[i])} settings)",
-    ]
-    if j + 1 < cal.lrs.size:
-        above = cal.reasons[i][j + 1]
-        reasons.append(
-            f"the next larger lr={cal.lrs[j + 1]:.3g} is "
-            + (f"unhealthy: {above[0]}" if above else "off the flat region")
-        )
-    return {"lr": float(cal.lrs[j]), cal.axis: float(cal.values[i]), "llc": float(cal.llc_mean[i, j]), "reasons": reasons}, []
+def _refinement(cal: CalibrationResult, i: int) -> list[float]:
+    """lrs to add to row ``i``: between the largest healthy lr and the next larger one, or, with
+    none healthy, between the last too-small step and the first too-large one."""
+    row = _row(cal, i)
+    healthy = [lr for lr, res in row if res.diagnostics.healthy]
+    larger = [lr for lr, res in row if _too_large(res)]
+    if healthy:
+        low = max(healthy)
+        above = [lr for lr, _ in row if lr > low]
+        high = min(above) if above else None
+    else:
+        unsettled = [lr for lr, res in row if not _too_large(res)]
+        if not larger or not unsettled:
+            return []
+        high = min(larger)
+        below = [lr for lr in unsettled if lr < high]
+        low = max(below) if below else None
+    if low is None or high is None:
+        return []
+    count = int(math.floor(math.log(high / low) / math.log(REFINE_FACTOR) + 1e-9))
+    return [float(f"{low * REFINE_FACTOR ** k:.3g}") for k in range(1, count) if low * REFINE_FACTOR**k < high * 0.999]
 
 
-def _acceptance_ok(cal: CalibrationResult) -> np.ndarray:
-    """Bool (n_values, n_lr): cells whose mean MALA acceptance is at least ``MALA_LOW`` (or unknown)."""
-    from devinterp_viz.engine.diagnostics import MALA_LOW
+def _candidates(cal: CalibrationResult) -> list[tuple[int, float]]:
+    """Cells to recommend, best first: the best row's healthy lrs, those of small estimated
+    bias first, each group from the largest lr down."""
+    counts = [sum(res.diagnostics.healthy for _, res in _row(cal, i)) for i in range(cal.values.size)]
+    if not counts or max(counts) == 0:
+        return []
+    best = np.flatnonzero(np.array(counts) == max(counts))
+    i = int(best[len(best) // 2])
+    healthy = [(lr, res) for lr, res in _row(cal, i) if res.diagnostics.healthy]
+    small_bias = [lr for lr, res in healthy if _relative_bias(res) <= PREFERRED_BIAS]
+    others = [lr for lr, _ in healthy if lr not in small_bias]
+    return [(i, lr) for lr in sorted(small_bias, reverse=True) + sorted(others, reverse=True)]
 
-    ok = np.ones_like(cal.healthy)
-    for (i, j), res in cal.results.items():
-        mala = res.diagnostics.mala_acceptance[np.isfinite(res.diagnostics.mala_acceptance)]
-        ok[i, j] = mala.size == 0 or mala.mean() >= MALA_LOW
-    return ok
+
+def _relative_bias(res: LLCResult) -> float:
+    bias = res.diagnostics.step_bias
+    if not np.isfinite(bias) or not res.llc_mean:
+        return 0.0 if not np.isfinite(bias) else math.inf
+    return bias / abs(res.llc_mean)
 
 
-def _health_words(cal: CalibrationResult, i: int, j: int) -> str:
-    res = cal.results.get((i, j))
-    if res is None:
-        return "healthy"
-    diag = res.diagnostics
-    mala = diag.mala_acceptance[np.isfinite(diag.mala_acceptance)]
-    acceptance = f"MALA acceptance {mala.mean():.2f}, " if mala.size else ""
-    return f"{acceptance}R-hat {diag.rhat:.2f}, no divergence"
+def _agree(first: LLCResult, second: LLCResult) -> bool:
+    a, b = first.llc_mean, second.llc_mean
+    se = math.hypot(np.nan_to_num(first.llc_se), np.nan_to_num(second.llc_se))
+    return abs(a - b) <= max(AGREE_RELATIVE * max(abs(a), abs(b)), AGREE_SE * se)
+
+
+def _recommendation(cal: CalibrationResult, i: int, lr: float, check: LLCResult | None) -> dict[str, Any]:
+    res = cal.cells[(i, lr)]
+    d = res.diagnostics
+    mala = d.mala_acceptance[np.isfinite(d.mala_acceptance)]
+    health = f"R-hat {d.rhat:.2f}, bulk ESS {d.ess:.0f}" + (f", MALA acceptance {mala.mean():.2f}" if mala.size else "")
+    reasons = [f"healthy at lr={lr:.3g}: {health}, estimated step bias {100 * _relative_bias(res):.1f}% of λ̂"]
+    larger = [(other, r) for other, r in _row(cal, i) if other > lr]
+    if larger:
+        other, r = larger[0]
+        reasons.append(f"the next larger lr={other:.3g} is " + ("healthy but more biased" if r.diagnostics.healthy
+                                                                else f"{r.diagnostics.status}: {r.diagnostics.reasons[0]}"))
+    if check is not None:
+        reasons.append(f"confirmed with a fresh seed: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}")
+    return {
+        "lr": float(lr),
+        cal.axis: float(cal.values[i]),
+        "num_burnin_steps": int(res.config.get("num_burnin_steps", 0)),
+        "num_draws": int(res.num_draws),
+        "llc": float(res.llc_mean),
+        "llc_se": float(res.llc_se),
+        "confirmed_llc": float(check.llc_mean) if check is not None else float("nan"),
+        "reasons": reasons,
+    }
+
+
+def _no_recommendation_reasons(cal: CalibrationResult) -> list[str]:
+    if not cal.cells:
+        return ["no cell was computed"]
+    causes = [_cause(res) for res in cal.cells.values()]
+    if all(res.diagnostics.status == "undefined" for res in cal.cells.values()):
+        return ["w* is not a local minimum (at every setting the chains descend): the LLC is undefined here"]
+    if all(c in (DIVERGED, STEP_TOO_LARGE) for c in causes):
+        return [f"every lr was too large: add smaller lrs (below {min(lr for _, lr in cal.cells):.3g})"]
+    if all(c == NOT_EQUILIBRATED for c in causes):
+        return [f"at every lr the chains had not equilibrated: add larger lrs (above {max(lr for _, lr in cal.cells):.3g}) "
+                "or allow a longer burn-in (max_burnin_steps)"]
+    if not any(res.diagnostics.healthy for res in cal.cells.values()):
+        first = next(res.diagnostics.reasons[0] for res in cal.cells.values() if res.diagnostics.reasons)
+        return [f"no setting was healthy (e.g. {first}): see each cell's reasons"]
+    return ["no healthy setting held up when re-run with a fresh seed: sample more draws (num_draws)"]

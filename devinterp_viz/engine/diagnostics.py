@@ -1,25 +1,90 @@
-"""Chain health: divergence, drift, mixing and acceptance checks turned into a verdict in words."""
+"""Chain health: whether an LLC estimate can be trusted, why not, and the one setting to change next."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
-from devinterp_viz.engine.convergence import bulk_ess, split_rhat
+from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 from devinterp_viz.engine.results import Diagnostics
 
-# Thresholds, stated once. Each is a rule of thumb of the field or of MCMC practice.
+# Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
+# whose finite-nβ answer is known exactly); bench/RESULTS.md has its confusion table.
 EXPLOSION_FACTOR = 100.0  # nβ·(L − L*) above this × max(d, 10) at any draw: the chain exploded
 EXPLOSION_ABSOLUTE = 1e6  # used instead when the parameter count d is unknown (imported results)
-RHAT_WARN, RHAT_FAIL = 1.1, 1.3  # split R-hat of the loss traces (Vehtari et al. 2021)
-MALA_FAIL, MALA_LOW, MALA_HIGH = 0.5, 0.8, 0.99  # Lau et al. aim for ≈0.9 (0.86–0.93)
+STEP_BIAS_FAIL = 0.1  # estimated step-size bias above this fraction of the estimate
+MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
+VIRIAL_DEFICIT = 0.1  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior ...
+EQUILIBRATION_TIMES = 1.0  # ... which is allowed only after this many localization times 2/(εγ) of burn-in
+SUGGESTED_BURNIN_TIMES = 2.0  # burn-in suggested: this many localization times
+RHAT_FAIL = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021)
+ESS_FAIL = 50.0  # bulk ESS below this: the chains' error bar itself cannot be trusted
+PRECISION_FAIL = 0.1  # Monte Carlo standard error above this fraction of the estimate
+DESCENT_FAIL = 0.1  # the first-order descent term above this fraction of the curvature part
 DRIFT_T = 4.0  # t statistic across chains for a rise between the last two quarters, set for 4 chains ...
 DRIFT_FALSE_ALARM = float(stdtr(3, -DRIFT_T))  # ... where stationary chains exceed it 1.4% of the time
 DRIFT_RELATIVE = 0.05  # ... that also moves the estimate by more than this fraction
-ESS_WARN = 50.0
 ESTIMATE_SE = 3.0  # an estimate outside [0, d/2] by more than this many standard errors fails
 BELOW_INIT_WARN = 0.5  # fraction of a chain's draws below L(w*)
-FREE_FAIL, FREE_WARN = 0.5, 0.25  # |w − w*|² at the end as a fraction of force-free diffusion
+NOISE_Z = 1.0  # a bias or descent counts when it exceeds its threshold by this many standard errors
+
+# Causes of an untrustworthy estimate, in the order the next step attends to them.
+NOT_A_MINIMUM, DIVERGED, STEP_TOO_LARGE, NOT_EQUILIBRATED, TOO_FEW_DRAWS = (
+    "not_a_minimum", "diverged", "step_too_large", "not_equilibrated", "too_few_draws"
+)
+CAUSES = (NOT_A_MINIMUM, DIVERGED, STEP_TOO_LARGE, NOT_EQUILIBRATED, TOO_FEW_DRAWS)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason an estimate cannot be trusted: its cause (one of :data:`CAUSES`) and words."""
+
+    cause: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the verdict knows about the run that produced the traces (from its config).
+
+    Missing settings (imported results) are None; checks that need them are skipped.
+    """
+
+    sampler: str | None
+    lr: float | None
+    localization: float | None
+    num_burnin_steps: int | None
+    num_steps_bw_draws: int
+    num_params: int | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, num_params: int | None) -> RunFacts:
+        config = config or {}
+
+        def number(key: str) -> float | None:
+            value = config.get(key)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        burnin = number("num_burnin_steps")
+        return cls(
+            sampler=config.get("sampler"),
+            lr=number("lr"),
+            localization=number("localization"),
+            num_burnin_steps=None if burnin is None else int(burnin),
+            num_steps_bw_draws=int(number("num_steps_bw_draws") or 1),
+            num_params=num_params,
+        )
+
+    def localization_time(self) -> float | None:
+        """2/(εγ): steps the localization needs to pull a free direction into equilibrium."""
+        if not self.lr or not self.localization:
+            return None
+        return 2.0 / (self.lr * self.localization)
 
 
 def divergence(loss_trace: np.ndarray, init_loss: float, nbeta: float, num_params: int | None) -> np.ndarray:
@@ -66,116 +131,9 @@ def drift_statistic(loss_trace: np.ndarray, nbeta: float) -> tuple[float, float]
     per_chain = nbeta * (last - third)
     se = per_chain.std(ddof=1) / np.sqrt(chains)
     rise = float(per_chain.mean())
-    return rise, (rise / se if se > 0 else float("inf") * np.sign(rise))
-
-
-def diagnose(
-    loss_trace: np.ndarray,
-    init_loss: float,
-    nbeta: float,
-    mala_trace: np.ndarray,
-    num_params: int | None = None,
-    distance_trace: np.ndarray | None = None,
-    free_diffusion: float | None = None,
-) -> Diagnostics:
-    """Judge a set of chains from their loss traces.
-
-    Parameters
-    ----------
-    loss_trace : np.ndarray, shape (chains, draws)
-    init_loss : float
-        L(w*).
-    nbeta : float
-    mala_trace : np.ndarray, shape (chains, draws)
-        MALA acceptance probabilities (NaN where undefined).
-    num_params : int, optional
-        Number of moving parameters d.
-    distance_trace : np.ndarray, shape (chains, draws), optional
-        |w − w*|² of the moving weights at each draw.
-    free_diffusion : float, optional
-        The |w − w*|² the chains would reach at the last draw if no force acted (noise
-        alone, e.g. ``d ε T`` for SGLD). Chains whose distance is a large fraction of it have
-        not yet felt the loss or the localization: the step is timid.
-
-    Returns
-    -------
-    Diagnostics
-
-    Notes
-    -----
-    Failures (``healthy=False``): a divergent chain (excluded from the estimate), a negative
-    estimate, an estimate above d/2 (impossible for a true posterior), a loss still rising
-    at the end of the chains (above :func:`drift_threshold`, stricter with fewer than 4
-    chains), split R-hat above ``RHAT_FAIL``, mean MALA acceptance below ``MALA_FAIL``,
-    chains whose distance from w* is over ``FREE_FAIL`` of force-free diffusion (a timid
-    step). Warnings: R-hat above ``RHAT_WARN``, acceptance outside [``MALA_LOW``,
-    ``MALA_HIGH``], low bulk ESS, many draws below L(w*), a falling loss, a rise too weak
-    for fewer than 4 chains to judge.
-    """
-    chains, draws = loss_trace.shape
-    first_bad = divergence(loss_trace, init_loss, nbeta, num_params)
-    divergent = first_bad >= 0
-    good = loss_trace[~divergent]
-    with np.errstate(invalid="ignore"):
-        below = (loss_trace < init_loss).mean(axis=1) if draws else np.full(chains, np.nan)
-        mala_mean = np.array([_nanmean(row) for row in mala_trace]) if draws else np.full(chains, np.nan)
-    rhat = split_rhat(good) if good.shape[0] >= 2 else float("nan")
-    ess = bulk_ess(good) if good.shape[0] >= 1 else float("nan")
-    reasons: list[str] = []
-    warnings: list[str] = []
-
-    if draws == 0:
-        reasons.append("no draws were recorded: let the chains run longer before stopping")
-    for chain in np.flatnonzero(divergent):
-        kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
-        reasons.append(f"chain {chain} diverged ({kind}) at draw {first_bad[chain]}: lower lr")
-    if good.shape[0] and draws:
-        per_chain = nbeta * (good.mean(axis=1) - init_loss)
-        llc = float(per_chain.mean())
-        se = float(per_chain.std(ddof=1) / np.sqrt(per_chain.size)) if per_chain.size > 1 else 0.0
-        _judge_estimate(llc, se, num_params, reasons)
-        _judge_drift(good, nbeta, llc, reasons, warnings)
-    if distance_trace is not None and free_diffusion:
-        _judge_timid(distance_trace[~divergent], free_diffusion, reasons, warnings)
-    _judge_rhat(rhat, reasons, warnings)
-    _judge_mala(mala_mean[~divergent], reasons, warnings)
-    if np.isfinite(ess) and ess < ESS_WARN:
-        warnings.append(f"bulk ESS is {ess:.0f}: few effectively independent draws; sample more draws")
-    for chain in np.flatnonzero(~divergent & (below > BELOW_INIT_WARN)):
-        warnings.append(
-            f"chain {chain} spent {100 * below[chain]:.0f}% of its draws below L(w*): w* may not be a "
-            "local minimum (train longer) or nβ is too small for the minibatch noise"
-        )
-    return Diagnostics(
-        rhat=float(rhat),
-        ess=float(ess),
-        mala_acceptance=mala_mean,
-        fraction_below_init=below,
-        divergent=divergent,
-        divergence_draw=first_bad,
-        healthy=not reasons,
-        reasons=reasons,
-        warnings=warnings,
-    )
-
-
-def _nanmean(row: np.ndarray) -> float:
-    finite = row[np.isfinite(row)]
-    return float(finite.mean()) if finite.size else float("nan")
-
-
-def _judge_estimate(llc: float, se: float, num_params: int | None, reasons: list[str]) -> None:
-    """Fail estimates below 0 or above d/2 by more than ``ESTIMATE_SE`` standard errors."""
-    if llc + ESTIMATE_SE * se < 0:
-        reasons.append(
-            f"the estimate {llc:.3g} is negative: the chains found lower loss than L(w*), so w* is not a "
-            "local minimum (train longer) or the localization is too weak (raise it)"
-        )
-    if num_params is not None and llc - ESTIMATE_SE * se > num_params / 2:
-        reasons.append(
-            f"the estimate {llc:.3g} exceeds d/2 = {num_params / 2:g}, impossible for the posterior: "
-            "the step is too large (lower lr)"
-        )
+    if se > 0:
+        return rise, rise / se
+    return rise, (math.copysign(math.inf, rise) if rise else 0.0)
 
 
 def drift_threshold(chains: int) -> float:
@@ -191,59 +149,358 @@ def drift_threshold(chains: int) -> float:
     return max(DRIFT_T, float(stdtrit(chains - 1, 1.0 - DRIFT_FALSE_ALARM)))
 
 
-def _judge_drift(good: np.ndarray, nbeta: float, llc: float, reasons: list[str], warnings: list[str]) -> None:
+class StepBias(NamedTuple):
+    """The two estimates of the step-size bias of an LLC estimate (see :func:`step_bias`), with
+    their standard errors across chains; NaN where an estimate does not apply."""
+
+    first_order: float
+    first_order_se: float
+    virial: float
+    virial_se: float
+
+    @property
+    def value(self) -> float:
+        """The larger estimate (NaN when neither applies)."""
+        known = [v for v in (self.first_order, self.virial) if np.isfinite(v)]
+        return max(known) if known else float("nan")
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`value`."""
+        if np.isfinite(self.first_order) and (not np.isfinite(self.virial) or self.first_order >= self.virial):
+            return self.first_order_se
+        return self.virial_se
+
+
+def step_bias(loss_trace: np.ndarray, nbeta: float, traces: Mapping[str, np.ndarray], facts: RunFacts) -> StepBias:
+    """Estimated step-size bias of the LLC estimate, two ways.
+
+    Parameters
+    ----------
+    loss_trace : np.ndarray, shape (chains, draws)
+    nbeta : float
+    traces : mapping
+        The driver's ``virial``, ``stein`` and ``drift_sq`` traces, shape (chains, draws).
+    facts : RunFacts
+
+    Returns
+    -------
+    StepBias
+
+    Notes
+    -----
+    With ``U = nβ L + γ/2 |δ|²`` and ``h = ε/2`` the time step of unadjusted Langevin dynamics,
+    its stationary law is ``∝ exp(−U + h(|∇U|²/4 − ΔU/2) + O(h²))``, so to first order the bias
+    of ``E[nβ L]`` is ``h (E[∇U·∇(nβL)]/2 − Cov(nβL, |∇U|²)/4)`` (integrating ΔU by parts against
+    the posterior): ``(ε/4) nβ E[∇U·∇L] − (ε/8) Cov(nβ L, |∇U|²)``, from quantities every step
+    computes. It holds while the step is small against every curvature; past that it can turn
+    negative, which :func:`diagnose` reports as a step far too large. The second estimate uses
+    the virial identity ``E_p[δ·∇U] = d``, exact for the posterior: the step inflates each stiff
+    direction's variance, and with it the loss, and a direction held only by γ contributes
+    ``1/(1 − εγ/4)`` under SGLD, so ``(E[δ·∇U] − d/(1 − εγ/4)) / 2`` estimates the excess of the
+    estimate (exactly, for a quadratic loss) and stays right where the expansion fails. For
+    samplers other than SGLD only the virial estimate applies, without the γ-direction term.
+    """
+    missing = StepBias(*(float("nan"),) * 4)
+    virial = traces.get("virial")
+    if facts.lr is None or facts.localization is None or facts.num_params is None:
+        return missing
+    if virial is None or not np.isfinite(virial).all() or virial.shape[1] < 2:
+        return missing
+    free_direction, first_order = 1.0, np.full(virial.shape[0], np.nan)
+    if facts.sampler == "sgld":
+        free_direction = 1.0 / (1.0 - facts.lr * facts.localization / 4)
+        stein, drift_sq = traces.get("stein"), traces.get("drift_sq")
+        if stein is not None and drift_sq is not None and np.isfinite(stein).all() and np.isfinite(drift_sq).all():
+            covariance = _within_chain_covariance(nbeta * loss_trace, drift_sq)
+            first_order = facts.lr / 4 * nbeta * stein.mean(axis=1) - facts.lr / 8 * covariance
+    excess = (virial.mean(axis=1) - facts.num_params * free_direction) / 2
+    return StepBias(float(first_order.mean()), _standard_error(first_order), float(excess.mean()), _standard_error(excess))
+
+
+def diagnose(
+    loss_trace: np.ndarray,
+    init_loss: float,
+    nbeta: float,
+    mala_trace: np.ndarray,
+    num_params: int | None = None,
+    sampler_traces: Mapping[str, np.ndarray] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Diagnostics:
+    """Judge a set of chains: is their LLC estimate right, and if not, what to change.
+
+    Parameters
+    ----------
+    loss_trace : np.ndarray, shape (chains, draws)
+    init_loss : float
+        L(w*).
+    nbeta : float
+    mala_trace : np.ndarray, shape (chains, draws)
+        MALA acceptance probabilities (NaN where undefined).
+    num_params : int, optional
+        Number of moving parameters d.
+    sampler_traces : mapping of str to np.ndarray (chains, draws), optional
+        The driver's ``virial``, ``stein``, ``drift_sq`` and ``descent`` traces
+        (:data:`devinterp_viz.engine.driver.SAMPLER_TRACES`); checks that need a missing one are
+        skipped and say so in a warning.
+    config : mapping, optional
+        The run's settings (``sampler``, ``lr``, ``localization``, ``num_burnin_steps``, ...).
+
+    Returns
+    -------
+    Diagnostics
+        ``status`` is "healthy", "unhealthy" or "undefined" (w* is not a local minimum, so
+        the LLC does not exist there); ``next_step`` names one change of settings.
+
+    Notes
+    -----
+    Failures: a divergent chain; w* not a local minimum (the first-order descent term
+    ``nβ ∇L(w*)·δ`` is over ``DESCENT_FAIL`` of the curvature part, or the estimate is
+    significantly negative); a step-size bias over ``STEP_BIAS_FAIL`` of the estimate
+    (:func:`step_bias`), a mean MALA acceptance below ``MALA_FAIL``, or an estimate above d/2;
+    chains that have not spread into the posterior (virial below ``1 − VIRIAL_DEFICIT`` of d)
+    before ``EQUILIBRATION_TIMES`` localization times of burn-in, or still rising at the end;
+    split R-hat above ``RHAT_FAIL``, bulk ESS below ``ESS_FAIL``, or a Monte Carlo error above
+    ``PRECISION_FAIL`` of the estimate.
+    """
+    traces = {k: np.asarray(v, dtype=float) for k, v in (sampler_traces or {}).items()}
+    facts = RunFacts.from_config(config, num_params)
+    chains, draws = loss_trace.shape
+    first_bad = divergence(loss_trace, init_loss, nbeta, num_params)
+    divergent = first_bad >= 0
+    good = loss_trace[~divergent]
+    good_traces = {k: v[~divergent] for k, v in traces.items() if v.shape == loss_trace.shape}
+    with np.errstate(invalid="ignore"):
+        below = (loss_trace < init_loss).mean(axis=1) if draws else np.full(chains, np.nan)
+        mala_mean = np.array([_nanmean(row) for row in mala_trace]) if draws else np.full(chains, np.nan)
+    rhat = split_rhat(good) if good.shape[0] >= 2 else float("nan")
+    ess = bulk_ess(good) if good.shape[0] >= 1 else float("nan")
+    mcse = nbeta * mcse_mean(good) if good.size else float("nan")
+    findings: list[Finding] = []
+    warnings: list[str] = []
+    llc, descent, bias = float("nan"), float("nan"), StepBias(*(float("nan"),) * 4)
+
+    if draws == 0:
+        findings.append(Finding(TOO_FEW_DRAWS, "no draws were recorded: let the chains run longer before stopping"))
+    for chain in np.flatnonzero(divergent):
+        kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
+        findings.append(Finding(DIVERGED, f"chain {chain} diverged ({kind}) at draw {first_bad[chain]}"))
+    if good.shape[0] and draws:
+        per_chain = nbeta * (good.mean(axis=1) - init_loss)
+        llc = float(per_chain.mean())
+        se = _standard_error(per_chain)
+        descent = _judge_descent(llc, good_traces, findings)
+        _judge_estimate(llc, se, num_params, findings)
+        bias = step_bias(good, nbeta, good_traces, facts)
+        _judge_step(llc, bias, mala_mean[~divergent], findings)
+        _judge_equilibrium(good_traces, facts, findings)
+        _judge_drift(good, nbeta, llc, findings, warnings)
+        _judge_mixing(llc, rhat, ess, mcse, findings)
+        if "virial" not in good_traces or not np.isfinite(good_traces["virial"]).all():
+            warnings.append("the step-size bias and equilibrium were not checked: the run's sampler traces are missing")
+    for chain in np.flatnonzero(~divergent & (below > BELOW_INIT_WARN)):
+        warnings.append(
+            f"chain {chain} spent {100 * below[chain]:.0f}% of its draws below L(w*): w* may not be a "
+            "local minimum, or nβ is too small for the minibatch noise"
+        )
+    causes = {f.cause for f in findings}
+    status = "healthy" if not findings else ("undefined" if NOT_A_MINIMUM in causes else "unhealthy")
+    return Diagnostics(
+        rhat=float(rhat),
+        ess=float(ess),
+        mala_acceptance=mala_mean,
+        fraction_below_init=below,
+        divergent=divergent,
+        divergence_draw=first_bad,
+        healthy=status == "healthy",
+        reasons=[f.message for f in findings],
+        warnings=warnings,
+        status=status,
+        causes=[f.cause for f in findings],
+        next_step=next_step(findings, facts, bias=bias.value, llc=llc, draws=draws),
+        mcse=float(mcse),
+        step_bias=float(bias.value),
+        descent=float(descent),
+    )
+
+
+def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: float, draws: int) -> dict[str, Any]:
+    """The one change of settings that addresses the most basic of ``findings``.
+
+    Returns
+    -------
+    dict
+        ``{"cause": ..., "text": ..., "settings": {...}}`` — ``settings`` holds the values to run
+        with next (``lr``, ``num_burnin_steps``, ``num_draws``; empty when no setting helps);
+        an empty dict when nothing needs to change.
+    """
+    if not findings:
+        return {}
+    cause = min((f.cause for f in findings), key=CAUSES.index)
+    if cause == NOT_A_MINIMUM:
+        return {
+            "cause": cause,
+            "text": "w* is not a local minimum, so the LLC is undefined here: estimate it at a checkpoint "
+            "where training has converged (or train this one further)",
+            "settings": {},
+        }
+    if cause in (DIVERGED, STEP_TOO_LARGE):
+        factor = 0.25 if cause == DIVERGED else _step_factor(bias, llc)
+        return _lower_lr(cause, factor, facts, draws)
+    if cause == NOT_EQUILIBRATED:
+        burnin = _suggested_burnin(facts, facts.lr)
+        if burnin is None:
+            return {"cause": cause, "text": "add burn-in steps", "settings": {}}
+        return {
+            "cause": cause,
+            "text": f"add burn-in: {burnin} steps (2 × 2/(lr·γ), the time the localization needs to pull "
+            "free directions into equilibrium)",
+            "settings": {"num_burnin_steps": burnin},
+        }
+    more = 4 * max(draws, 1)
+    return {"cause": cause, "text": f"sample more draws: {more} per chain", "settings": {"num_draws": more}}
+
+
+def _lower_lr(cause: str, factor: float, facts: RunFacts, draws: int) -> dict[str, Any]:
+    if facts.lr is None:
+        return {"cause": cause, "text": "lower lr", "settings": {}}
+    lr = float(f"{facts.lr * factor:.2g}")
+    settings: dict[str, Any] = {"lr": lr}
+    burnin = _suggested_burnin(facts, lr)
+    if burnin is not None:
+        settings["num_burnin_steps"] = max(burnin, facts.num_burnin_steps or 0)
+    settings["num_draws"] = int(math.ceil(max(draws, 1) * facts.lr / lr))
+    words = "the chains diverged" if cause == DIVERGED else "the step biases the estimate"
+    text = f"{words}: lower lr to {lr:.2g}"
+    if burnin is not None:
+        text += f" with {settings['num_burnin_steps']} burn-in steps"
+    text += f" and {settings['num_draws']} draws (the same sampling time at the smaller step)"
+    return {"cause": cause, "text": text, "settings": settings}
+
+
+def _step_factor(bias: float, llc: float) -> float:
+    """lr multiplier that should bring a bias that is linear in lr to half of ``STEP_BIAS_FAIL``."""
+    if not (np.isfinite(bias) and np.isfinite(llc)) or llc == 0 or bias <= 0:
+        return 0.25
+    return float(np.clip(0.5 * STEP_BIAS_FAIL * abs(llc) / bias, 0.05, 0.5))
+
+
+def _suggested_burnin(facts: RunFacts, lr: float | None) -> int | None:
+    if lr is None or not facts.localization:
+        return None
+    return int(math.ceil(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization)))
+
+
+def _nanmean(row: np.ndarray) -> float:
+    finite = row[np.isfinite(row)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _standard_error(per_chain: np.ndarray) -> float:
+    return float(per_chain.std(ddof=1) / np.sqrt(per_chain.size)) if per_chain.size > 1 else float("nan")
+
+
+def _within_chain_covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Covariance of two (chains, draws) traces within each chain, shape (chains,)."""
+    return ((a - a.mean(axis=1, keepdims=True)) * (b - b.mean(axis=1, keepdims=True))).mean(axis=1)
+
+
+def _judge_descent(llc: float, traces: Mapping[str, np.ndarray], findings: list[Finding]) -> float:
+    """The descent term ``nβ E[∇L(w*)·δ]`` in LLC units; a finding when it is a large part of the estimate."""
+    trace = traces.get("descent")
+    if trace is None or not np.isfinite(trace).all() or trace.shape[1] == 0:
+        return float("nan")
+    per_chain = trace.mean(axis=1)
+    descent = float(per_chain.mean())
+    noise = NOISE_Z * (_standard_error(per_chain) if per_chain.size > 1 else 0.0)
+    curvature = llc - descent  # λ̂ = descent + curvature part, to second order
+    if -descent - noise > DESCENT_FAIL * max(abs(curvature), 1e-12):
+        findings.append(Finding(
+            NOT_A_MINIMUM,
+            f"w* is not a local minimum: the chains descend along ∇L(w*) (first-order term {descent:.3g} "
+            f"against {curvature:.3g} from curvature), so the estimate is not a learning coefficient",
+        ))
+    return descent
+
+
+def _judge_estimate(llc: float, se: float, num_params: int | None, findings: list[Finding]) -> None:
+    """Estimates below 0 or above d/2 by more than ``ESTIMATE_SE`` standard errors."""
+    margin = ESTIMATE_SE * (se if np.isfinite(se) else 0.0)
+    if llc + margin < 0 and not any(f.cause == NOT_A_MINIMUM for f in findings):
+        findings.append(Finding(
+            NOT_A_MINIMUM,
+            f"the estimate {llc:.3g} is negative: the chains found lower loss than L(w*), so w* is not a local minimum",
+        ))
+    if num_params is not None and llc - margin > num_params / 2:
+        findings.append(Finding(
+            STEP_TOO_LARGE, f"the estimate {llc:.3g} exceeds d/2 = {num_params / 2:g}, impossible for the posterior"
+        ))
+
+
+def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding]) -> None:
+    """Step-size bias (:func:`step_bias`) and, in high dimension, a low MALA acceptance."""
+    scale = STEP_BIAS_FAIL * max(abs(llc), 1e-12)
+    se = bias.standard_error if np.isfinite(bias.standard_error) else 0.0
+    if np.isfinite(bias.value) and bias.value - NOISE_Z * se > scale:
+        findings.append(Finding(
+            STEP_TOO_LARGE,
+            f"the step biases the estimate by about +{bias.value:.3g} ({100 * bias.value / max(abs(llc), 1e-12):.0f}% of it)",
+        ))
+    elif np.isfinite(bias.first_order) and bias.first_order + NOISE_Z * np.nan_to_num(bias.first_order_se) < -scale:
+        findings.append(Finding(
+            STEP_TOO_LARGE,
+            "the step is too large for its bias to be estimated (the first-order expansion gives "
+            f"{bias.first_order:.3g}): the estimate is not reliable",
+        ))
+    finite = mala_mean[np.isfinite(mala_mean)]
+    if finite.size and finite.mean() < MALA_FAIL:
+        findings.append(Finding(
+            STEP_TOO_LARGE, f"MALA acceptance is {finite.mean():.2f} (< {MALA_FAIL}): the step is far too large"
+        ))
+
+
+def _judge_equilibrium(traces: Mapping[str, np.ndarray], facts: RunFacts, findings: list[Finding]) -> None:
+    """Chains that have not spread into the posterior (virial deficit) before enough burn-in."""
+    virial = traces.get("virial")
+    if virial is None or not np.isfinite(virial).all() or not facts.num_params or virial.shape[1] == 0:
+        return
+    ratio = float(virial.mean()) / facts.num_params
+    time = facts.localization_time()
+    burned = None if time is None or facts.num_burnin_steps is None else facts.num_burnin_steps / time
+    if ratio < 1 - VIRIAL_DEFICIT and (burned is None or burned < EQUILIBRATION_TIMES):
+        findings.append(Finding(
+            NOT_EQUILIBRATED,
+            f"the chains have not yet spread into the posterior: E[δ·∇U] is {100 * ratio:.0f}% of the "
+            f"{facts.num_params} it equals in equilibrium"
+            + (f", after {facts.num_burnin_steps} burn-in steps of the {time:.0f} the localization needs" if burned is not None else ""),
+        ))
+
+
+def _judge_drift(good: np.ndarray, nbeta: float, llc: float, findings: list[Finding], warnings: list[str]) -> None:
     rise, t = drift_statistic(good, nbeta)
     if not np.isfinite(rise) or abs(rise) <= DRIFT_RELATIVE * max(abs(llc), 1e-12):
         return
     threshold = drift_threshold(good.shape[0])
     if t > threshold:
-        reasons.append(
-            f"the loss is still rising at the end of the chains (the estimate grew by {rise:.3g} over the "
-            "last quarter): the chains have not settled; raise lr or add burn-in / draws"
-        )
+        findings.append(Finding(
+            NOT_EQUILIBRATED,
+            f"the loss is still rising at the end of the chains (the estimate grew by {rise:.3g} over the last quarter)",
+        ))
     elif t > DRIFT_T:
         warnings.append(
             f"the estimate grew by {rise:.3g} over the last quarter, which {good.shape[0]} chains cannot tell "
             "from noise: run 4 or more chains to judge whether they have settled"
         )
-    elif t < -threshold:
-        warnings.append(
-            f"the loss is falling at the end of the chains (by {-rise:.3g} in nβ units): w* may not be a "
-            "local minimum"
-        )
 
 
-def _judge_timid(distance: np.ndarray, free_diffusion: float, reasons: list[str], warnings: list[str]) -> None:
-    if distance.shape[0] == 0 or distance.shape[1] == 0 or not np.isfinite(distance[:, -1]).all():
-        return
-    fraction = float(distance[:, -1].mean() / free_diffusion)
-    message = (
-        f"the chains wandered from w* as far as noise alone would ({100 * fraction:.0f}% of force-free "
-        "diffusion): they have not yet felt the loss or the localization"
-    )
-    if fraction > FREE_FAIL:
-        reasons.append(f"{message}; the step is timid: raise lr")
-    elif fraction > FREE_WARN:
-        warnings.append(f"{message} in every direction; raise lr or add burn-in")
-
-
-def _judge_rhat(rhat: float, reasons: list[str], warnings: list[str]) -> None:
-    if not np.isfinite(rhat):
-        return
-    if rhat > RHAT_FAIL:
-        reasons.append(f"split R-hat is {rhat:.2f} (> {RHAT_FAIL}): the chains disagree; sample longer or lower lr")
-    elif rhat > RHAT_WARN:
-        warnings.append(f"split R-hat is {rhat:.2f} (> {RHAT_WARN}): the chains have not fully mixed")
-
-
-def _judge_mala(mala_mean: np.ndarray, reasons: list[str], warnings: list[str]) -> None:
-    finite = mala_mean[np.isfinite(mala_mean)]
-    if not finite.size:
-        return
-    mean = float(finite.mean())
-    if mean < MALA_FAIL:
-        reasons.append(f"MALA acceptance is {mean:.2f} (< {MALA_FAIL}): the step is far too large; lower lr")
-    elif mean < MALA_LOW:
-        warnings.append(f"MALA acceptance is {mean:.2f}: lower lr for less discretisation bias (aim near 0.9)")
-    elif mean > MALA_HIGH:
-        warnings.append(f"MALA acceptance is {mean:.3f}: the step may be timid; a larger lr explores faster")
+def _judge_mixing(llc: float, rhat: float, ess: float, mcse: float, findings: list[Finding]) -> None:
+    """Chains that disagree, too few effective draws, or an error bar too wide for the answer."""
+    if np.isfinite(rhat) and rhat > RHAT_FAIL:
+        findings.append(Finding(TOO_FEW_DRAWS, f"split R-hat is {rhat:.2f} (> {RHAT_FAIL}): the chains disagree"))
+    if np.isfinite(ess) and ess < ESS_FAIL:
+        findings.append(Finding(TOO_FEW_DRAWS, f"bulk ESS is {ess:.0f} (< {ESS_FAIL:.0f}): too few effectively independent draws"))
+    if np.isfinite(mcse) and mcse > PRECISION_FAIL * max(abs(llc), 1e-12):
+        findings.append(Finding(
+            TOO_FEW_DRAWS,
+            f"the Monte Carlo error of the estimate is ±{mcse:.2g} ({100 * mcse / max(abs(llc), 1e-12):.0f}% of it)",
+        ))

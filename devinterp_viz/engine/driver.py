@@ -27,6 +27,15 @@ MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measure
 
 OnDraw = Callable[[int, np.ndarray], None]
 
+# What the driver records at every draw besides the loss, over the moving coordinates, with
+# δ = w − w*, ∇U = nβ ∇L_batch + γ δ (the drift) and g* = ∇L(w*):
+SAMPLER_TRACES = {
+    "virial": "δ · ∇U, whose posterior mean is exactly the number of moving weights",
+    "stein": "∇U · ∇L_batch, for the first-order step-size bias of the estimate",
+    "drift_sq": "|∇U|², for the same",
+    "descent": "nβ g* · δ, the first-order part of nβ (L − L(w*)): zero on average at a local minimum",
+}
+
 
 @dataclass
 class ChainRun:
@@ -38,12 +47,13 @@ class ChainRun:
     mala_trace : np.ndarray, shape (chains, draws_done)
     distance_trace : np.ndarray, shape (chains, draws_done)
         Squared distance |w − w*|² of the moving coordinates at each draw.
+    sampler_traces : dict of str to np.ndarray, shape (chains, draws_done)
+        Per-draw quantities of the moving coordinates that the diagnostics judge the sampler by
+        (see :data:`SAMPLER_TRACES`).
     partial : bool
         True when a stop request ended sampling early.
     vectorized : bool
         Whether the chains ran through one vmapped call per step.
-    last_draw_step : int
-        Steps taken before the last recorded draw (burn-in included).
     graph : str
         "graph" when a traced graph evaluated the chains, else "eager" (and why, if a graph was refused).
     """
@@ -51,9 +61,9 @@ class ChainRun:
     loss_trace: np.ndarray
     mala_trace: np.ndarray
     distance_trace: np.ndarray
+    sampler_traces: dict[str, np.ndarray]
     partial: bool
     vectorized: bool
-    last_draw_step: int
     graph: str
 
 
@@ -235,6 +245,7 @@ def run_chains(
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
     graph: bool | str = "auto",
+    init_grad: torch.Tensor | None = None,
 ) -> ChainRun:
     """Advance ``num_chains`` chains from w* and record the minibatch loss at every draw.
 
@@ -261,6 +272,8 @@ def run_chains(
         Chains per vmapped call (memory); all at once when None.
     graph : True, False or "auto"
         Evaluate vectorised chains through a traced graph (see :mod:`devinterp_viz.engine.graph`).
+    init_grad : torch.Tensor, shape (n,), optional
+        ∇L(w*) over the fixed evaluation batches, for the ``descent`` trace (NaN without it).
     """
     device = hyper.w_star.device
     dim = hyper.w_star.numel()
@@ -271,6 +284,7 @@ def run_chains(
     losses = torch.full((num_chains, num_draws), float("nan"), dtype=hyper.w_star.dtype, device=device)
     mala = torch.full_like(losses, float("nan"))
     distances = torch.full_like(losses, float("nan"))
+    traces = {name: torch.full_like(losses, float("nan")) for name in SAMPLER_TRACES}
     stream_every = CUDA_STREAM_EVERY if device.type == "cuda" else 1
     streamed = 0
     draws_done = 0
@@ -278,7 +292,6 @@ def run_chains(
     mala_every = max(1, -(-num_draws // MALA_DRAWS))
     reuse_batch = False
     partial = False
-    last_draw_step = 0
     bar = tqdm(total=total_steps, desc="sampling", disable=not show_progress(progress), leave=False)
     try:
         for step in range(total_steps):
@@ -301,7 +314,8 @@ def run_chains(
                 draw = since_burnin // num_steps_bw_draws
                 losses[:, draw] = loss.detach()
                 distances[:, draw] = sq_dist
-                draws_done, last_draw_step = draw + 1, step
+                _record_sampler_traces(traces, draw, offset, drift, grad, hyper, init_grad)
+                draws_done = draw + 1
                 if on_draw is not None and (draws_done - streamed >= stream_every or draws_done == num_draws):
                     streamed = _stream(on_draw, losses, streamed, draws_done)
             state, info = sampler.step(state, grad, drift, streams.noise(), hyper)
@@ -323,11 +337,21 @@ def run_chains(
         loss_trace=losses[:, :keep].cpu().double().numpy(),
         mala_trace=mala[:, :keep].cpu().double().numpy(),
         distance_trace=distances[:, :keep].cpu().double().numpy(),
+        sampler_traces={name: trace[:, :keep].cpu().double().numpy() for name, trace in traces.items()},
         partial=partial,
         vectorized=evaluator.vectorized,
-        last_draw_step=last_draw_step,
         graph=evaluator.graphs.status if evaluator.vectorized else "eager",
     )
+
+
+def _record_sampler_traces(traces, draw: int, offset, drift, grad, hyper: Hyper, init_grad) -> None:
+    """Fill column ``draw`` of every :data:`SAMPLER_TRACES` entry from this step's (chains, n) tensors."""
+    moving_drift = hyper.masked(drift)
+    traces["virial"][:, draw] = (offset * moving_drift).sum(1)  # frozen coordinates have δ = 0
+    traces["stein"][:, draw] = (moving_drift * grad).sum(1)
+    traces["drift_sq"][:, draw] = moving_drift.square().sum(1)
+    if init_grad is not None:
+        traces["descent"][:, draw] = hyper.nbeta * (offset @ init_grad)
 
 
 def _stream(on_draw: OnDraw, losses: torch.Tensor, start: int, stop: int) -> int:

@@ -16,7 +16,7 @@ from devinterp_viz.engine.data import make_batches
 from devinterp_viz.engine.driver import OnDraw, run_chains
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.results import LLCResult
-from devinterp_viz.engine.samplers import RMSPROP_EPS, Hyper, get_sampler
+from devinterp_viz.engine.samplers import Hyper, get_sampler
 from devinterp_viz.engine.selection import ParamSpec, resolve_selection
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -209,7 +209,7 @@ def estimate_llc_selections(
         row_mask = torch.stack(masks).repeat_interleave(num_chains, dim=0)
     hyper = Hyper(float(lr), used_nbeta, float(localization), flat_loss.w_star, row_mask)
     with seeded_model_randomness(seed, target):
-        init_loss = evaluate_init_loss(flat_loss, source, seed)
+        init_loss, init_grad = evaluate_init_loss(flat_loss, source, seed)
         if on_start is not None:
             on_start(init_loss, used_nbeta)
         run = run_chains(
@@ -228,6 +228,7 @@ def estimate_llc_selections(
             vectorize=vectorize,
             chain_chunk_size=chain_chunk_size,
             graph=graph,
+            init_grad=init_grad,
         )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
@@ -261,7 +262,7 @@ def estimate_llc_selections(
             distance_trace=run.distance_trace[rows],
             partial=run.partial,
             num_params=num_moving,
-            free_diffusion=_free_diffusion(sampler, num_moving, lr, run.last_draw_step),
+            sampler_traces={name: trace[rows] for name, trace in run.sampler_traces.items()},
         )
     return results
 
@@ -284,44 +285,55 @@ def seeded_model_randomness(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> float:
-    """L(w*) over the source's fixed evaluation batches, weighted by batch size.
+def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> tuple[float, torch.Tensor]:
+    """L(w*) and ∇L(w*) over the source's fixed evaluation batches, weighted by batch size.
 
-    Raises a clear error when ``loss_fn`` does not return a finite scalar tensor.
+    Returns
+    -------
+    init_loss : float
+    init_grad : torch.Tensor, shape (n,)
+        The gradient in the flat layout of the selected weights (the diagnostics' test of
+        whether w* is a local minimum).
+
+    Raises a clear error when ``loss_fn`` does not return a finite floating-point scalar that
+    depends on the weights.
     """
     total, rows = 0.0, 0
-    with torch.no_grad():
-        for batch, size in source.init_loss_batches(seed):
-            value = flat_loss(flat_loss.w_star, batch)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1 or value.dim() > 1:
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(
-                    f"loss_fn must return a scalar tensor (the mean loss on the batch); it returned {shape}. "
-                    "Reduce it, e.g. with .mean()."
-                )
-            total += float(value) * size
-            rows += size
+    grad_total = torch.zeros_like(flat_loss.w_star)
+    for batch, size in source.init_loss_batches(seed):
+        flat = flat_loss.w_star.detach().requires_grad_()
+        with torch.enable_grad():
+            value = flat_loss(flat, batch)
+            _check_loss_value(value)
+            (grad,) = torch.autograd.grad(value, flat, allow_unused=True)
+        total += float(value.detach()) * size
+        if grad is not None:
+            grad_total += grad * size
+        rows += size
     init_loss = total / rows
     if not math.isfinite(init_loss):
         raise ValueError(
             f"L(w*) is not finite ({init_loss}): the model's loss at its current weights is NaN or infinite; "
             "check the model and loss_fn before estimating the LLC."
         )
-    return init_loss
+    return init_loss, grad_total / rows
 
 
-def _free_diffusion(sampler: str, num_moving: int, lr: float, steps: int) -> float | None:
-    """|w − w*|² that the sampler's noise alone gives after ``steps`` steps (None: not defined).
-
-    SGLD adds N(0, ε) per coordinate per step; RMSProp-SGLD at most N(0, ε/eps) (G ≤ 1/eps),
-    so its value is a bound and the timid check is conservative. SGNHT's momentum has no
-    such simple law.
-    """
-    if sampler == "sgld":
-        return num_moving * lr * steps
-    if sampler == "rmsprop_sgld":
-        return num_moving * lr * steps / RMSPROP_EPS
-    return None
+def _check_loss_value(value: Any) -> None:
+    """A clear error unless ``value`` is a floating-point scalar tensor that depends on the weights."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or value.dim() > 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"loss_fn must return a scalar tensor (the mean loss on the batch); it returned {shape}. "
+            "Reduce it, e.g. with .mean()."
+        )
+    if not value.is_floating_point():
+        raise ValueError(f"loss_fn returned a {value.dtype} tensor; the loss must be a floating-point tensor.")
+    if not value.requires_grad:
+        raise ValueError(
+            "loss_fn returned a tensor that does not depend on the weights (it was detached, computed "
+            "under torch.no_grad(), or converted with .item()/numpy): return the loss tensor itself."
+        )
 
 
 def _describe_param(name: str, selection) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-RESULT_FORMAT_VERSION = 1
+TRACE_PREFIX = "trace_"  # sampler traces are stored as trace_<name> arrays
+RESULT_FORMAT_VERSION = 2  # 2: sampler traces and the verdict's status, causes and next step
 
 
 @dataclass
@@ -33,11 +34,26 @@ class Diagnostics:
     divergence_draw : np.ndarray of int, shape (chains,)
         First divergent draw of each chain, -1 where it never diverged.
     healthy : bool
-        True when no failure was found; warnings do not make a run unhealthy.
+        True when no failure was found (``status == "healthy"``); warnings do not make a run
+        unhealthy.
     reasons : list of str
-        Failures, in plain words with what to change ("chain 3 diverged at draw 41: lower lr").
+        Failures, in plain words ("chain 3 diverged (exploded) at draw 41").
     warnings : list of str
         Things worth a look that do not by themselves invalidate the estimate.
+    status : {"healthy", "unhealthy", "undefined"}
+        "undefined" when w* is not a local minimum: the LLC does not exist there, whatever the
+        chains did.
+    causes : list of str
+        The cause of each reason (``devinterp_viz.engine.diagnostics.CAUSES``), same order.
+    next_step : dict
+        ``{"cause", "text", "settings"}``: the one change to make next, with the settings to run
+        with (empty when healthy).
+    mcse : float
+        Monte Carlo standard error of the estimate, from the effective sample size of all draws.
+    step_bias : float
+        Estimated step-size bias of the estimate (NaN when the sampler traces are missing).
+    descent : float
+        ``nβ E[∇L(w*)·(w − w*)]``: the first-order part of the estimate, zero at a local minimum.
     """
 
     rhat: float
@@ -49,25 +65,38 @@ class Diagnostics:
     healthy: bool
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    status: str = ""
+    causes: list[str] = field(default_factory=list)
+    next_step: dict[str, Any] = field(default_factory=dict)
+    mcse: float = float("nan")
+    step_bias: float = float("nan")
+    descent: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "healthy" if self.healthy else "unhealthy"
 
     @property
     def verdict(self) -> str:
-        """One line: "healthy" or the first failure, for a widget's badge or a log."""
+        """One line: "healthy", or the status with the first failure, for a widget's badge or a log."""
         if self.healthy:
-            return "healthy" + (f" ({len(self.warnings)} warning(s))" if self.warnings else "")
-        return "unhealthy: " + self.reasons[0]
+            return "healthy" + (f" (warning: {self.warnings[0]})" if len(self.warnings) == 1 else
+                                f" ({len(self.warnings)} warnings: {self.warnings[0]}; …)" if self.warnings else "")
+        return f"{self.status}: {self.reasons[0]}"
 
     def summary(self) -> str:
         """Several lines describing the chains' health, for printing."""
         lines = [
             f"verdict: {self.verdict}",
-            f"R-hat {self.rhat:.3f} · bulk ESS {self.ess:.0f} · "
-            f"MALA acceptance {_fmt_mean(self.mala_acceptance)} · "
+            f"R-hat {self.rhat:.3f} · bulk ESS {self.ess:.0f} · Monte Carlo error ±{self.mcse:.3g} · "
+            f"step bias {self.step_bias:+.3g} · MALA acceptance {_fmt_mean(self.mala_acceptance)} · "
             f"draws below L(w*) {_fmt_mean(self.fraction_below_init, percent=True)} · "
             f"divergent chains {int(np.sum(self.divergent))}/{len(self.divergent)}",
         ]
         lines += [f"  failure: {r}" for r in self.reasons]
         lines += [f"  warning: {w}" for w in self.warnings]
+        if self.next_step:
+            lines.append(f"  next step: {self.next_step['text']}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +116,12 @@ class Diagnostics:
             healthy=bool(data["healthy"]),
             reasons=list(data["reasons"]),
             warnings=list(data["warnings"]),
+            status=str(data.get("status", "")),
+            causes=list(data.get("causes", [])),
+            next_step=dict(data.get("next_step", {})),
+            mcse=float(data.get("mcse", float("nan"))),
+            step_bias=float(data.get("step_bias", float("nan"))),
+            descent=float(data.get("descent", float("nan"))),
         )
 
 
@@ -124,6 +159,10 @@ class LLCResult:
     partial : bool
         True when sampling was stopped before ``num_draws`` draws; ``loss_trace`` then holds
         only the draws completed.
+    sampler_traces : dict of str to np.ndarray, shape (chains, draws)
+        What the driver recorded for the diagnostics at every draw (``virial``, ``stein``,
+        ``drift_sq``, ``descent``: see ``devinterp_viz.engine.driver.SAMPLER_TRACES``); empty
+        for imported results.
 
     Notes
     -----
@@ -147,10 +186,19 @@ class LLCResult:
     mala_trace: np.ndarray
     distance_trace: np.ndarray | None = None
     partial: bool = False
+    sampler_traces: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.distance_trace is None:
             self.distance_trace = np.full(self.loss_trace.shape, np.nan)
+
+    @property
+    def llc_se(self) -> float:
+        """Standard error of ``llc_mean``: the larger of the Monte Carlo error from all draws and
+        the spread of the chain means (``llc_std / sqrt(chains)``)."""
+        spread = self.llc_std / np.sqrt(max(int(np.isfinite(self.llc_per_chain).sum()), 1))
+        known = [value for value in (self.diagnostics.mcse, spread) if np.isfinite(value)]
+        return float(max(known)) if known else float("nan")
 
     @classmethod
     def from_traces(
@@ -163,7 +211,7 @@ class LLCResult:
         distance_trace: np.ndarray | None = None,
         partial: bool = False,
         num_params: int | None = None,
-        free_diffusion: float | None = None,
+        sampler_traces: dict[str, np.ndarray] | None = None,
     ) -> LLCResult:
         """Build a result (estimate and diagnostics) from loss traces.
 
@@ -185,8 +233,8 @@ class LLCResult:
             Whether sampling stopped before all requested draws.
         num_params : int, optional
             Number of sampled parameters; sharpens the explosion test of the diagnostics.
-        free_diffusion : float, optional
-            |w − w*|² that noise alone would give at the last draw, for the timid-step check.
+        sampler_traces : dict of str to array_like (chains, draws), optional
+            The driver's per-draw diagnostic traces (see :attr:`sampler_traces`).
         """
         from devinterp_viz.engine.diagnostics import diagnose
 
@@ -203,15 +251,8 @@ class LLCResult:
             if distance_trace is None
             else np.asarray(distance_trace, dtype=np.float64)
         )
-        diagnostics = diagnose(
-            loss_trace,
-            init_loss,
-            nbeta,
-            mala,
-            num_params=num_params,
-            distance_trace=distance,
-            free_diffusion=free_diffusion,
-        )
+        traces = {name: np.asarray(trace, dtype=np.float64) for name, trace in (sampler_traces or {}).items()}
+        diagnostics = diagnose(loss_trace, init_loss, nbeta, mala, num_params=num_params, sampler_traces=traces, config=config)
         per_chain = nbeta * (loss_trace.mean(axis=1) - init_loss) if loss_trace.shape[1] else np.full(
             loss_trace.shape[0], np.nan
         )
@@ -231,6 +272,7 @@ class LLCResult:
             mala_trace=mala,
             distance_trace=distance,
             partial=partial,
+            sampler_traces=traces,
         )
 
     @property
@@ -300,6 +342,7 @@ class LLCResult:
                 "llc": (("chain", "draw"), self.llc_trace),
                 "mala_acceptance": (("chain", "draw"), self.mala_trace),
                 "distance": (("chain", "draw"), self.distance_trace),
+                **{name: (("chain", "draw"), trace) for name, trace in self.sampler_traces.items()},
                 "llc_per_chain": (("chain",), self.llc_per_chain),
             },
             coords=coords,
@@ -356,6 +399,7 @@ class LLCResult:
                     mala_trace=self.mala_trace,
                     distance_trace=self.distance_trace,
                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                    **{TRACE_PREFIX + name: trace for name, trace in self.sampler_traces.items()},
                 )
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -386,6 +430,9 @@ class LLCResult:
                 mala_trace=np.array(data["mala_trace"]),
                 distance_trace=np.array(data["distance_trace"]),
                 partial=bool(meta["partial"]),
+                sampler_traces={
+                    key[len(TRACE_PREFIX) :]: np.array(data[key]) for key in data.files if key.startswith(TRACE_PREFIX)
+                },
             )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -65,31 +64,27 @@ class FakeEngine:
 
     def calibrate(self, model, data, loss_fn, *, lrs, nbetas=None, localizations=None, on_cell=None, stop=None,
                   **kwargs) -> Any:
+        from devinterp_viz.analysis.calibration import CalibrationResult
+
         axis = "nbeta" if nbetas is not None else "localization"
         values = np.asarray(nbetas if nbetas is not None else localizations, dtype=float)
-        lrs = np.asarray(lrs, dtype=float)
-        shape = (len(values), len(lrs))
-        llc_mean, llc_std = np.full(shape, np.nan), np.full(shape, np.nan)
-        healthy = np.zeros(shape, bool)
-        reasons = [[[] for _ in lrs] for _ in values]
-        results = {}
+        cal = CalibrationResult(axis=axis, values=values, user_lrs=np.unique(np.asarray(lrs, dtype=float)))
         for i, value in enumerate(values):
-            for j, lr in enumerate(lrs):
+            for lr in cal.user_lrs:
                 if _stopped(stop):
+                    cal.partial = True
                     break
-                res = self.estimate_llc(model, data, loss_fn, lr=float(lr), **{axis: float(value)}, **kwargs)
-                results[(i, j)] = res
-                llc_mean[i, j], llc_std[i, j] = res.llc_mean, res.llc_std
-                healthy[i, j], reasons[i][j] = res.diagnostics.healthy, list(res.diagnostics.reasons)
+                cal.cells[(i, float(lr))] = self.estimate_llc(model, data, loss_fn, lr=float(lr), **{axis: float(value)}, **kwargs)
                 if on_cell is not None:
-                    on_cell(i, j, res)
-        good = [(i, j) for (i, j) in results if healthy[i, j]]
-        recommended = None
+                    on_cell(cal, i, float(lr))
+        good = [(i, lr) for (i, lr), res in cal.cells.items() if res.diagnostics.healthy]
         if good:
-            i, j = max(good, key=lambda c: (lrs[c[1]], -c[0]))
-            recommended = {"lr": float(lrs[j]), axis: float(values[i]), "reasons": ["largest healthy step size"]}
-        return SimpleNamespace(axis=axis, lrs=lrs, values=values, llc_mean=llc_mean, llc_std=llc_std,
-                               healthy=healthy, reasons=reasons, results=results, recommended=recommended)
+            i, lr = max(good, key=lambda c: (c[1], -c[0]))
+            res = cal.cells[(i, lr)]
+            cal.recommended = {"lr": lr, axis: float(values[i]), "num_burnin_steps": 0, "num_draws": res.num_draws,
+                               "llc": res.llc_mean, "llc_se": res.llc_se, "confirmed_llc": res.llc_mean,
+                               "reasons": ["largest healthy step size"]}
+        return cal
 
     def describe_selection(self, model, params=None, print_table=False):
         from devinterp_viz.engine.selection import describe_selection

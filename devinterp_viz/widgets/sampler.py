@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from devinterp_viz.analysis.calibration import CalibrationResult
 from devinterp_viz.widgets._jobs import BackgroundJobs
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
@@ -164,12 +165,9 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         elif hasattr(result, "llc_mean") and hasattr(result, "lrs"):
             widget.calibration_result = result
             widget.grid_axis = result.axis
-            widget.grid_lrs = [float(x) for x in result.lrs]
+            widget.grid_lrs = [float(x) for x in result.user_lrs]
             widget.grid_values = [float(x) for x in result.values]
-            widget._calibration_begin(len(result.values), len(result.lrs))
-            for (i, j), res in result.results.items():
-                widget._calibration_cell(i, j, res)
-            widget._calibration_end(result)
+            widget.calibration = calibration_state(result)
             widget.activity, widget.status, widget.tab = "calibrate", "done", "calibrate"
         else:
             raise TypeError(f"from_result expects an LLCResult or CalibrationResult, got {type(result).__name__}")
@@ -331,28 +329,34 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         self.grid_lrs = sorted(self.grid_lrs)  # the engine's grid columns run in increasing lr
         settings = dict(self.settings())
         self.calibration_result = None
-        self._calibration_begin(len(self.grid_values), len(self.grid_lrs), settings["num_chains"], settings["num_draws"])
+        with self.hold_sync():
+            self.selected_cell = []
+            self.calibration = calibration_state(CalibrationResult(
+                axis=self.grid_axis, values=np.array(self.grid_values, float), user_lrs=np.array(self.grid_lrs, float)))
         self._start(self._calibrate_job, settings, activity="calibrate")
         self.tab = "calibrate"
         return self._finish(wait, "calibration_result")
 
     def use_cell(self, i: int, j: int) -> None:
-        """Copy calibration cell (value ``i``, lr ``j``) into the controls and show the Run tab."""
+        """Copy calibration cell (value ``i``, lr ``j``: its step, value and burn-in) into the controls and show the Run tab."""
         cal = self.calibration
         if not cal:
             raise ValueError("no calibration grid to take a cell from: run calibrate() first")
         lrs, values = cal["lrs"], cal["values"]
         if not (0 <= i < len(values) and 0 <= j < len(lrs)):
             raise ValueError(f"cell ({i}, {j}) is outside the {len(values)}×{len(lrs)} grid")
-        self.set(lr=float(lrs[j]), **{cal["axis"]: float(values[i])}, tab="run")
+        burnin = int(cal["burnin"][i][j])
+        self.set(lr=float(lrs[j]), **{cal["axis"]: float(values[i])}, num_burnin_steps=burnin, tab="run")
         self.selected_cell = [i, j]
 
     def use_recommended(self) -> None:
-        """Copy the calibration's recommended setting into the controls."""
+        """Copy the calibration's recommended setting (step, value, burn-in, draws) into the controls."""
         rec = (self.calibration or {}).get("recommended")
         if not rec:
             raise ValueError("the calibration has no recommended setting (no healthy cell)")
-        self.set(lr=float(rec["lr"]), **{self.calibration["axis"]: float(rec[self.calibration["axis"]])}, tab="run")
+        axis = self.calibration["axis"]
+        self.set(lr=float(rec["lr"]), **{axis: float(rec[axis])}, num_burnin_steps=int(rec["num_burnin_steps"]),
+                 num_draws=int(rec["num_draws"]), tab="run")
 
     def _require_model(self) -> None:
         if not self.can_run:
@@ -438,7 +442,7 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         """Send the newest live state (called by the throttle, at most ``push_hz`` per second)."""
         with self._lock:
             if self._live.get("kind") == "calibration":
-                state = {"calibration": self._calibration_state()}
+                state = {"calibration": self._live["state"]}
             else:
                 live = self._live
                 state = {"trace": {"loss": live["loss"][:, : live["n"]].copy(), "init_loss": live["init_loss"],
@@ -462,8 +466,10 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         engine_kwargs = {k: v for k, v in settings.items() if k not in ("lr", axis)}
         grid = {"nbetas": values} if axis == "nbeta" else {"localizations": values}
 
-        def on_cell(i: int, j: int, result: Any) -> None:
-            self._calibration_cell(i, j, result)
+        def on_cell(calibration: Any, i: int, lr: float) -> None:
+            state = calibration_state(calibration)  # built here, in the thread that fills it in
+            with self._lock:
+                self._live = {"kind": "calibration", "state": state}
             self._throttle.request()
 
         result = _engine().calibrate(
@@ -472,65 +478,9 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         )
         self._throttle.cancel()
         self.calibration_result = result
-        self._calibration_end(result)
-        self.status = "stopped" if getattr(result, "partial", False) or self._stop_event.is_set() else "done"
-
-    def _calibration_begin(self, n_values: int, n_lrs: int, chains: int = 0, draws: int = 0) -> None:
-        nan = np.full((n_values, n_lrs), np.nan, np.float32)
-        with self._lock:
-            self._live = {
-                "kind": "calibration", "n": 0, "loss": np.zeros((0, 0), np.float32), "init_loss": None, "nbeta": None,
-                "axis": self.grid_axis, "lrs": np.array(self.grid_lrs, float), "values": np.array(self.grid_values, float),
-                "llc_mean": nan.copy(), "llc_std": nan.copy(), "healthy": nan.copy(), "cell_init_loss": nan.copy(),
-                "cell_nbeta": nan.copy(), "cell_loss": np.full((n_values, n_lrs, chains, draws), np.nan, np.float32),
-                "reasons": [[[] for _ in range(n_lrs)] for _ in range(n_values)], "done": 0, "recommended": None,
-            }
         with self.hold_sync():
-            self.selected_cell = []
-            self.calibration = self._calibration_state()
-
-    def _calibration_cell(self, i: int, j: int, result: Any) -> None:
-        with self._lock:
-            live = self._live
-            trace = np.asarray(result.loss_trace, np.float32)
-            cells = live["cell_loss"]
-            chains, draws = max(cells.shape[2], trace.shape[0]), max(cells.shape[3], trace.shape[1])
-            if (chains, draws) != cells.shape[2:]:
-                grown = np.full(cells.shape[:2] + (chains, draws), np.nan, np.float32)
-                grown[:, :, : cells.shape[2], : cells.shape[3]] = cells
-                live["cell_loss"] = cells = grown
-            cells[i, j] = np.nan
-            cells[i, j, : trace.shape[0], : trace.shape[1]] = trace
-            live["llc_mean"][i, j] = result.llc_mean
-            live["llc_std"][i, j] = result.llc_std
-            live["healthy"][i, j] = float(bool(result.diagnostics.healthy))
-            live["cell_init_loss"][i, j] = result.init_loss
-            live["cell_nbeta"][i, j] = result.nbeta
-            live["reasons"][i][j] = list(result.diagnostics.reasons)
-            live["done"] += 1
-
-    def _calibration_end(self, result: Any) -> None:
-        with self._lock:
-            rec = getattr(result, "recommended", None)
-            self._live["recommended"] = None if not rec else {
-                "lr": float(rec["lr"]), result.axis: float(rec[result.axis]), "reasons": list(rec.get("reasons", []))
-            }
-            self._live["recommendation_reasons"] = list(getattr(result, "recommendation_reasons", []) or [])
-            self._live["lrs"] = np.asarray(result.lrs, float)
-            self._live["values"] = np.asarray(result.values, float)
-        self.calibration = self._calibration_state()
-
-    def _calibration_state(self) -> dict[str, Any]:
-        live = self._live  # copies: a trait set to the same (mutated) arrays would not notify
-        return {
-            "axis": live["axis"], "lrs": live["lrs"].copy(), "values": live["values"].copy(),
-            "llc_mean": live["llc_mean"].copy(), "llc_std": live["llc_std"].copy(),
-            "healthy": live["healthy"].copy(), "init_loss": live["cell_init_loss"].copy(),
-            "nbeta": live["cell_nbeta"].copy(), "loss": live["cell_loss"].copy(),
-            "reasons": [[list(r) for r in row] for row in live["reasons"]], "recommended": live["recommended"],
-            "recommendation_reasons": live.get("recommendation_reasons", []),
-            "done": live["done"], "total": int(live["llc_mean"].size),
-        }
+            self.calibration = calibration_state(result)
+            self.status = "stopped" if getattr(result, "partial", False) or self._stop_event.is_set() else "done"
 
     # ------------------------------------------------------------- frontend
     def _on_frontend_msg(self, widget: Any, content: Any, buffers: Any) -> None:
@@ -553,14 +503,47 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
                     self.status = "error"
 
 
+def calibration_state(cal: Any) -> dict[str, Any]:
+    """The calibration tab's data for a :class:`CalibrationResult`, finished or filling in.
+
+    Arrays are (n_values, n_lr) over every lr tried so far; ``healthy`` is NaN where a cell has
+    not run; ``loss`` holds each cell's chains, (n_values, n_lr, chains, draws).
+    """
+    results = cal.results
+    shape = (cal.values.size, cal.lrs.size)
+    chains = max((r.loss_trace.shape[0] for r in results.values()), default=0)
+    draws = max((r.loss_trace.shape[1] for r in results.values()), default=0)
+    loss = np.full(shape + (chains, draws), np.nan, np.float32)
+    healthy = np.full(shape, np.nan, np.float32)
+    for (i, j), res in results.items():
+        loss[i, j, : res.loss_trace.shape[0], : res.loss_trace.shape[1]] = res.loss_trace
+        healthy[i, j] = float(res.diagnostics.healthy)
+    rec = cal.recommended
+    return {
+        "axis": cal.axis, "lrs": np.asarray(cal.lrs, float), "values": np.asarray(cal.values, float),
+        "llc_mean": cal.llc_mean.astype(np.float32), "llc_std": cal.llc_std.astype(np.float32),
+        "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
+        "init_loss": cal._grid(lambda r: r.init_loss).astype(np.float32),
+        "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss,
+        "burnin": cal.burnin.tolist(), "reasons": cal.reasons,
+        "recommended": None if rec is None else {k: (list(v) if k == "reasons" else v) for k, v in rec.items()},
+        "recommendation_reasons": list(cal.recommendation_reasons),
+        "done": len(results), "total": max(len(results), cal.values.size * cal.user_lrs.size),
+    }
+
+
 def health_state(result: Any) -> dict[str, Any]:
-    """The health panel's data for a result: estimate, diagnostics and verdict."""
+    """The health panel's data for a result: estimate, diagnostics, verdict and the next step."""
     d = result.diagnostics
     return {
         "verdict": d.verdict,
         "healthy": bool(d.healthy),
+        "status": d.status,
         "reasons": list(d.reasons),
+        "next_step": d.next_step.get("text", "") if d.next_step else "",
         "warnings": list(d.warnings),
+        "llc_se": float(result.llc_se),
+        "step_bias": float(d.step_bias),
         "rhat": float(d.rhat),
         "ess": float(d.ess),
         "mala_acceptance": np.asarray(d.mala_acceptance, np.float32),

@@ -165,8 +165,9 @@ export function renderSampler({ model, el }) {
   const verdict = h("div", { class: "dvz-verdict", role: "verdict" });
   const metrics = h("div", { class: "dvz-metrics", role: "metrics" });
   const reasons = h("ul", { class: "dvz-reasons", role: "reasons" });
+  const nextStep = h("div", { class: "dvz-next-step", role: "next-step" });
   const warnings = h("ul", { class: "dvz-warnings", role: "warnings" });
-  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, metrics, reasons, warnings);
+  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, metrics, reasons, nextStep, warnings);
   const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, traceBox, healthPanel);
 
   // ------------------------------------------------------------------ calibrate tab
@@ -436,6 +437,7 @@ export function renderSampler({ model, el }) {
     metrics.replaceChildren();
     reasons.replaceChildren();
     warnings.replaceChildren();
+    nextStep.textContent = "";
     if (health.verdict === undefined) {
       const busy = status === "running" || status === "stopping";
       verdict.textContent = busy && model.get("activity") === "run" ? "sampling… the verdict comes when the run ends" : "no run yet: press Run";
@@ -443,11 +445,13 @@ export function renderSampler({ model, el }) {
       return;
     }
     verdict.textContent = (health.partial ? "partial run · " : "") + health.verdict;
-    verdict.dataset.healthy = health.healthy ? "true" : "false";
+    verdict.dataset.healthy = health.healthy ? "true" : health.status === "undefined" ? "undefined" : "false";
+    nextStep.textContent = health.next_step ? `next step: ${health.next_step}` : "";
     const divergent = health.divergent ? Array.from(health.divergent.data).filter((v) => v > 0).length : 0;
     const chains = health.divergent ? health.divergent.data.length : 0;
     metrics.append(
-      metric("LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_std, 2)}`, perChain(health.llc_per_chain, 4)),
+      metric("LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)),
+      metric("step bias", fmt(health.step_bias, 2), "estimated step-size bias of the estimate (the verdict fails it above 10% of the estimate)"),
       metric("R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"),
       metric("ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"),
       metric("MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)),
@@ -465,24 +469,24 @@ export function renderSampler({ model, el }) {
     const [nValues, nLrs] = cal.llc_mean.shape;
     const z = [];
     const text = [];
-    const bad = { x: [], y: [], customdata: [], text: [] };
+    const custom = [];
     for (let i = 0; i < nValues; i++) {
       const row = [];
       const trow = [];
+      const crow = [];
       for (let j = 0; j < nLrs; j++) {
         const value = cal.llc_mean.get(i, j);
         const healthy = cal.healthy.get(i, j);
+        const computed = !Number.isNaN(healthy);
         row.push(Number.isFinite(value) ? value : null);
-        trow.push(Number.isFinite(value) ? fmt(value, 3) : Number.isNaN(healthy) ? "" : "n/a");
-        if (healthy === 0) {
-          bad.x.push(j);
-          bad.y.push(i);
-          bad.customdata.push([i, j]);
-          bad.text.push((cal.reasons?.[i]?.[j] || []).join("<br>") || "unhealthy");
-        }
+        // every computed cell shows its number; a cross after it marks a verdict that is not healthy
+        trow.push(!computed ? "" : (Number.isFinite(value) ? fmt(value, 3) : "n/a") + (healthy === 1 ? "" : " ✕"));
+        const why = !computed ? "not computed yet" : healthy === 1 ? "healthy" : (cal.reasons?.[i]?.[j] || []).join("<br>") || "unhealthy";
+        crow.push([fmt(cal.lrs.data[j]), fmt(cal.values.data[i]), why]);
       }
       z.push(row);
       text.push(trow);
+      custom.push(crow);
     }
     const axisName = cal.axis === "nbeta" ? "nβ" : "localization";
     const tl = themeLayout(theme);
@@ -494,25 +498,13 @@ export function renderSampler({ model, el }) {
         z,
         text,
         texttemplate: "%{text}",
-        hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>LLC %{z:.4g}<extra></extra>`,
-        customdata: z.map((row, i) => row.map((_, j) => [fmt(cal.lrs.data[j]), fmt(cal.values.data[i])])),
+        hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>LLC %{z:.4g}<br>%{customdata[2]}<extra></extra>`,
+        customdata: custom,
         colorscale: "Viridis",
         colorbar: { title: { text: "LLC", side: "right" }, thickness: 12, outlinewidth: 0, tickfont: { color: theme.font } },
         xgap: 2,
         ygap: 2,
         hoverongaps: false,
-      },
-      {
-        type: "scatter",
-        mode: "markers",
-        x: bad.x,
-        y: bad.y,
-        customdata: bad.customdata,
-        text: bad.text,
-        marker: { symbol: "x-thin", size: 22, line: { width: 3, color: theme.error }, color: theme.error },
-        hovertemplate: "unhealthy:<br>%{text}<extra></extra>",
-        showlegend: false,
-        name: "unhealthy",
       },
     ];
     const shapes = [];
@@ -523,7 +515,8 @@ export function renderSampler({ model, el }) {
     if (cal.recommended) {
       const jr = Array.from(cal.lrs.data).findIndex((v) => Math.abs(v - cal.recommended.lr) <= 1e-6 * Math.abs(v));
       const ir = Array.from(cal.values.data).findIndex((v) => Math.abs(v - cal.recommended[cal.axis]) <= 1e-6 * Math.abs(v) + 1e-12);
-      if (ir >= 0 && jr >= 0) data.push({ type: "scatter", mode: "markers", x: [jr], y: [ir], customdata: [[ir, jr]], marker: { symbol: "star", size: 14, color: theme.success, line: { width: 1, color: theme.background } }, hovertemplate: "recommended<extra></extra>", showlegend: false });
+      // an open ring around the cell, so its number stays readable
+      if (ir >= 0 && jr >= 0) shapes.push({ type: "rect", x0: jr - 0.46, x1: jr + 0.46, y0: ir - 0.44, y1: ir + 0.44, line: { color: theme.success, width: 3 } });
     }
     const layout = {
       ...tl,
@@ -561,11 +554,15 @@ export function renderSampler({ model, el }) {
       });
     }
     if (cal.recommended) {
-      recommended.textContent = `recommended: lr ${fmt(cal.recommended.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(cal.recommended[cal.axis])}` + (cal.recommended.reasons?.length ? ` — ${cal.recommended.reasons.join("; ")}` : "");
+      const rec = cal.recommended;
+      recommended.dataset.state = "recommended";
+      recommended.textContent = `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "");
       useRecommended.hidden = isStatic;
     } else {
       const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
-      recommended.textContent = model.get("status") === "done" && model.get("activity") === "calibrate" ? `no recommendation: ${why}` : "";
+      const finishedCalibration = model.get("status") === "done" && model.get("activity") === "calibrate";
+      recommended.dataset.state = finishedCalibration ? "none" : "";
+      recommended.textContent = finishedCalibration ? `no recommendation: ${why}` : "";
       useRecommended.hidden = true;
     }
     drawCell(cal);
