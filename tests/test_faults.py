@@ -28,3 +28,56 @@ def test_the_fault_is_survived(name, tmp_path):
 def test_a_writer_killed_during_a_save_leaves_a_whole_entry(tmp_path):
     outcome = scenarios.kill_during_save(tmp_path, rounds=3, seed=1)
     assert outcome.ok, outcome.detail
+
+
+FINGERPRINTS = """
+import sys
+from devinterp_viz.analysis.fingerprint import data_fingerprint, model_fingerprint, value_fingerprint
+from tests.sweep_helpers import make_model, mse, regression_problem
+print(value_fingerprint(mse).digest, model_fingerprint(make_model()).digest, data_fingerprint(regression_problem()).digest)
+"""
+
+
+def test_fingerprints_are_the_same_in_a_fresh_process_whatever_its_hash_seed():
+    # a key that changed between processes would make every store useless after a restart
+    import os
+    import subprocess
+    import sys
+
+    from devinterp_viz.analysis.fingerprint import data_fingerprint, model_fingerprint, value_fingerprint
+    from tests.sweep_helpers import make_model, mse, regression_problem
+
+    here = " ".join([value_fingerprint(mse).digest, model_fingerprint(make_model()).digest,
+                     data_fingerprint(regression_problem()).digest])
+    for seed in ("1", "2"):
+        fresh = subprocess.run([sys.executable, "-c", FINGERPRINTS], capture_output=True, text=True, cwd=scenarios.ROOT,
+                               env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(scenarios.ROOT)})
+        assert fresh.returncode == 0, fresh.stderr[-2000:]
+        assert fresh.stdout.split() == here.split()
+
+
+def test_a_loss_with_a_logger_and_a_lock_is_fingerprinted_without_warning():
+    import logging
+    import threading
+
+    from devinterp_viz.analysis.fingerprint import value_fingerprint
+    from tests.sweep_helpers import mse
+
+    log, lock = logging.getLogger("dvz-test"), threading.Lock()
+
+    def logged_loss(model, batch):
+        with lock:
+            log.debug("a step")
+            return mse(model, batch)
+
+    assert value_fingerprint(logged_loss).opaque == ()
+
+
+@pytest.mark.parametrize("cache_key", ["", "   ", 3])
+def test_a_cache_key_must_be_a_non_empty_string(cache_key, tmp_path):
+    import devinterp_viz as dvz
+    from tests.sweep_helpers import make_model, mse, regression_problem
+
+    with pytest.raises(ValueError, match="cache_key= must be a non-empty string"):
+        dvz.sweep_llc(scenarios._trajectory(1), make_model(), regression_problem(), mse, store=tmp_path,
+                      cache_key=cache_key, progress=False, **scenarios.FAST)

@@ -7,8 +7,10 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import logging
 import pickle
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Iterator, Mapping
@@ -35,6 +37,10 @@ _SKIPPED_CLASS_ATTRIBUTES = frozenset({"__dict__", "__weakref__", "__module__", 
                                        # a dataclass's fields live on in the code of the methods it generates
                                        "__dataclass_fields__", "__dataclass_params__", "__match_args__"})
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
+#: Objects that cannot change what a loss computes, hashed by their type alone (a logger a loss
+#: function writes to, a lock it holds).
+_NO_CONTENT = (type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Event,
+               threading.Semaphore, logging.Logger, logging.Handler, logging.LoggerAdapter)
 
 
 class FingerprintWarning(UserWarning):
@@ -115,6 +121,9 @@ class _Hasher:
         if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format, np.dtype, enum.Enum,
                               range, slice, PurePath, type(Ellipsis))):
             self.tag(_type_name(value), str(value))
+            return
+        if isinstance(value, _NO_CONTENT):
+            self.tag("no content", _type_name(value))
             return
         if isinstance(value, np.generic):
             self.tag(_type_name(value), value.item() if value.dtype.kind != "O" else repr(value))
@@ -378,8 +387,9 @@ def value_fingerprint(value: Any, path: str = "value", meta_only: frozenset[int]
     Functions and classes of installed libraries (under site-packages, or the standard
     library) are hashed by qualified name and their package's version. Tensors and arrays are
     hashed by dtype, shape and every byte; other objects by their class and attributes, or by
-    pickle. Whatever has no readable content (a generator, an open connection, a C object that
-    pickle refuses) is listed in :attr:`Fingerprint.opaque`.
+    pickle; loggers and locks by their type alone. Whatever has no readable content (a
+    generator, an open connection, a C object that pickle refuses) is listed in
+    :attr:`Fingerprint.opaque`.
     """
     hasher = _Hasher(meta_only)
     _guarded(hasher, lambda: hasher.feed(value, path), value, path)

@@ -97,8 +97,11 @@ class ResultStore:
 
     def _remove_dead_temporaries(self) -> None:
         for leftover in self.folder.glob(TEMP_PREFIX + "*"):
-            if _writer_is_gone(leftover):
-                leftover.unlink(missing_ok=True)
+            if leftover.is_file() and _writer_is_gone(leftover):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:  # another user's file in a shared folder: theirs to remove
+                    continue
 
     def _reconcile(self) -> None:
         on_disk = set()
