@@ -76,7 +76,8 @@ class _Hasher:
         self.digest = hashlib.sha256()
         self.opaque: list[str] = []
         self.meta_only = meta_only
-        self._seen: dict[int, int] = {}
+        self._seen: dict[int, int] = {}  # id -> order of first visit
+        self._visits = 0
         self._alive: list[Any] = []  # keeps every object seen alive, so its id is never reused
 
     def result(self) -> Fingerprint:
@@ -84,7 +85,7 @@ class _Hasher:
 
     # ------------------------------------------------------------------ primitives
     def tag(self, *parts: Any) -> None:
-        """Hash a few plain values, each length-prefixed so that no two sequences collide."""
+        """Hash a few plain values: their tuple's repr, length-prefixed so no two sequences collide."""
         data = repr(parts).encode()
         self.digest.update(len(data).to_bytes(8, "little"))
         self.digest.update(data)
@@ -108,7 +109,8 @@ class _Hasher:
         if id(value) in self._seen:
             self.tag("ref", self._seen[id(value)])
             return False
-        self._seen[id(value)] = len(self._seen)
+        self._seen[id(value)] = self._visits
+        self._visits += 1
         self._alive.append(value)
         return True
 
