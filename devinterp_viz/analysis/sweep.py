@@ -212,16 +212,7 @@ def sweep_llc(
             if store is not None else None)
     sweep = SweepResult(trajectory.steps, list(named_selections), list(named_data), config=dict(estimate_kwargs))
 
-    tasks = []
-    for index in range(len(trajectory)):
-        for dist in named_data:
-            fingerprint = keys.checkpoint(index) if keys is not None else None
-            found = _stored(store, keys.of(dist, fingerprint) if keys is not None else None)
-            if found is not None:
-                for sel, res in found.items():
-                    _record(sweep, sel, dist, index, res, on_result)
-            else:
-                tasks.append((index, dist, _LazyState(trajectory, index, fingerprint), int(trajectory.steps[index])))
+    tasks = _read_stored(sweep, trajectory, store, keys, on_result)
     keyed = [task for task in tasks if keys is not None and keys.of(task[1], task[2].fingerprint) is not None]
     if keyed:
         store.check_writable(missing=len(keyed) * len(named_selections))
@@ -284,6 +275,22 @@ class _StoreKeys:
             return None
         return {sel: result_key({**self.settings, "selection": exact, "selection_name": sel}, checkpoint, self.data[dist])
                 for sel, exact in self.selections.items()}
+
+
+def _read_stored(sweep: SweepResult, trajectory: Trajectory, store: ResultStore | None, keys: _StoreKeys | None,
+                 on_result) -> list[tuple]:
+    """Record every (checkpoint, distribution) the store holds; return the tasks of the others."""
+    tasks = []
+    for index in range(len(trajectory)):
+        for dist in sweep.distributions:
+            fingerprint = keys.checkpoint(index) if keys is not None else None
+            found = _stored(store, keys.of(dist, fingerprint) if keys is not None else None)
+            if found is None:
+                tasks.append((index, dist, _LazyState(trajectory, index, fingerprint), int(trajectory.steps[index])))
+                continue
+            for sel, res in found.items():
+                _record(sweep, sel, dist, index, res, on_result)
+    return tasks
 
 
 def _plain_settings(estimate_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[Fingerprint]]:
