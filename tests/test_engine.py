@@ -173,13 +173,13 @@ def test_minibatch_mala_acceptance_compares_a_move_on_its_own_batch():
 
 
 def test_models_that_draw_random_numbers_still_run_vectorised(regression_data):
-    # Dropout in train mode is a random op inside vmap: the engine switches vmap to per-chain
-    # randomness instead of falling back to one chain at a time.
+    # Dropout in train mode (model_mode="as_is") is a random op inside vmap: the engine switches
+    # vmap to per-chain randomness instead of falling back to one chain at a time.
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.2), nn.Linear(16, 1)).train()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fallback to sequential chains would warn
-        res = dvz.estimate_llc(model, regression_data, mse_loss, **FAST)
+        res = dvz.estimate_llc(model, regression_data, mse_loss, model_mode="as_is", **FAST)
     assert res.config["vectorized"] and np.isfinite(res.loss_trace).all()
 
 
@@ -188,10 +188,10 @@ def test_models_that_draw_random_numbers_are_reproducible_and_leave_the_users_st
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.2), nn.Linear(16, 1)).train()
     users_stream = torch.get_rng_state()
-    a = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, **FAST)
+    a = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, model_mode="as_is", **FAST)
     assert torch.equal(torch.get_rng_state(), users_stream)
-    b = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, **FAST)
-    c = dvz.estimate_llc(model, regression_data, mse_loss, seed=4, **FAST)
+    b = dvz.estimate_llc(model, regression_data, mse_loss, seed=3, model_mode="as_is", **FAST)
+    c = dvz.estimate_llc(model, regression_data, mse_loss, seed=4, model_mode="as_is", **FAST)
     np.testing.assert_array_equal(a.loss_trace, b.loss_trace)
     assert a.init_loss == b.init_loss and a.init_loss != c.init_loss  # L(w*) too is drawn with dropout
     assert not np.allclose(a.loss_trace[:, 1:], c.loss_trace[:, 1:])

@@ -136,7 +136,7 @@ def test_a_graph_that_no_longer_matches_eager_is_dropped(regression_data):
 def test_models_that_draw_random_numbers_are_not_traced(regression_data, count_traces):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.Dropout(0.2), nn.Linear(16, 1)).train()
-    res = dvz.estimate_llc(model, regression_data, mse_loss, graph=True, **FAST)
+    res = dvz.estimate_llc(model, regression_data, mse_loss, graph=True, model_mode="as_is", **FAST)
     assert res.config["vectorized"] and res.config["graph"] == "eager (the model draws random numbers)"
     assert not count_traces
     assert np.isfinite(res.loss_trace).all()

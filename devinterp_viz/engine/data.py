@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import numbers
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 from torch.utils.data._utils.collate import default_collate
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import keystr, tree_flatten, tree_flatten_with_path, tree_map, tree_unflatten
 
 MAX_FULL_EVAL_ROWS = 200_000  # L(w*) is evaluated on the whole data set up to this many rows
 NUM_INIT_LOSS_BATCHES = 32  # otherwise on this many fixed, seeded batches
@@ -35,7 +37,12 @@ class TensorBatches:
     def __init__(self, data: Any, batch_size: int, device: torch.device):
         leaves, self._spec = tree_flatten(data)
         if not leaves or not all(isinstance(leaf, torch.Tensor) for leaf in leaves):
-            raise TypeError("tensor data must be a tensor or a tuple/list/dict of tensors.")
+            kinds = sorted({type(leaf).__name__ for leaf in leaves if not isinstance(leaf, torch.Tensor)})
+            got = f"a {type(data).__name__}" + (f" holding {', '.join(kinds)}" if kinds and leaves != [data] else "")
+            raise TypeError(
+                f"data must be a DataLoader, a Dataset, a tensor or a tuple/list/dict of tensors (or numpy arrays); "
+                f"got {got}. E.g. data=(x, y) with x of shape (examples, ...) and y of shape (examples, ...)."
+            )
         sizes = {leaf.shape[0] if leaf.dim() else None for leaf in leaves}
         if None in sizes or len(sizes) != 1:
             raise ValueError(
@@ -53,6 +60,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.device = device
         self._leaves = [leaf.detach().to(device) for leaf in leaves]
+        check_finite(data, self._leaves, "data")
         self.full_batch = batch_size == self.num_examples
         self.row_bytes = sum(leaf[:1].numel() * leaf.element_size() for leaf in self._leaves)
 
@@ -156,8 +164,9 @@ class LoaderBatches:
         total = NUM_INIT_LOSS_BATCHES
         if self.num_examples is not None:
             total = min(total, max(1, math.ceil(self.num_examples / self.batch_size)))
-        for _ in range(total):
+        for index in range(total):
             batch = next(iterator)
+            check_finite(batch, tree_flatten(batch)[0], f"the DataLoader's batch {index}")
             yield batch, _batch_rows(batch)
 
 
@@ -169,8 +178,83 @@ def _batch_rows(batch: Any) -> int:
     return 1
 
 
-def make_batches(data: Any, batch_size: int | None, device: torch.device) -> TensorBatches | LoaderBatches:
-    """Wrap user data (DataLoader, Dataset, tensor or tuple/dict of tensors) for the driver."""
+def check_finite(data: Any, leaves: list, name: str) -> None:
+    """A ValueError naming the first floating-point tensor of ``data`` (flattened to ``leaves``) with NaN or inf."""
+    paths = [keystr(path) for path, _ in tree_flatten_with_path(data)[0]]
+    for path, leaf in zip(paths, leaves):
+        if not isinstance(leaf, torch.Tensor) or not leaf.is_floating_point() or bool(torch.isfinite(leaf).all()):
+            continue
+        bad = ~torch.isfinite(leaf.reshape(leaf.shape[0], -1) if leaf.dim() else leaf.reshape(1, 1))
+        rows = bad.any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{name}{path} holds {int(bad.sum())} NaN or infinite values (first in example {int(rows[0])}, "
+            f"{rows.numel()} examples in all); a loss on such data is not finite. Drop or repair those examples "
+            "before estimating, e.g. keep = torch.isfinite(x).flatten(1).all(1); x, y = x[keep], y[keep]."
+        )
+
+
+def as_tensors(data: Any, float_dtype: torch.dtype | None = None) -> Any:
+    """User data with numpy arrays as tensors and a list of (x, y) examples stacked into (xs, ys).
+
+    Floating-point numpy arrays become tensors of ``float_dtype`` (the model's) when it is given;
+    other tensors are left as they are. DataLoaders and Datasets are returned unchanged.
+    """
+    if isinstance(data, (DataLoader, Dataset, torch.Tensor)):
+        return data
+    data = tree_map(lambda leaf: _numpy_to_tensor(leaf, float_dtype) if isinstance(leaf, np.ndarray) else leaf, data)
+    return _stack_examples(data) if _is_example_list(data) else data
+
+
+def _numpy_to_tensor(array: np.ndarray, float_dtype: torch.dtype | None) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_floating_point() and float_dtype is not None:
+        tensor = tensor.to(float_dtype)
+    return tensor
+
+
+def _is_example_list(data: Any) -> bool:
+    """A list of at least two examples, each a tuple, list or dict (``[(x0, y0), (x1, y1), ...]``)."""
+    return isinstance(data, list) and len(data) >= 2 and all(isinstance(item, (tuple, list, Mapping)) for item in data)
+
+
+def _stack_examples(examples: list) -> Any:
+    """Stack a list of same-shaped examples along a new first (example) dimension."""
+    leaves = [tree_flatten(example)[0] for example in examples]
+    first_shapes = [_shape(leaf) for leaf in leaves[0]]
+    for index, example_leaves in enumerate(leaves):
+        if [_shape(leaf) for leaf in example_leaves] != first_shapes:
+            raise ValueError(
+                f"data is a list of examples, and example {index} has shapes {[_shape(x) for x in example_leaves]} "
+                f"where example 0 has {first_shapes}; pad them to one shape and pass stacked tensors, "
+                "(torch.stack(xs), torch.stack(ys))."
+            )
+    try:
+        return default_collate(examples)
+    except Exception as err:  # collate errors vary by item type
+        raise TypeError(
+            f"data is a list of examples that cannot be stacked into tensors ({err}); pass stacked tensors, "
+            "(torch.stack(xs), torch.stack(ys))."
+        ) from err
+
+
+def _shape(leaf: Any) -> Any:
+    return tuple(leaf.shape) if hasattr(leaf, "shape") else type(leaf).__name__
+
+
+def make_batches(
+    data: Any, batch_size: int | None, device: torch.device, float_dtype: torch.dtype | None = None
+) -> TensorBatches | LoaderBatches:
+    """Wrap user data (DataLoader, Dataset, tensor or tuple/dict of tensors) for the driver.
+
+    numpy arrays are converted to tensors (floating-point ones to ``float_dtype`` when given) and
+    a list of (x, y) examples is stacked (see :func:`as_tensors`).
+    """
+    data = as_tensors(data, float_dtype)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                                   or batch_size <= 0):
+        raise ValueError(
+            f"batch_size must be a positive integer (examples per minibatch, e.g. batch_size=64), got {batch_size!r}."
+        )
     if isinstance(data, DataLoader):
         if batch_size is not None and batch_size != data.batch_size:
             raise ValueError(
@@ -183,8 +267,7 @@ def make_batches(data: Any, batch_size: int | None, device: torch.device) -> Ten
             "batch_size is required when data is a tensor, a tuple of tensors or a Dataset "
             "(the engine batches it itself), e.g. batch_size=64."
         )
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = int(batch_size)
     if isinstance(data, TensorDataset):
         data = tuple(data.tensors)
     elif isinstance(data, Dataset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -12,6 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from devinterp_viz.engine.checks import (
+    check_callbacks,
+    check_loss_fn,
+    check_model,
+    check_settings,
+    float_dtype,
+    probe_loss,
+)
 from devinterp_viz.engine.data import make_batches
 from devinterp_viz.engine.driver import OnDraw, run_chains
 from devinterp_viz.engine.potential import FlatLoss
@@ -52,6 +61,7 @@ def estimate_llc(
     chain_chunk_size: int | None = None,
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
+    model_mode: str = "eval",
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -62,12 +72,19 @@ def estimate_llc(
     Parameters
     ----------
     model : nn.Module
-        Left exactly as it is (weights, requires_grad flags, mode), also on errors.
+        Never touched, not even while sampling runs (another thread may use it): the chains
+        evaluate a private copy of its modules that shares its weight tensors. Its weights,
+        buffers (BatchNorm statistics), requires_grad flags and train/eval modes are exactly as
+        they were, also on errors.
     data : DataLoader, Dataset, tensor or tuple/dict of tensors
         Tensors and Datasets are batched by the engine (``batch_size`` required); a
         DataLoader is used with its own batch size. Data refinement = passing another data set.
+        numpy arrays are converted to tensors (floating-point ones to the model's dtype), and a
+        list of ``(x, y)`` examples of one shape is stacked into ``(xs, ys)``.
     loss_fn : callable
-        ``loss_fn(model, batch) -> scalar tensor``, the mean loss on the batch.
+        ``loss_fn(model, batch) -> scalar tensor``, the mean loss on the batch, computed with
+        the ``model`` it is given. A criterion ``criterion(outputs, targets)`` is wrapped as
+        ``lambda model, batch: criterion(model(batch[0]), batch[1])``.
     lr : float
         Step size ε.
     nbeta : float, optional
@@ -110,6 +127,14 @@ def estimate_llc(
     on_start : callable, optional
         ``on_start(init_loss, nbeta)`` once L(w*) is known, before the first step (live views
         use it to draw running estimates as draws arrive).
+    model_mode : {"eval", "as_is"}
+        The mode the model is sampled in. "eval" (the default): every module in eval mode, so
+        dropout is off and BatchNorm uses its running statistics, whatever mode the model is in
+        (Hugging Face models, for one, load in train mode; nothing is said about it). The LLC is
+        a property of the loss L(w), which dropout would make random. "as_is": each module keeps
+        its own ``training`` flag (research on dropout posteriors, say); BatchNorm in train mode
+        then updates the copy's statistics, never the model's. ``result.config["model_mode"]``
+        records it.
 
     Returns
     -------
@@ -119,8 +144,15 @@ def estimate_llc(
     Raises
     ------
     ValueError
-        On invalid settings, a selection that matches nothing, empty data, a non-scalar or
-        non-finite loss at w*, or an unavailable device.
+        Before any sampling, on invalid settings (a count that is not an integer, fewer than
+        two draws, a seed that is not a non-negative integer), a selection that matches nothing
+        or holds integer parameters, empty data or data holding NaN or inf, weights that are
+        not finite or on the meta device, a loss that is not a floating-point scalar depending
+        on the weights, a summed (not mean) loss, a non-finite loss at w*, or an unavailable
+        device.
+    TypeError
+        On a loss_fn that is a criterion(outputs, targets), tensors given as ``params=``, or
+        a model that is not an nn.Module or cannot be deep-copied.
 
     References
     ----------
@@ -134,7 +166,7 @@ def estimate_llc(
         num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
         num_steps_bw_draws=num_steps_bw_draws, batch_size=batch_size, sampler=sampler, seed=seed, device=device,
         on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize, chain_chunk_size=chain_chunk_size,
-        graph=graph, on_start=on_start,
+        graph=graph, on_start=on_start, model_mode=model_mode,
     )
     return results["params"]
 
@@ -163,6 +195,7 @@ def estimate_llc_selections(
     chain_chunk_size: int | None = None,
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
+    model_mode: str = "eval",
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
 
@@ -182,13 +215,18 @@ def estimate_llc_selections(
         One result per selection, in the order given. Row ``s·num_chains + c`` of the run is
         chain ``c`` of selection ``s``; every row has its own random streams.
     """
-    _check_positive(lr=lr, num_chains=num_chains, num_draws=num_draws, num_steps_bw_draws=num_steps_bw_draws)
+    check_model(model)
+    check_loss_fn(loss_fn)
+    check_settings(seed=seed, num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
+                   num_steps_bw_draws=num_steps_bw_draws, chain_chunk_size=chain_chunk_size, model_mode=model_mode)
+    check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop)
+    _check_positive(lr=lr)
     if nbeta is not None:
         _check_positive(nbeta=nbeta)
-    if localization < 0 or not math.isfinite(localization):
+    if isinstance(localization, bool) or not isinstance(localization, numbers.Real) or not (
+        localization >= 0 and math.isfinite(localization)
+    ):
         raise ValueError(f"localization must be a finite number >= 0, got {localization!r}.")
-    if num_burnin_steps < 0:
-        raise ValueError(f"num_burnin_steps must be >= 0, got {num_burnin_steps!r}.")
     if vectorize not in (True, False, "auto"):
         raise ValueError(f"vectorize must be True, False or 'auto', got {vectorize!r}.")
     if graph not in (True, False, "auto"):
@@ -199,8 +237,10 @@ def estimate_llc_selections(
     target = _resolve_device(model, device)
     resolved = {name: resolve_selection(model, spec) for name, spec in selections.items()}
     union = resolved if len(resolved) == 1 else {"union": resolve_selection(model, list(selections.values()))}
-    source = make_batches(data, batch_size, target)
-    flat_loss = FlatLoss(model, loss_fn, next(iter(union.values())), target)
+    source = make_batches(data, batch_size, target, float_dtype(model))
+    flat_loss = FlatLoss(model, loss_fn, next(iter(union.values())), target, model_mode)
+    with seeded_model_randomness(seed, target):  # its own fork: the run's random numbers are as without it
+        probe_loss(flat_loss, source, seed)
     used_nbeta = float(nbeta) if nbeta is not None else default_nbeta(source.batch_size)
     masks = [flat_loss.flat_mask(sel) for sel in resolved.values()]
     if len(masks) == 1:
@@ -250,6 +290,7 @@ def estimate_llc_selections(
             "num_params": num_moving,
             "vectorized": run.vectorized,
             "graph": run.graph,
+            "model_mode": model_mode,
         }
         if len(resolved) > 1:
             config["selection"] = name
@@ -346,9 +387,6 @@ def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    for name in ("num_chains", "num_draws", "num_steps_bw_draws"):
-        if name in values and int(values[name]) != values[name]:
-            raise ValueError(f"{name} must be an integer, got {values[name]!r}.")
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:

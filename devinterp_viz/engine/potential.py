@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -13,6 +16,77 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from devinterp_viz.engine.selection import Selection
 
 Slot = tuple[dict, str]  # a module's ``_parameters`` or ``_buffers`` dict and a key in it
+MODEL_MODES = ("eval", "as_is")
+
+
+def private_copy(model: nn.Module, model_mode: str = "eval") -> nn.Module:
+    """The model's own module objects, copied, sharing its parameter tensors; the model is untouched.
+
+    ``copy.deepcopy`` with the parameters (and the hooks, and non-leaf tensor attributes such as
+    the weight ``torch.nn.utils.weight_norm`` recomputes) pre-entered in its memo: the copy's
+    modules and their ``_parameters`` / ``_buffers`` dicts are its own, its buffers are clones
+    (a BatchNorm in train mode updates them in place), its parameters are the model's tensors
+    (no memory is doubled), tied weights stay tied and hooks are the same functions.
+
+    Parameters
+    ----------
+    model : nn.Module
+    model_mode : {"eval", "as_is"}
+        "eval" puts every module of the copy in eval mode (no dropout, BatchNorm uses its running
+        statistics); "as_is" keeps each module's own ``training`` flag.
+
+    Raises
+    ------
+    TypeError
+        When the model cannot be deep-copied (an attribute that refuses it), naming the cause.
+    """
+    memo: dict[int, object] = {id(p): p for p in model.parameters()}
+    own = {id(module) for module in model.modules()}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if isinstance(value, dict) and name.endswith("hooks"):  # a module's own method is re-bound to its copy
+                memo.update((id(hook), hook) for hook in value.values()
+                            if callable(hook) and id(getattr(hook, "__self__", None)) not in own)
+            elif isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value
+    try:
+        copied = copy.deepcopy(model, memo)
+    except Exception as err:
+        raise TypeError(
+            f"{type(model).__name__} cannot be deep-copied ({type(err).__name__}: {err}). The engine samples a "
+            "private copy of the model's modules (sharing its weights) so that the model itself is never "
+            "touched; give the offending attribute a __deepcopy__, or keep it outside the module."
+        ) from err
+    if model_mode == "eval":
+        copied.eval()
+    return copied
+
+
+_FUSED_ATTENTION = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
+_fast_path_lock = threading.Lock()
+_fast_path_users = [0, True]  # evaluations in progress, and the setting they found
+
+
+@contextmanager
+def _fused_attention_off() -> Iterator[None]:
+    """torch's fused attention kernel (the eval-mode "fast path" of MultiheadAttention and
+    TransformerEncoder) off while a loss is evaluated, back as it was when the last one ends.
+
+    The kernel has no derivative, and under vmap the check that would skip it when weights
+    require grad cannot see that they do; the unfused path computes the same attention.
+    """
+    with _fast_path_lock:
+        if _fast_path_users[0] == 0:
+            _fast_path_users[1] = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
+        _fast_path_users[0] += 1
+    try:
+        yield
+    finally:
+        with _fast_path_lock:
+            _fast_path_users[0] -= 1
+            if _fast_path_users[0] == 0:
+                torch.backends.mha.set_fastpath_enabled(_fast_path_users[1])
 
 
 def _slots(model: nn.Module) -> dict[str, list[Slot]]:
@@ -39,10 +113,11 @@ def _slots(model: nn.Module) -> dict[str, list[Slot]]:
 class FlatLoss:
     """``L(w)`` for a flat vector ``w`` of the selected weights; everything else fixed at w*.
 
-    The user's model is never modified: its parameters and buffers are read once (detached
-    copies on ``device``); an evaluation swaps them into the module's parameter and buffer
-    slots (every alias of a tied weight) for the duration of the call, as
-    ``torch.func.functional_call`` does, and puts the originals back.
+    The user's model is never touched, not even for the length of a call (another thread may be
+    using it): evaluations run on :func:`private_copy` of it, whose parameter and buffer slots
+    (every alias of a tied weight) an evaluation fills with its own tensors, as
+    ``torch.func.functional_call`` does, and puts back after. Frozen parameters are detached
+    views of the model's on ``device``; buffers are the copy's clones.
 
     Parameters
     ----------
@@ -53,18 +128,23 @@ class FlatLoss:
         Which weights move; partly selected tensors move entirely in the flat vector but
         their frozen entries get a zero mask (see :attr:`mask`).
     device : torch.device
+    model_mode : {"eval", "as_is"}
+        The mode of the copy evaluated (see :func:`private_copy`).
 
     Attributes
     ----------
+    model : nn.Module
+        The private copy that evaluations run on.
     w_star : torch.Tensor, shape (n,)
         The selected tensors at w*, flattened and concatenated.
     mask : torch.Tensor or None, shape (n,)
         1.0 where a coordinate moves, 0.0 where it is frozen; None when all move.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, selection: Selection, device: torch.device):
-        self.model, self.loss_fn = model, loss_fn
-        named = dict(model.named_parameters())
+    def __init__(self, model: nn.Module, loss_fn: Callable, selection: Selection, device: torch.device,
+                 model_mode: str = "eval"):
+        self.model, self.loss_fn, self.model_mode = private_copy(model, model_mode), loss_fn, model_mode
+        named = dict(self.model.named_parameters())
         dtypes = {named[n].dtype for n in selection.names}
         if len(dtypes) != 1:
             raise ValueError(
@@ -77,8 +157,8 @@ class FlatLoss:
         self.sizes = [named[n].numel() for n in self.names]
         with torch.no_grad():
             self.w_star = torch.cat([named[n].detach().reshape(-1) for n in self.names]).to(device, self.dtype)
-            frozen = {n: p.detach().to(device) for n, p in model.named_parameters() if n not in selection.names}
-            frozen.update({n: b.detach().to(device) for n, b in model.named_buffers()})
+            frozen = {n: p.detach().to(device) for n, p in named.items() if n not in selection.names}
+            frozen.update({n: b.detach().to(device) for n, b in self.model.named_buffers()})  # the copy's clones
             if selection.masks:
                 parts = [
                     selection.masks[n].reshape(-1).to(device, self.dtype)
@@ -90,7 +170,8 @@ class FlatLoss:
             else:
                 self.mask = None
         self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum().item())
-        slots = _slots(model)
+        slots = _slots(self.model)
+        self._fused_attention = any(isinstance(m, _FUSED_ATTENTION) for m in self.model.modules())
         self._selected_slots = [slots[n] for n in self.names]
         self.frozen_tensors = list(frozen.values())
         self._frozen_slots = [slots[n] for n in frozen]
@@ -121,7 +202,8 @@ class FlatLoss:
         try:
             for (table, key), tensor in swaps:
                 table[key] = tensor
-            return self.loss_fn(self.model, batch)
+            with _fused_attention_off() if self._fused_attention else nullcontext():
+                return self.loss_fn(self.model, batch)
         finally:
             for table, key, tensor in originals:
                 table[key] = tensor

@@ -254,6 +254,7 @@ def resolve_selection(model: nn.Module, params: ParamSpec = None) -> Selection:
                 "params= explicitly (e.g. a list of names) to choose which weights move."
             )
     else:
+        _refuse_tensors(model, params)
         for spec in _flatten_spec(params):
             for name, mask in _resolve_one(model, named, spec).items():
                 chosen[name] = _union(chosen.get(name, False), mask) if name in chosen else mask
@@ -276,7 +277,29 @@ def resolve_selection(model: nn.Module, params: ParamSpec = None) -> Selection:
     selection = Selection([n for n in named if n in chosen], masks, rows)
     if selection.num_selected == 0:
         raise ValueError("the selection moves no parameter: every mask given is all False.")
+    not_float = [f"{n} ({named[n].dtype})" for n in selection.names if not named[n].is_floating_point()]
+    if not_float:
+        raise ValueError(
+            f"params= selects parameters that are not floating-point: {', '.join(not_float[:5])}. Only real-valued "
+            "weights can be sampled; leave these out of params= (or store them as buffers)."
+        )
     return selection
+
+
+def _refuse_tensors(model: nn.Module, params: ParamSpec) -> None:
+    """A TypeError for tensors given as ``params=`` (``[model.fc.weight]``), naming the names to pass."""
+    items = [params] if isinstance(params, torch.Tensor) else list(params) if isinstance(params, (list, tuple)) else []
+    tensors = [item for item in items if isinstance(item, torch.Tensor)]
+    if not tensors:
+        return
+    names = {id(p): n for n, p in model.named_parameters()}
+    known = [names[id(t)] for t in tensors if id(t) in names]
+    hint = f" Here: params={known!r}." if len(known) == len(tensors) else (
+        " (Some of the tensors given are not parameters of this model.)")
+    raise TypeError(
+        "params= takes parameter names (or module names, globs, {name: mask} dicts, heads), not tensors: pass "
+        f"the names from model.named_parameters().{hint}"
+    )
 
 
 def describe_selection(model: nn.Module, params: ParamSpec = None, *, print_table: bool = True) -> Selection:
