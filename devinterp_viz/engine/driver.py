@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -171,15 +173,45 @@ def _stop_requested(stop) -> bool:
     return bool(stop())
 
 
+# What torch.func.vmap says when a model does something it cannot batch (torch 2.x): ".item()",
+# data-dependent control flow, dynamic shapes ("vmap: ..."), no batching rule, a tensor without
+# storage (.numpy(), .tolist(), data_ptr), BatchNorm updating unbatched running statistics.
+VMAP_LIMITATION = re.compile(
+    r"vmap|functorch|batching rule|batchedtensor|batched tensor|doesn't have storage|storage of batched", re.IGNORECASE
+)
+
+
+def is_vmap_limitation(err: BaseException) -> bool:
+    """Whether ``err`` is torch.func.vmap refusing an operation, not an error of the user's code.
+
+    vmap's refusals are RuntimeErrors (NotImplementedError included) raised by torch with one of the
+    messages of :data:`VMAP_LIMITATION`, or raised from torch's own ``_functorch`` code; anything else
+    (a ValueError of a ``loss_fn``, a RuntimeError it raises itself) is not.
+    """
+    if isinstance(err, torch.OutOfMemoryError) or not isinstance(err, RuntimeError):
+        return False
+    if VMAP_LIMITATION.search(str(err)):
+        return True
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}_functorch{os.sep}" in frames[-1].filename
+
+
 class _Evaluator:
     """Losses and gradients of all chains: vectorised when possible (through a traced graph when
-    it pays), else one chain at a time."""
+    it pays), else one chain at a time.
+
+    With ``vectorize="auto"`` the chains fall back to one at a time only when vmap itself refuses the
+    model (:func:`is_vmap_limitation`), or, at the first vectorised step, when a RuntimeError of vmap's
+    that names no known limitation does not happen when one chain is evaluated without vmap. Any other
+    exception (the user's own, at any step) propagates unchanged.
+    """
 
     def __init__(self, flat_loss: FlatLoss, vectorize: bool | str, chunk_size: int | None, graph: bool | str, steps: int):
         self.flat_loss = flat_loss
         self.mode = vectorize
         self.chunk_size = chunk_size
         self.graphs = GraphRunner(flat_loss, graph, planned_steps=steps)
+        self.vmapped_steps = 0
 
     @property
     def vectorized(self) -> bool:
@@ -195,16 +227,17 @@ class _Evaluator:
 
         try:
             if self.chunk_size and self.chunk_size < positions.shape[0]:
-                return eager()
-            return self.graphs(positions, batch, shared, eager)
+                out = eager()
+            else:
+                out = self.graphs(positions, batch, shared, eager)
         except torch.OutOfMemoryError:
             if not self.chunk_size or self.chunk_size > 1:
                 self.chunk_size = max(1, (self.chunk_size or positions.shape[0]) // 2)
                 warnings.warn(f"out of memory with all chains at once; retrying with chain chunks of {self.chunk_size}.")
                 return self(positions, batch, shared)
             raise
-        except Exception as err:
-            if self.mode != "auto":
+        except RuntimeError as err:
+            if self.mode != "auto" or not self._vmap_refused(err, positions, batch, shared):
                 raise
             warnings.warn(
                 f"the model cannot run under torch.func.vmap ({type(err).__name__}: {err}); chains run "
@@ -212,6 +245,21 @@ class _Evaluator:
             )
             self.mode = False
             return self._sequential(positions, batch, shared)
+        self.vmapped_steps += 1
+        return out
+
+    def _vmap_refused(self, err: RuntimeError, positions, batch, shared: bool) -> bool:
+        """Whether ``err`` came from vmap: a known refusal, or (first step only) one chain runs without vmap."""
+        if is_vmap_limitation(err):
+            return True
+        if self.vmapped_steps or isinstance(err, torch.OutOfMemoryError):
+            return False
+        chain_batch = batch if shared else tree_map(lambda x: x[0], batch)
+        try:
+            self.flat_loss.value_and_grad(positions[0], chain_batch)
+        except Exception:
+            return False
+        return True
 
     def _sequential(self, positions, batch, shared, listed=False):
         values, grads = [], []
