@@ -54,8 +54,8 @@ def test_checked_nodes_become_a_params_spec_and_back(transformer):
         items_of(nodes, "nothing.here")
 
 
-def test_the_weight_count_follows_the_checked_nodes_live(tms_run, transformer):
-    trajectory, _, _ = tms_run
+def test_the_weight_count_follows_the_checked_nodes_live(transformer):
+    trajectory = dvz.Trajectory([(0, transformer.state_dict())])
     widget = RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss)
     assert widget.count["num_selected"] == 0
     widget.checked = ["h:blocks.0.attn:1", "p:unembed.bias"]
@@ -64,8 +64,8 @@ def test_the_weight_count_follows_the_checked_nodes_live(tms_run, transformer):
         widget.checked = ["p:nope"]
 
 
-def test_selections_are_named_unique_and_heads_can_be_added_at_once(tms_run, transformer):
-    trajectory, _, _ = tms_run
+def test_selections_are_named_unique_and_heads_can_be_added_at_once(transformer):
+    trajectory = dvz.Trajectory([(0, transformer.state_dict())])
     widget = RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss,
                               selections={"layer 0": "blocks.0"})
     widget.checked = ["p:unembed.weight"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,11 @@ class HeadClustering:
         heads = features.shape[0]
         if self.method not in ("agglomerative", "kmeans"):
             raise ValueError(f"method must be 'agglomerative' or 'kmeans', got {self.method!r}.")
+        if isinstance(self.max_clusters, bool) or not isinstance(self.max_clusters, numbers.Integral) or self.max_clusters < 2:
+            raise ValueError(f"max_clusters must be an integer >= 2 (the most clusters the suggestion tries), got "
+                             f"{self.max_clusters!r}; to put every head in one cluster pass n_clusters=1.")
+        if self.n_clusters is not None and (isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, numbers.Integral)):
+            raise ValueError(f"n_clusters must be None (suggested) or an integer, got {self.n_clusters!r}.")
         if heads < 3:
             raise ValueError(f"clustering needs at least 3 heads, got {heads}.")
         candidates = range(2, min(self.max_clusters, heads - 1) + 1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from devinterp_viz.analysis.executors import make_executor
 from devinterp_viz.analysis.fingerprint import (
@@ -39,7 +40,9 @@ class SweepResult:
         Names of the data distributions (``"data"`` when one data set was given).
     results : dict
         ``(selection, distribution, checkpoint index) -> LLCResult``; missing keys were not
-        computed (a stopped sweep).
+        computed (a stopped sweep). A checkpoint that could not be sampled (its weights are not
+        finite) holds failed results: NaN estimates, unhealthy, the reason in their verdict and
+        in ``config["failed"]`` (see :attr:`failed`).
     config : dict
         The sampler settings shared by every estimate.
     """
@@ -70,6 +73,11 @@ class SweepResult:
     def healthy(self) -> np.ndarray:
         """Health verdicts, shape (selections, distributions, checkpoints); False where not computed."""
         return self._grid(lambda r: float(r.diagnostics.healthy), fill=0.0).astype(bool)
+
+    @property
+    def failed(self) -> dict[Key, str]:
+        """``(selection, distribution, checkpoint index) -> reason`` of the estimates that could not be made."""
+        return {key: res.config["failed"] for key, res in self.results.items() if res.config.get("failed")}
 
     @property
     def complete(self) -> bool:
@@ -202,7 +210,7 @@ def sweep_llc(
                          "fingerprinted, e.g. cache_key='tokenizer-v3'.")
     named_selections = _named_selections(model, params, selections)
     named_data = _named_distributions(data, distributions)
-    check_compatible(model, trajectory.state_dict(0), where=f"checkpoint at step {trajectory.steps[0]}")
+    check_trajectory_fits(trajectory, model)
     estimate_kwargs = {k: v for k, v in estimate_kwargs.items() if k not in ("progress", "on_draw")}
     for forbidden in ("params", "stop"):
         if forbidden in estimate_kwargs:
@@ -223,7 +231,10 @@ def sweep_llc(
         with tqdm(total=len(tasks), desc=f"LLC sweep ({runner.name})", disable=not show_progress(progress),
                   leave=False) as bar:
             for (index, dist, state, step), results in runner.run(_estimate_checkpoint, tasks, shared, prepare=_loaded):
-                task_keys = keys.of(dist, state.fingerprint) if keys is not None else None
+                failed = _failure(results)
+                if failed:
+                    _warn_failed(trajectory, index, failed)
+                task_keys = keys.of(dist, state.fingerprint) if keys is not None and not failed else None
                 for sel, res in results.items():
                     res.config["sweep"] = {"step": step, "selection": sel, "distribution": dist}
                     if task_keys is not None:
@@ -249,7 +260,7 @@ class _StoreKeys:
     def __init__(self, trajectory: Trajectory, model, loss_fn, named_selections: dict[str, Any],
                  named_data: dict[str, Any], estimate_kwargs: dict[str, Any], cache_key: str | None):
         self.trajectory = trajectory
-        settings, parts = _plain_settings(estimate_kwargs)
+        settings, parts = _plain_settings({"model_mode": "eval", **estimate_kwargs})  # the engine's default mode
         loss_print, model_print = code_fingerprint(loss_fn), model_fingerprint(model)
         selection_prints = {sel: value_fingerprint(spec, f"selection {sel!r}") for sel, spec in named_selections.items()}
         self.settings = {**settings, "loss_fn": loss_print.digest, "model": model_print.digest, "cache_key": cache_key}
@@ -370,15 +381,77 @@ def _loaded(task):
 
 
 def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estimate_kwargs) -> dict[str, LLCResult]:
-    """One checkpoint × distribution: every selection in one vectorised engine run."""
+    """One checkpoint × distribution: every selection in one vectorised engine run.
+
+    A checkpoint whose weights are not finite is not sampled: every selection gets a failed
+    result (:func:`failed_result`) saying so.
+    """
     import copy
 
     from devinterp_viz.engine.llc import estimate_llc_selections
 
-    _, dist, state, _ = task
+    _, dist, state, step = task
+    check_compatible(model, state, where=f"checkpoint at step {step}")
+    not_finite = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if not_finite:
+        reason = f"checkpoint weights are not finite: {', '.join(not_finite[:3])}{' ...' if len(not_finite) > 3 else ''} hold NaN or inf"
+        return {sel: failed_result(reason, estimate_kwargs) for sel in selections}
     at_checkpoint = copy.deepcopy(model)
     at_checkpoint.load_state_dict(state)
     return estimate_llc_selections(at_checkpoint, named_data[dist], loss_fn, selections, progress=False, **estimate_kwargs)
+
+
+def failed_result(reason: str, estimate_kwargs: Mapping[str, Any]) -> LLCResult:
+    """An LLCResult for a checkpoint that could not be sampled: NaN estimate and traces, unhealthy, ``reason`` given.
+
+    Its traces have the (chains, draws) shape of the sweep's other results; ``config["failed"]``
+    holds ``reason``, which is also the diagnostics' one reason (its verdict).
+    """
+    import inspect
+
+    from devinterp_viz.engine.llc import estimate_llc
+    from devinterp_viz.engine.results import Diagnostics
+
+    defaults = inspect.signature(estimate_llc).parameters
+    chains = int(estimate_kwargs.get("num_chains", defaults["num_chains"].default))
+    draws = int(estimate_kwargs.get("num_draws", defaults["num_draws"].default))
+    nan_trace, nan_chains = np.full((chains, draws), np.nan), np.full(chains, np.nan)
+    diagnostics = Diagnostics(
+        rhat=float("nan"), ess=float("nan"), mala_acceptance=nan_chains.copy(), fraction_below_init=nan_chains.copy(),
+        divergent=np.zeros(chains, dtype=bool), divergence_draw=np.full(chains, -1), healthy=False, reasons=[reason],
+        status="unhealthy", next_step={"cause": "failed", "text": "replace this checkpoint's weights (they are not "
+                                       "finite) and rerun the sweep", "settings": {}},
+    )
+    return LLCResult(
+        llc_mean=float("nan"), llc_std=float("nan"), llc_per_chain=nan_chains.copy(), loss_trace=nan_trace,
+        init_loss=float("nan"), nbeta=float("nan"), config={**_jsonable_settings(estimate_kwargs), "failed": reason},
+        diagnostics=diagnostics, mala_trace=nan_trace.copy(), distance_trace=nan_trace.copy(),
+    )
+
+
+def _jsonable_settings(estimate_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in estimate_kwargs.items() if _is_plain(value)}
+
+
+def _failure(results: Mapping[str, LLCResult]) -> str | None:
+    """The reason a checkpoint's results are failed ones (see :func:`failed_result`), or None."""
+    return next((res.config["failed"] for res in results.values() if res.config.get("failed")), None)
+
+
+def _warn_failed(trajectory: Trajectory, index: int, reason: str) -> None:
+    warnings.warn(
+        f"{trajectory.describe(index)}: {reason}. It is marked failed (NaN estimate, unhealthy, not stored) and the "
+        "sweep goes on with the other checkpoints.", RuntimeWarning, stacklevel=3,
+    )
+
+
+def check_trajectory_fits(trajectory: Trajectory, model) -> None:
+    """A ValueError naming the first checkpoint (its step and file) whose keys or shapes do not fit ``model``.
+
+    Reads only the checkpoints' names and shapes (safetensors headers, memory-mapped ``.pt`` files).
+    """
+    for index in range(len(trajectory)):
+        check_compatible(model, trajectory.tensor_shapes(index), where=trajectory.describe(index))
 
 
 def _record(sweep: SweepResult, sel: str, dist: str, index: int, res: LLCResult, on_result) -> None:

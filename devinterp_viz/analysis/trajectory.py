@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import numbers
 import os
 import pickle
 import re
@@ -34,13 +35,18 @@ class Trajectory:
     Raises
     ------
     ValueError
-        On an empty trajectory or steps that are not strictly increasing.
+        On an empty trajectory, steps that are not strictly increasing integers, or a state
+        dict holding something other than tensors.
+    TypeError
+        When a checkpoint is neither a state dict nor a path (a model, say).
     """
 
     def __init__(self, checkpoints: Sequence[tuple[int, Checkpoint]]):
         checkpoints = list(checkpoints)
         if not checkpoints:
             raise ValueError("the trajectory is empty: give at least one (step, checkpoint) pair.")
+        for item in checkpoints:
+            _check_pair(item)
         steps = [int(step) for step, _ in checkpoints]
         duplicates = sorted({s for s in steps if steps.count(s) > 1})
         if duplicates:
@@ -84,6 +90,11 @@ class Trajectory:
         for path in sorted(folder.glob(pattern)):
             if path.suffix not in CHECKPOINT_SUFFIXES:
                 continue
+            if path.is_dir():
+                raise ValueError(
+                    f"{path} is a folder, not a checkpoint file; from_folder reads the {', '.join(CHECKPOINT_SUFFIXES)} "
+                    "files directly in the folder. Move it out (or rename it), or pass pattern= to choose the files."
+                )
             if not allow_links_outside:
                 _check_inside(path, folder)
             match = _STEP_PATTERN.search(path.stem)
@@ -115,6 +126,23 @@ class Trajectory:
         if isinstance(source, Mapping):
             return dict(source)
         return load_checkpoint(Path(source))
+
+    def tensor_shapes(self, index: int) -> dict[str, tuple[int, ...]]:
+        """Name → shape of checkpoint ``index``'s tensors, read without loading their values where the file allows.
+
+        safetensors headers, and ``.pt`` files memory-mapped (their values are not read); legacy
+        ``.pt`` files are loaded whole.
+        """
+        source = self._sources[index]
+        if isinstance(source, Mapping):
+            return {name: tuple(tensor.shape) for name, tensor in source.items()}
+        return checkpoint_shapes(Path(source))
+
+    def describe(self, index: int) -> str:
+        """"checkpoint at step S" and its file, for messages."""
+        source = self._sources[index]
+        where = "" if isinstance(source, Mapping) else f" ({source})"
+        return f"checkpoint at step {self._steps[index]}{where}"
 
     def fingerprint(self, index: int) -> str:
         """A hash of checkpoint ``index``'s tensors (names, shapes, dtypes and values).
@@ -175,8 +203,47 @@ def _check_inside(path: Path, folder: Path) -> None:
         )
 
 
-def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` or ``.pt`` checkpoint safely; a clear error when it cannot be read."""
+def _check_pair(item) -> None:
+    """One ``(step, checkpoint)`` pair: an integer step and a state dict of tensors or a path."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(f"a trajectory is a list of (step, checkpoint) pairs; got {item!r:.80}.")
+    step, source = item
+    if isinstance(step, bool) or not isinstance(step, (numbers.Integral, np.integer)):
+        raise ValueError(f"the step of a checkpoint must be an integer (the training step), got {step!r}.")
+    if isinstance(source, (str, Path)):
+        return
+    if not isinstance(source, Mapping):
+        fix = ("pass a copy of model.state_dict() per step" if isinstance(source, nn.Module)
+               else "pass a {name: tensor} state dict or the path of a .pt/.safetensors file")
+        raise TypeError(f"the checkpoint at step {step} is a {type(source).__name__}, not a state dict or a file path; {fix}.")
+    others = {name: type(value).__name__ for name, value in source.items() if not isinstance(value, torch.Tensor)}
+    if others:
+        name, kind = next(iter(others.items()))
+        raise ValueError(
+            f"the checkpoint at step {step} holds {len(others)} value(s) that are not tensors ({name!r} is a {kind}); "
+            "a state dict maps names to tensors: convert with torch.tensor(value), or pass model.state_dict()."
+        )
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name → shape of a checkpoint file's tensors, without reading their values where possible."""
+    if path.suffix == ".safetensors" and path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        except Exception:  # an unreadable file: load_checkpoint says why
+            pass
+    state = load_checkpoint(path, mmap=path.suffix != ".safetensors")
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or ``.pt`` checkpoint safely; a clear error when it cannot be read.
+
+    ``mmap=True`` maps a ``.pt`` file's tensors instead of reading them (legacy files are read whole).
+    """
     if not path.is_file():
         raise ValueError(f"checkpoint file {path} does not exist.")
     try:
@@ -184,7 +251,7 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _torch_load(path, mmap)
     except pickle.UnpicklingError as err:
         if "global" not in str(err).lower():  # only a GLOBAL (code to import and call) is a refusal
             raise ValueError(f"cannot read checkpoint {path}: it is not a torch or safetensors file ({err})") from err
@@ -201,15 +268,32 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "checkpoint") -> None:
-    """Raise a ValueError naming the missing, unexpected and mis-shaped keys, if any."""
+def _torch_load(path: Path, mmap: bool):
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:  # a legacy (non-zip) file cannot be mapped
+            if "mmap" not in str(err):
+                raise
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor | tuple], where: str = "checkpoint") -> None:
+    """Raise a ValueError naming the missing, unexpected and mis-shaped keys, if any.
+
+    ``state`` maps names to tensors, or to shapes (:meth:`Trajectory.tensor_shapes`).
+    """
     expected = model.state_dict()
+
+    def shape(value) -> tuple:
+        return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
+
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{k} {shape(state[k])} vs model {tuple(expected[k].shape)}"
         for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+        if k in state and shape(state[k]) != tuple(expected[k].shape)
     ]
     if missing or unexpected or wrong:
         parts = []

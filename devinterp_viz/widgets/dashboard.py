@@ -81,6 +81,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
 
     def __init__(self, sweep: Any = None, dynamics: Any = None, losses: Any = None, *, stages: Any = True,
                  steps: Any = None, **traits: Any):
+        _check_sources(sweep, dynamics)
         self.sweep, self.dynamics, self.stages = sweep, dynamics, stages
         master = _master_steps(sweep, dynamics, losses, steps)
         self._steps = master
@@ -272,6 +273,18 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
 # ------------------------------------------------------------------------- helpers
 
 
+def _check_sources(sweep: Any, dynamics: Any) -> None:
+    """A TypeError unless ``sweep`` is a SweepResult and ``dynamics`` a fitted EssentialDynamics (or None)."""
+    from devinterp_viz.analysis.sweep import SweepResult
+
+    if sweep is not None and not isinstance(sweep, SweepResult):
+        raise TypeError(f"sweep must be a SweepResult (from dvz.sweep_llc), got a {type(sweep).__name__}; to compute "
+                        "one from a trajectory, use DevelopmentDashboard.from_trajectory(trajectory, model, data, loss_fn).")
+    if dynamics is not None and not all(hasattr(dynamics, name) for name in ("steps_", "trajectory_")):
+        raise TypeError(f"dynamics must be a fitted EssentialDynamics (dvz.EssentialDynamics(...).fit(...)), got a "
+                        f"{type(dynamics).__name__}" + (" that is not fitted" if hasattr(dynamics, "fit") else "") + ".")
+
+
 def _master_steps(sweep: Any, dynamics: Any, losses: Any, steps: Any) -> np.ndarray:
     for candidate in (steps, getattr(sweep, "steps", None), getattr(dynamics, "steps_", None)):
         if candidate is not None:
@@ -338,14 +351,18 @@ def _llc_data(sweep: Any) -> dict[str, Any]:
     healthy = np.full(shape, np.nan, np.float32)
     chains = max((len(r.llc_per_chain) for r in sweep.results.values()), default=0)
     per_chain = np.full(shape + (chains,), np.nan, np.float32)
+    mean = sweep.llc_mean.astype(np.float32)
     for (sel, dist, index), res in sweep.results.items():
         i, j = sweep.selections.index(sel), sweep.distributions.index(dist)
+        if res.diagnostics.status == "undefined":  # not a local minimum: there is no LLC to draw
+            healthy[i, j, index], mean[i, j, index] = -1.0, np.nan
+            continue
         healthy[i, j, index] = float(bool(res.diagnostics.healthy))
         per_chain[i, j, index, : len(res.llc_per_chain)] = res.llc_per_chain
     return {
         "selections": list(sweep.selections),
         "distributions": list(sweep.distributions),
-        "mean": sweep.llc_mean.astype(np.float32),
+        "mean": mean,
         "std": sweep.llc_std.astype(np.float32),
         "healthy": healthy,
         "chains": per_chain,

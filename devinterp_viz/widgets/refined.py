@@ -15,8 +15,9 @@ from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._jobs import BackgroundJobs
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
 
-#: Engine keyword arguments passed through to every estimate untouched (not controls).
-PASSTHROUGH = ("batch_size", "seed", "device", "num_burnin_steps", "num_steps_bw_draws", "sampler")
+#: Engine keyword arguments passed through to every estimate (or to the sweep: ``cache_key``) untouched (not controls).
+PASSTHROUGH = ("batch_size", "seed", "device", "num_burnin_steps", "num_steps_bw_draws", "sampler", "model_mode",
+               "cache_key")
 
 
 def _engine() -> Any:
@@ -58,7 +59,15 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         stored estimates then show at once, missing ones are computed).
     **settings
         Initial values of the traits below, and ``batch_size``, ``seed``, ``device``,
-        ``sampler``, ``num_burnin_steps``, ``num_steps_bw_draws`` for every estimate.
+        ``sampler``, ``num_burnin_steps``, ``num_steps_bw_draws``, ``model_mode`` for every
+        estimate and ``cache_key`` for the sweep (see :func:`devinterp_viz.sweep_llc`).
+
+    Raises
+    ------
+    TypeError
+        When ``trajectory`` is not a Trajectory, ``model`` not an nn.Module, or ``loss_fn`` missing.
+    ValueError
+        When a checkpoint of the trajectory does not fit the model (naming its step and the keys).
 
     Traits (synced)
     ---------------
@@ -120,6 +129,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
             raise TypeError("give data=... or distributions={name: data}, not both")
         if distributions is not None and (not isinstance(distributions, Mapping) or not distributions):
             raise ValueError("distributions must be a non-empty {name: data} mapping")
+        _check_trajectory_and_model(trajectory, model)
         self.trajectory, self.model, self.loss_fn = trajectory, model, loss_fn
         self._data = {"data": data} if data is not None else dict(distributions)
         self._engine_kwargs = {k: settings.pop(k) for k in PASSTHROUGH if k in settings}
@@ -345,6 +355,22 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
                 self.error = ""
         except Exception as err:  # noqa: BLE001 - shown in the widget
             self._report_error(err)
+
+
+def _check_trajectory_and_model(trajectory: Any, model: Any) -> None:
+    """A Trajectory whose every checkpoint fits the model (names and shapes, read without the values)."""
+    from torch import nn
+
+    from devinterp_viz.analysis.sweep import check_trajectory_fits
+    from devinterp_viz.analysis.trajectory import Trajectory
+
+    if not isinstance(trajectory, Trajectory):
+        raise TypeError(f"RefinedLLCWidget needs a Trajectory first (e.g. dvz.Trajectory.from_folder(path)), got a "
+                        f"{type(trajectory).__name__}.")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"RefinedLLCWidget needs the model (an nn.Module of the trajectory's architecture), got a "
+                        f"{type(model).__name__}.")
+    check_trajectory_fits(trajectory, model)
 
 
 # ---------------------------------------------------------------------- the tree
