@@ -60,7 +60,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.device = device
         self._leaves = [leaf.detach().to(device) for leaf in leaves]
-        check_finite(data, self._leaves, "data")
+        check_finite(data, self._leaves, "data{path}")
         self.full_batch = batch_size == self.num_examples
         self.row_bytes = sum(leaf[:1].numel() * leaf.element_size() for leaf in self._leaves)
 
@@ -166,7 +166,7 @@ class LoaderBatches:
             total = min(total, max(1, math.ceil(self.num_examples / self.batch_size)))
         for index in range(total):
             batch = next(iterator)
-            check_finite(batch, tree_flatten(batch)[0], f"the DataLoader's batch {index}")
+            check_finite(batch, tree_flatten(batch)[0], f"element {{path}} of the DataLoader's batch {index}")
             yield batch, _batch_rows(batch)
 
 
@@ -179,7 +179,10 @@ def _batch_rows(batch: Any) -> int:
 
 
 def check_finite(data: Any, leaves: list, name: str) -> None:
-    """A ValueError naming the first floating-point tensor of ``data`` (flattened to ``leaves``) with NaN or inf."""
+    """A ValueError naming the first floating-point tensor of ``data`` (flattened to ``leaves``) with NaN or inf.
+
+    ``name`` is a format string with ``{path}``, the tensor's place in ``data`` (``[0]``, ``['x']``).
+    """
     paths = [keystr(path) for path, _ in tree_flatten_with_path(data)[0]]
     for path, leaf in zip(paths, leaves):
         if not isinstance(leaf, torch.Tensor) or not leaf.is_floating_point() or bool(torch.isfinite(leaf).all()):
@@ -187,7 +190,7 @@ def check_finite(data: Any, leaves: list, name: str) -> None:
         bad = ~torch.isfinite(leaf.reshape(leaf.shape[0], -1) if leaf.dim() else leaf.reshape(1, 1))
         rows = bad.any(dim=1).nonzero().flatten()
         raise ValueError(
-            f"{name}{path} holds {int(bad.sum())} NaN or infinite values (first in example {int(rows[0])}, "
+            f"{name.format(path=path)} holds {int(bad.sum())} NaN or infinite values (first in example {int(rows[0])}, "
             f"{rows.numel()} examples in all); a loss on such data is not finite. Drop or repair those examples "
             "before estimating, e.g. keep = torch.isfinite(x).flatten(1).all(1); x, y = x[keep], y[keep]."
         )
