@@ -83,6 +83,13 @@ def test_a_users_own_type_error_in_loss_fn_is_not_blamed_on_the_criterion_conven
         dvz.estimate_llc(make_model(), regression_problem(), typo, **FAST)
 
 
+def test_a_loss_fn_that_calls_the_model_wrongly_gets_its_own_error_not_the_criterion_hint():
+    # the batch passed whole to the model (not unpacked): the model ran, so this is no criterion
+    with pytest.raises(TypeError, match="must be Tensor, not tuple") as caught:
+        dvz.estimate_llc(make_model(), regression_problem(), lambda model, batch: model(batch).mean(), **FAST)
+    assert "criterion" not in str(caught.value)
+
+
 def test_a_failed_checkpoint_keeps_the_sweeps_arrays_consistent(tmp_path):
     outcome = cases.nan_checkpoint_sweep(tmp_path)
     assert outcome.clear, outcome.detail

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import os
-import traceback
 from typing import Any, Callable
 
 import torch
@@ -148,26 +146,26 @@ def probe_loss(flat_loss: FlatLoss, source: Any, seed: int) -> None:
 
 
 def _first_call(flat_loss: FlatLoss, flat: torch.Tensor, batch: Any) -> Any:
-    """``flat_loss(flat, batch)``; a criterion(outputs, targets) given as loss_fn gets a clear TypeError."""
+    """``flat_loss(flat, batch)``; a criterion(outputs, targets) given as loss_fn gets a clear TypeError.
+
+    The call counts as a criterion's when it fails with a TypeError or AttributeError before any
+    module of the model ran (a criterion never calls the model: it takes it for its outputs).
+    """
+    entered: list[bool] = []
+    handles = [module.register_forward_pre_hook(lambda *_: entered.append(True)) for module in flat_loss.model.modules()]
     try:
         return flat_loss(flat, batch)
     except (TypeError, AttributeError) as err:
-        if not _model_used_as_tensor(err, flat_loss.model):
+        if entered:
             raise
         raise TypeError(
-            f"loss_fn(model, batch) failed ({type(err).__name__}: {err}). It looks like a criterion(outputs, "
-            "targets), such as nn.MSELoss() or F.cross_entropy, but the engine calls loss_fn(model, batch) with "
-            f"the model and one batch of data. Wrap it: {WRAPPER}"
+            f"loss_fn(model, batch) failed ({type(err).__name__}: {err}) without calling the model. It looks like a "
+            "criterion(outputs, targets), such as nn.MSELoss() or F.cross_entropy, but the engine calls "
+            f"loss_fn(model, batch) with the model and one batch of data. Wrap it: {WRAPPER}"
         ) from err
-
-
-def _model_used_as_tensor(err: BaseException, model: nn.Module) -> bool:
-    """The error names the model's class, or torch's own loss code failed on what it was given."""
-    if type(model).__name__ in str(err):
-        return True
-    frames = traceback.extract_tb(err.__traceback__)
-    torch_dir = os.path.dirname(torch.__file__) + os.sep
-    return bool(frames) and frames[-1].filename.startswith(torch_dir + "nn" + os.sep)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _check_uses_given_model(flat_loss: FlatLoss, value: torch.Tensor) -> None:

@@ -21,7 +21,7 @@ SAMPLERS = ("sgld", "rmsprop_sgld", "sgnht")
 RUNNING = ("running", "stopping")
 
 #: Engine keyword arguments the widget passes through untouched (not controls).
-PASSTHROUGH = ("batch_size", "num_steps_bw_draws", "seed", "device")
+PASSTHROUGH = ("batch_size", "num_steps_bw_draws", "seed", "device", "model_mode")
 
 
 class SettingError(ValueError, traitlets.TraitError):
@@ -52,7 +52,7 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
         read-only widget over finished results.
     **defaults
         Initial settings: any control trait below, plus ``params`` (a selection spec) and the
-        engine options ``batch_size``, ``num_steps_bw_draws``, ``seed``, ``device``.
+        engine options ``batch_size``, ``num_steps_bw_draws``, ``seed``, ``device``, ``model_mode``.
 
     Traits (synced)
     ---------------
