@@ -286,15 +286,31 @@ class MaskedByValue(nn.Module):
         return x @ weight[weight > -1e9].view(1, 5).T + self.lin.bias  # a dynamic shape
 
 
-@pytest.mark.parametrize("module", [ItemInForward, BranchOnTensor, MaskedByValue])
+class AccumulatesInPlace(nn.Module):
+    """Adds its outputs' mean into a buffer in place: under vmap torch's message does not say "vmap"."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(5, 1)
+        self.register_buffer("total", torch.zeros(1))
+
+    def forward(self, x):
+        out = self.lin(x)
+        self.total.add_(out.detach().mean(0))
+        return out
+
+
+@pytest.mark.parametrize("module", [ItemInForward, BranchOnTensor, MaskedByValue, AccumulatesInPlace])
 def test_a_model_vmap_cannot_run_falls_back_to_one_chain_at_a_time_with_the_same_numbers(module, regression_data):
     torch.manual_seed(0)
     model = module()
+    before = full_snapshot(model)
     with pytest.warns(UserWarning, match="cannot run under torch.func.vmap.*one at a time"):
         auto = dvz.estimate_llc(model, regression_data, mse_loss, vectorize="auto", **FAST)
     sequential = dvz.estimate_llc(model, regression_data, mse_loss, vectorize=False, **FAST)
     assert not auto.config["vectorized"]
     np.testing.assert_allclose(auto.loss_trace, sequential.loss_trace, rtol=1e-6)
+    assert_identical(model, before)  # an in-place buffer update lands in the engine's copy
 
 
 def test_vectorize_true_reports_vmaps_refusal_instead_of_falling_back(regression_data):

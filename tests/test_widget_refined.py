@@ -137,3 +137,25 @@ def test_stop_keeps_the_finished_checkpoints_and_errors_are_shown(tms_run):
     empty = widget_for(tms_run)
     empty._on_frontend_msg(empty, {"type": "run"}, [])
     assert empty.status == "error" and "nothing to run" in empty.error
+
+
+def test_cache_key_and_model_mode_reach_the_sweep(tms_run, monkeypatch):
+    seen = {}
+    real = dvz.sweep_llc
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dvz, "sweep_llc", spy)
+    widget = widget_for(tms_run, selections={"W": "W"}, cache_key="tms-v1", model_mode="as_is")
+    sweep = widget.run(wait=True)
+    assert widget.status == "done", widget.error
+    assert seen["cache_key"] == "tms-v1" and seen["model_mode"] == "as_is"
+    assert {res.config["model_mode"] for res in sweep.results.values()} == {"as_is"}
+
+
+def test_a_trajectory_of_another_architecture_is_refused_naming_the_step(tms_run, transformer):
+    trajectory, _, _ = tms_run
+    with pytest.raises(ValueError, match=r"checkpoint at step \d+ does not fit AttentionOnlyTransformer"):
+        RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss)
