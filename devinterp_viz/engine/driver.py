@@ -252,7 +252,7 @@ class _Evaluator:
         """Whether ``err`` came from vmap: a known refusal, or (first step only) one chain runs without vmap."""
         if is_vmap_limitation(err):
             return True
-        if self.vmapped_steps or isinstance(err, torch.OutOfMemoryError):
+        if self.vmapped_steps:
             return False
         chain_batch = batch if shared else tree_map(lambda x: x[0], batch)
         try:
