@@ -82,17 +82,30 @@ def _dln(widths: list[int], rank: int, seed: int, batch: int | None = None, offs
         with torch.no_grad():
             for layer in net.layers:
                 layer.weight.add_(offset * torch.randn(layer.weight.shape, generator=gen))
-    cache: dict[tuple, float] = {}
-
     def truth(nbeta: float, gamma: float) -> float:
         if offset:
             return UNDEFINED
-        if (nbeta, gamma) not in cache:
-            cache[(nbeta, gamma)] = gibbs_localized_llc(net, nbeta, gamma, num_chains=256, num_sweeps=1500, num_burnin=300)[0]
-        return cache[(nbeta, gamma)]
+        return _cached_truth(name, nbeta, gamma, lambda: gibbs_localized_llc(
+            net, nbeta, gamma, num_chains=256, num_sweeps=1500, num_burnin=300)[0])
 
     scale = float(max(torch.linalg.matrix_norm(layer.weight.detach(), ord=2) for layer in net.layers)) ** (2 * (len(widths) - 2))
     return KnownAnswer(name, "held-out", lambda: (net, (x, y), mse_loss, batch or len(x)), truth, max(scale, 1.0))
+
+
+def _cached_truth(name: str, nbeta: float, gamma: float, compute: Callable[[], float]) -> float:
+    """A Gibbs reference, computed once and kept in the cache folder (truths.json)."""
+    path = CACHE / "truths.json"
+    key = f"{name} nb{nbeta:g} g{gamma:g}"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key not in known:
+        value = compute()
+        known = json.loads(path.read_text()) if path.exists() else {}  # another worker may have written meanwhile
+        known[key] = value
+        CACHE.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(known, indent=0, sort_keys=True))
+        os.replace(temp, path)
+    return float(known[key])
 
 
 def models() -> dict[str, KnownAnswer]:
@@ -151,6 +164,58 @@ def run_model(entry: KnownAnswer, seed: int = 0) -> list[dict]:
             result.save(path)
         rows.append(_row(entry, cell, result))
     return rows
+
+
+CALIBRATION_LRS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]  # the README's style: a decade apart
+CALIBRATIONS = {"γ rows": dict(localizations=[1.0, 10.0, 100.0], nbeta=100.0),
+                "nβ rows": dict(nbetas=[10.0, 100.0, 1000.0], localization=10.0)}
+CALIBRATION_DRAWS = 500
+
+
+def calibrate_model(entry: KnownAnswer, seed: int = 0) -> list[dict]:
+    """``dvz.calibrate`` from a decade grid, then a fresh-seed run at its recommendation, judged against the truth."""
+    model, data, loss_fn, batch_size = entry.build()
+    rows = []
+    for label, grid in CALIBRATIONS.items():
+        tick = time.perf_counter()
+        cal = dvz.calibrate(model, data, loss_fn, lrs=CALIBRATION_LRS, num_draws=CALIBRATION_DRAWS, batch_size=batch_size,
+                            seed=seed, progress=False, **grid)
+        seconds = time.perf_counter() - tick
+        row = dict(model=entry.name, group=entry.group, grid=label, cells=len(cal.cells), seconds=seconds,
+                   recommended=cal.recommended is not None, accurate=False, truth=float("nan"), estimate=float("nan"),
+                   se=float("nan"), lr=float("nan"), value=float("nan"), why="; ".join(cal.recommendation_reasons))
+        if cal.recommended is not None:
+            rec = cal.recommended
+            settings = {k: rec[k] for k in ("lr", "num_burnin_steps", "num_draws")}
+            settings[cal.axis] = rec[cal.axis]
+            other = "localization" if cal.axis == "nbeta" else "nbeta"
+            settings[other] = grid[other]
+            fresh = dvz.estimate_llc(model, data, loss_fn, num_chains=CHAINS, batch_size=batch_size, seed=seed + 10**6,
+                                     progress=False, **settings)
+            truth = entry.truth(settings["nbeta"], settings["localization"])
+            row.update(truth=truth, estimate=fresh.llc_mean, se=fresh.llc_se, lr=rec["lr"], value=rec[cal.axis],
+                       accurate=bool(math.isfinite(truth) and abs(fresh.llc_mean - truth) <= max(0.1 * truth, 2 * fresh.llc_se)))
+        rows.append(row)
+    return rows
+
+
+def calibration_table(rows: list[dict]) -> str:
+    """Markdown: calibrate's recommendation per model and grid, and whether a fresh run there is accurate."""
+    lines = ["| model | group | grid | cells run | recommended lr, value | fresh-seed λ̂ ± SE | truth | accurate |",
+             "|---|---|---|---:|---|---|---:|---|"]
+    for r in rows:
+        pick = f"{r['lr']:.3g}, {r['value']:g}" if r["recommended"] else f"none ({r['why'][:80]})"
+        fresh = f"{r['estimate']:.4g} ± {r['se']:.2g}" if r["recommended"] else "–"
+        truth = "undefined" if r["recommended"] and not math.isfinite(r["truth"]) else (f"{r['truth']:.4g}" if r["recommended"] else "–")
+        lines.append(f"| {r['model']} | {r['group']} | {r['grid']} | {r['cells']} | {pick} | {fresh} | {truth} | "
+                     f"{'yes' if r['accurate'] else 'no'} |")
+    for group in ("tune", "held-out"):
+        group_rows = [r for r in rows if r["group"] == group]
+        models = sorted({r["model"] for r in group_rows})
+        good = sorted({r["model"] for r in group_rows if r["accurate"]})
+        lines.append(f"\n{group}: an accurate recommendation on {len(good)} of {len(models)} models "
+                     f"({sum(r['accurate'] for r in group_rows)} of {len(group_rows)} calibrations)")
+    return "\n".join(lines)
 
 
 def rejudge(result: LLCResult) -> LLCResult:
@@ -240,6 +305,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="model names (default: all)")
     parser.add_argument("--rejudge", action="store_true", help="re-diagnose cached runs with today's verdict")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="models run in parallel")
+    parser.add_argument("--calibrate", action="store_true", help="also judge calibrate's recommendations")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     chosen = args.models or list(models())
@@ -253,6 +319,12 @@ def main() -> None:
                   f"P(healthy|acc) {_rate(c['recall'])} ({seconds:.0f} s)", flush=True)
     table = tables(rows)
     print(table)
+    calibration = ""
+    if args.calibrate:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            calibration_rows = [row for rows_ in pool.map(_calibration_rows, chosen) for row in rows_]
+        calibration = "\n\n### calibrate from a decade grid, judged by a fresh-seed run at its recommendation\n\n" + calibration_table(calibration_rows)
+        print(calibration)
     (CACHE / "rows.json").write_text(json.dumps(rows, indent=0, default=float))
     if not args.no_write:
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -260,7 +332,7 @@ def main() -> None:
             f"Run {stamp} on {cpu_name()} ({os.cpu_count()} CPUs), torch {torch.__version__}, "
             f"{time.perf_counter() - start:.0f} s. {CHAINS} chains per run, one seed per cell; "
             f"grid per model: {LR_STEPS} lrs × {len(NBETAS)} nβ × {len(LOCALIZATIONS)} γ × {len(SCHEDULES)} "
-            "(burn-in, draws) schedules.\n\n" + table
+            "(burn-in, draws) schedules.\n\n" + table + calibration
         )
 
 
@@ -270,6 +342,11 @@ def _model_rows(name: str, rejudged: bool) -> tuple[str, list[dict], float]:
     tick = time.perf_counter()
     entry = models()[name]
     return name, (_rejudged_rows(entry) if rejudged else run_model(entry)), time.perf_counter() - tick
+
+
+def _calibration_rows(name: str) -> list[dict]:
+    torch.set_num_threads(1)
+    return calibrate_model(models()[name])
 
 
 def _rejudged_rows(entry: KnownAnswer) -> list[dict]:

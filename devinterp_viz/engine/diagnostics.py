@@ -18,13 +18,14 @@ from devinterp_viz.engine.results import Diagnostics
 EXPLOSION_FACTOR = 100.0  # nβ·(L − L*) above this × max(d, 10) at any draw: the chain exploded
 EXPLOSION_ABSOLUTE = 1e6  # used instead when the parameter count d is unknown (imported results)
 STEP_BIAS_FAIL = 0.1  # estimated step-size bias above this fraction of the estimate
+STEP_CURVATURE_FAIL = 0.07  # ε ā / 4 above this: the step is too large for the mean curvature
 MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
-VIRIAL_DEFICIT = 0.1  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior ...
+VIRIAL_DEFICIT = 0.3  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior ...
 EQUILIBRATION_TIMES = 1.0  # ... which is allowed only after this many localization times 2/(εγ) of burn-in
 SUGGESTED_BURNIN_TIMES = 2.0  # burn-in suggested: this many localization times
-RHAT_FAIL = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021)
-ESS_FAIL = 50.0  # bulk ESS below this: the chains' error bar itself cannot be trusted
-PRECISION_FAIL = 0.1  # Monte Carlo standard error above this fraction of the estimate
+RHAT_WARN = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021) above this: said, and in the error bar
+ESS_FAIL = 5.0  # bulk ESS below this: the chains barely moved, so not even the error bar can be estimated
+PRECISION_WARN = 0.1  # standard error above this fraction of the estimate: said, with how to tighten it
 DESCENT_FAIL = 0.1  # the first-order descent term above this fraction of the curvature part
 DRIFT_T = 4.0  # t statistic across chains for a rise between the last two quarters, set for 4 chains ...
 DRIFT_FALSE_ALARM = float(stdtr(3, -DRIFT_T))  # ... where stationary chains exceed it 1.4% of the time
@@ -151,12 +152,14 @@ def drift_threshold(chains: int) -> float:
 
 class StepBias(NamedTuple):
     """The two estimates of the step-size bias of an LLC estimate (see :func:`step_bias`), with
-    their standard errors across chains; NaN where an estimate does not apply."""
+    their standard errors across chains, and the step against the mean curvature
+    (``step_curvature`` = ε ā / 4); NaN where an estimate does not apply."""
 
     first_order: float
     first_order_se: float
     virial: float
     virial_se: float
+    step_curvature: float = float("nan")
 
     @property
     def value(self) -> float:
@@ -200,6 +203,12 @@ def step_bias(loss_trace: np.ndarray, nbeta: float, traces: Mapping[str, np.ndar
     ``1/(1 − εγ/4)`` under SGLD, so ``(E[δ·∇U] − d/(1 − εγ/4)) / 2`` estimates the excess of the
     estimate (exactly, for a quadratic loss) and stays right where the expansion fails. For
     samplers other than SGLD only the virial estimate applies, without the γ-direction term.
+
+    ``step_curvature`` is ``ε ā / 4`` with ``ā = E|∇U|² / E[δ·∇U]``, the mean curvature of U
+    the chains feel (for a quadratic U in equilibrium, the mean eigenvalue of its Hessian, γ
+    included): each direction's variance is inflated by about ``ε a / 4``, which biases the
+    estimate wherever the loss depends on that direction beyond second order, and which neither
+    estimate above sees once the expansion fails.
     """
     missing = StepBias(*(float("nan"),) * 4)
     virial = traces.get("virial")
@@ -215,7 +224,12 @@ def step_bias(loss_trace: np.ndarray, nbeta: float, traces: Mapping[str, np.ndar
             covariance = _within_chain_covariance(nbeta * loss_trace, drift_sq)
             first_order = facts.lr / 4 * nbeta * stein.mean(axis=1) - facts.lr / 8 * covariance
     excess = (virial.mean(axis=1) - facts.num_params * free_direction) / 2
-    return StepBias(float(first_order.mean()), _standard_error(first_order), float(excess.mean()), _standard_error(excess))
+    curvature = float("nan")
+    drift_sq = traces.get("drift_sq")
+    if drift_sq is not None and np.isfinite(drift_sq).all() and virial.mean() > 0:
+        curvature = facts.lr * float(drift_sq.mean() / virial.mean()) / 4
+    return StepBias(float(first_order.mean()), _standard_error(first_order), float(excess.mean()), _standard_error(excess),
+                    curvature)
 
 
 def diagnose(
@@ -260,8 +274,11 @@ def diagnose(
     (:func:`step_bias`), a mean MALA acceptance below ``MALA_FAIL``, or an estimate above d/2;
     chains that have not spread into the posterior (virial below ``1 − VIRIAL_DEFICIT`` of d)
     before ``EQUILIBRATION_TIMES`` localization times of burn-in, or still rising at the end;
-    split R-hat above ``RHAT_FAIL``, bulk ESS below ``ESS_FAIL``, or a Monte Carlo error above
-    ``PRECISION_FAIL`` of the estimate.
+    a bulk ESS below ``ESS_FAIL``. Slow mixing (R-hat above ``RHAT_WARN``) and a standard error
+    above ``PRECISION_WARN`` of the estimate are warnings: they widen the error bar, which
+    stays honest (bench/known_answers.py). The step is judged by the larger step-bias
+    estimate (over ``STEP_BIAS_FAIL`` of the estimate), the step against the mean curvature
+    (``STEP_CURVATURE_FAIL``) and, in high dimension, the MALA acceptance.
     """
     traces = {k: np.asarray(v, dtype=float) for k, v in (sampler_traces or {}).items()}
     facts = RunFacts.from_config(config, num_params)
@@ -295,7 +312,7 @@ def diagnose(
         _judge_step(llc, bias, mala_mean[~divergent], findings)
         _judge_equilibrium(good_traces, facts, findings)
         _judge_drift(good, nbeta, llc, findings, warnings)
-        _judge_mixing(llc, rhat, ess, mcse, findings)
+        _judge_mixing(llc, rhat, ess, max(mcse, se) if np.isfinite(se) else mcse, findings, warnings)
         if "virial" not in good_traces or not np.isfinite(good_traces["virial"]).all():
             warnings.append("the step-size bias and equilibrium were not checked: the run's sampler traces are missing")
     for chain in np.flatnonzero(~divergent & (below > BELOW_INIT_WARN)):
@@ -452,6 +469,12 @@ def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: lis
             "the step is too large for its bias to be estimated (the first-order expansion gives "
             f"{bias.first_order:.3g}): the estimate is not reliable",
         ))
+    if np.isfinite(bias.step_curvature) and bias.step_curvature > STEP_CURVATURE_FAIL:
+        findings.append(Finding(
+            STEP_TOO_LARGE,
+            f"the step is large against the curvature the chains feel (ε·ā/4 = {bias.step_curvature:.2f}, "
+            f"above {STEP_CURVATURE_FAIL:g}): every direction's spread is inflated by about that fraction",
+        ))
     finite = mala_mean[np.isfinite(mala_mean)]
     if finite.size and finite.mean() < MALA_FAIL:
         findings.append(Finding(
@@ -493,14 +516,16 @@ def _judge_drift(good: np.ndarray, nbeta: float, llc: float, findings: list[Find
         )
 
 
-def _judge_mixing(llc: float, rhat: float, ess: float, mcse: float, findings: list[Finding]) -> None:
-    """Chains that disagree, too few effective draws, or an error bar too wide for the answer."""
-    if np.isfinite(rhat) and rhat > RHAT_FAIL:
-        findings.append(Finding(TOO_FEW_DRAWS, f"split R-hat is {rhat:.2f} (> {RHAT_FAIL}): the chains disagree"))
+def _judge_mixing(llc: float, rhat: float, ess: float, se: float, findings: list[Finding], warnings: list[str]) -> None:
+    """Chains that barely moved fail; slow mixing and a wide error bar are said, not failed.
+
+    Unmixed chains widen the standard error (the larger of the Monte Carlo error from all draws
+    and the spread of the chain means), and bench/known_answers.py measured that estimates stay
+    within two of those standard errors of the truth: the error bar carries the uncertainty.
+    """
     if np.isfinite(ess) and ess < ESS_FAIL:
-        findings.append(Finding(TOO_FEW_DRAWS, f"bulk ESS is {ess:.0f} (< {ESS_FAIL:.0f}): too few effectively independent draws"))
-    if np.isfinite(mcse) and mcse > PRECISION_FAIL * max(abs(llc), 1e-12):
-        findings.append(Finding(
-            TOO_FEW_DRAWS,
-            f"the Monte Carlo error of the estimate is ±{mcse:.2g} ({100 * mcse / max(abs(llc), 1e-12):.0f}% of it)",
-        ))
+        findings.append(Finding(TOO_FEW_DRAWS, f"bulk ESS is {ess:.1f}: the chains barely moved, so not even the error bar can be estimated"))
+    if np.isfinite(rhat) and rhat > RHAT_WARN:
+        warnings.append(f"split R-hat is {rhat:.2f}: the chains have not fully mixed (their disagreement is in the error bar)")
+    if np.isfinite(se) and se > PRECISION_WARN * max(abs(llc), 1e-12):
+        warnings.append(f"the estimate is imprecise: ±{se:.2g} ({100 * se / max(abs(llc), 1e-12):.0f}% of it); sample more draws or chains to tighten it")
