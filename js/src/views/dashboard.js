@@ -318,7 +318,14 @@ export function renderDashboard({ model, el }) {
     const custom = customIndex(indices, steps);
     const bad = { x: [], y: [], customdata: [] };
     const shapes = [];
+    const undefinedTicks = [];
     for (let t = 0; t < N; t++) {
+      if (c.healthy.data[base + t] === -1) {
+        // w* is not a local minimum there: no LLC exists, so no point is drawn, only a grey tick
+        shapes.push({ type: "line", xref: "x", yref: "paper", x0: x[t], x1: x[t], y0: 0, y1: 0.07, line: { width: 2, color: theme.fontMuted } });
+        undefinedTicks.push(t);
+        continue;
+      }
       if (c.healthy.data[base + t] === 0) {
         // a tick on the axis for every unhealthy estimate (its mean may be non-finite), an × on the curve
         shapes.push({ type: "line", xref: "x", yref: "paper", x0: x[t], x1: x[t], y0: 0, y1: 0.07, line: { width: 2, color: theme.error } });
@@ -328,7 +335,8 @@ export function renderDashboard({ model, el }) {
         bad.customdata.push([t, steps[t]]);
       }
     }
-    llc.gd.dataset.unhealthy = String(shapes.length);
+    llc.gd.dataset.unhealthy = String(shapes.length - undefinedTicks.length);
+    llc.gd.dataset.undefined = String(undefinedTicks.length);
     const tl = themeLayout(theme);
     const traces = [
       { type: "scatter", mode: "lines", x, y: lo, line: { width: 0 }, hoverinfo: "skip", showlegend: false },
@@ -336,6 +344,9 @@ export function renderDashboard({ model, el }) {
       { type: "scatter", mode: N > 300 ? "lines" : "lines+markers", x, y: mean, customdata: custom, name: "LLC", marker: { size: 4, color: theme.brand }, line: { width: 1.8, color: theme.brand }, hovertemplate: "step %{customdata[1]}<br>LLC %{y:.4g}<extra></extra>" },
       { type: "scatter", mode: "markers", x: bad.x, y: bad.y, customdata: bad.customdata, name: "unhealthy", marker: { symbol: "x-thin", size: 9, line: { width: 2, color: theme.error }, color: theme.error }, hovertemplate: "step %{customdata[1]}: unhealthy estimate<extra></extra>" },
     ];
+    if (undefinedTicks.length) {
+      traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], name: "no LLC: w* not a local minimum (grey ticks)", marker: { symbol: "line-ns-open", size: 10, line: { width: 2, color: theme.fontMuted } }, hoverinfo: "skip" });
+    }
     const stage = data.stages?.[i * D + j];
     const annotations = [];
     if (stage?.stages) {
