@@ -16,7 +16,7 @@ import devinterp_viz as dvz
 from tests import bad_input_cases as cases
 from tests.sweep_helpers import make_model, mse, regression_problem
 
-FAST = {k: v for k, v in cases.FAST.items()}
+FAST = dict(cases.FAST)
 
 
 @pytest.mark.parametrize("name", list(cases.CASES))
