@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 
@@ -360,3 +361,19 @@ def test_modules_vmap_cannot_run_fall_back_to_sequential_chains(regression_data)
     with pytest.warns(UserWarning, match="one at a time"):
         res = dvz.estimate_llc(model, regression_data, mse_loss, **FAST)
     assert not res.config["vectorized"] and np.isfinite(res.loss_trace).all()
+
+
+def test_a_buffer_holding_minus_infinity_on_purpose_is_not_refused():
+    # causal attention masks are -inf buffers; only parameters must be finite (and buffers not NaN)
+    class Masked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(3))
+            self.register_buffer("mask", torch.tensor([0.0, -math.inf, 0.0]))
+
+        def forward(self):
+            return torch.softmax(self.w + self.mask, dim=0)
+
+    res = dvz.estimate_llc(Masked(), torch.zeros(1, 1), lambda m, b: (m() - 0.5).square().sum(), lr=1e-3, nbeta=10.0,
+                           num_draws=20, batch_size=1, progress=False)
+    assert np.isfinite(res.llc_mean)

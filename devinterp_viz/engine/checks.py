@@ -81,10 +81,14 @@ def check_model(model: Any) -> None:
             "real weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(state), or load the "
             "model without device_map='meta' / low_cpu_mem_usage."
         )
+    # parameters must be finite; buffers may hold ±inf on purpose (attention masks), never NaN
+    parameters = {name for name, _ in model.named_parameters()}
     floating = [(name, tensor) for name, tensor in tensors if tensor.is_floating_point() and tensor.numel()]
     if not floating:
         return
-    finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in floating]).cpu()
+    finite = torch.stack([
+        (torch.isfinite(tensor) if name in parameters else ~torch.isnan(tensor)).all() for name, tensor in floating
+    ]).cpu()
     bad = [name for (name, _), ok in zip(floating, finite.tolist()) if not ok]
     if bad:
         raise ValueError(
