@@ -115,3 +115,25 @@ def test_checkpoint_shapes_are_read_without_loading_the_values(tmp_path, monkeyp
     shapes = trajectory.tensor_shapes(0)
     assert shapes == {k: tuple(v.shape) for k, v in make_model().state_dict().items()}
     assert loaded == [True]  # memory-mapped: the values are not read
+
+
+class Masked(torch.nn.Module):
+    """A model with a persistent additive mask buffer holding -inf on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.head = torch.nn.Linear(4, 1)
+        self.register_buffer("mask", torch.tensor([0.0, 0.0, 0.0, float("-inf")]))
+
+    def forward(self, x):
+        return self.head(torch.softmax(self.lin(x) + self.mask, dim=-1))
+
+
+def test_a_sweep_does_not_take_a_mask_buffer_holding_minus_inf_for_broken_weights():
+    torch.manual_seed(0)
+    model = Masked()
+    states = [(step, {k: v.clone() for k, v in model.state_dict().items()}) for step in (1, 2)]
+    sweep = dvz.sweep_llc(dvz.Trajectory(states), model, regression_problem(), mse, progress=False,
+                          **{k: v for k, v in FAST.items() if k != "progress"})
+    assert not sweep.failed and np.isfinite(sweep.llc_mean).all()

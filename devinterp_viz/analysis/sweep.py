@@ -392,7 +392,9 @@ def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estima
 
     _, dist, state, step = task
     check_compatible(model, state, where=f"checkpoint at step {step}")
-    not_finite = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    parameters = {name for name, _ in model.named_parameters()}  # buffers may hold ±inf on purpose (masks), never NaN
+    not_finite = [name for name, tensor in state.items() if tensor.is_floating_point()
+                  and not bool((torch.isfinite(tensor) if name in parameters else ~torch.isnan(tensor)).all())]
     if not_finite:
         reason = f"checkpoint weights are not finite: {', '.join(not_finite[:3])}{' ...' if len(not_finite) > 3 else ''} hold NaN or inf"
         return {sel: failed_result(reason, estimate_kwargs) for sel in selections}
