@@ -103,7 +103,10 @@ def plot_calibration(cal) -> go.Figure:
 
 
 def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
-    """LLC over training steps (log axis), a band of ± one chain std, unhealthy checkpoints crossed.
+    """LLC over training steps (log axis), a band of ± two standard errors, unhealthy checkpoints crossed.
+
+    Checkpoints where w* is not a local minimum have no LLC: no point is drawn there, only a grey
+    tick on the step axis.
 
     Parameters
     ----------
@@ -113,11 +116,12 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
     """
     fig = go.Figure()
     steps = np.maximum(sweep.steps, 1)
-    mean, std, healthy = sweep.llc_mean, sweep.llc_std, sweep.healthy
+    undefined = sweep.undefined
+    mean, spread_all, healthy = np.where(undefined, np.nan, sweep.llc_mean), 2 * sweep.llc_se, sweep.healthy
     color_index = 0
     for i, sel in enumerate(sweep.selections):
         for j, dist in enumerate(sweep.distributions):
-            curve, spread = mean[i, j], std[i, j]
+            curve, spread = mean[i, j], spread_all[i, j]
             scale = np.nanmax(np.abs(curve)) if normalize and np.isfinite(curve).any() else 1.0
             curve, spread = curve / scale, spread / scale
             color = CHAIN_COLORS[color_index % len(CHAIN_COLORS)]
@@ -133,6 +137,12 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
                 fig.add_trace(go.Scatter(x=steps[bad], y=curve[bad], mode="markers", name=f"{name}: unhealthy",
                                          legendgroup=name, showlegend=False,
                                          marker=dict(symbol="x", size=9, color=color)))
+    if undefined.any():
+        ticks = steps[undefined.any(axis=(0, 1))]
+        fig.add_trace(go.Scatter(x=ticks, y=np.zeros(ticks.size), yaxis="y2", mode="markers", hoverinfo="x",
+                                 name="no LLC: w* not a local minimum",
+                                 marker=dict(symbol="line-ns-open", size=12, color="gray", line=dict(width=2))))
+        fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
     fig.update_layout(title="LLC over training" + (" (normalised)" if normalize else ""), xaxis_type="log",
                       xaxis_title="training step", yaxis_title="λ̂" + (" / max" if normalize else ""), height=420)
     return fig

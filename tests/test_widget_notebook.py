@@ -24,7 +24,7 @@ def test_sampler_tuning_notebook_runs_and_tells_the_story(tmp_path):
     text = {i: "".join(o.get("text", "") for o in c.get("outputs", [])) for i, c in enumerate(nb.cells)}
     joined = "\n".join(text.values())
     assert "diverged" in joined  # the bad setting
-    assert "unhealthy" in joined  # the timid one is caught too
+    assert "unhealthy" in joined and "next step: add burn-in" in joined  # the timid one is caught, with what to do
     assert "recommended:" in joined and "verdict: healthy" in joined
     widget_state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     views = [s for s in widget_state.values() if s["state"].get("_view") == "SamplerWidget"]

@@ -75,6 +75,16 @@ class SweepResult:
         return self._grid(lambda r: float(r.diagnostics.healthy), fill=0.0).astype(bool)
 
     @property
+    def undefined(self) -> np.ndarray:
+        """Bool (selections, distributions, checkpoints): where w* is not a local minimum, so there is no LLC."""
+        return self._grid(lambda r: float(r.diagnostics.status == "undefined"), fill=0.0).astype(bool)
+
+    @property
+    def llc_se(self) -> np.ndarray:
+        """Standard errors of the estimates, shape (selections, distributions, checkpoints)."""
+        return self._grid(lambda r: r.llc_se)
+
+    @property
     def failed(self) -> dict[Key, str]:
         """``(selection, distribution, checkpoint index) -> reason`` of the estimates that could not be made."""
         return {key: res.config["failed"] for key, res in self.results.items() if res.config.get("failed")}

@@ -18,7 +18,7 @@ from devinterp_viz.engine.results import Diagnostics
 EXPLOSION_FACTOR = 100.0  # nβ·(L − L*) above this × max(d, 10) at any draw: the chain exploded
 EXPLOSION_ABSOLUTE = 1e6  # used instead when the parameter count d is unknown (imported results)
 STEP_BIAS_FAIL = 0.1  # estimated step-size bias above this fraction of the estimate
-STEP_CURVATURE_FAIL = 0.07  # ε ā / 4 above this: the step is too large for the mean curvature
+STEP_CURVATURE_FAIL = 0.05  # ε ā / 4 above this: the step is too large for the mean curvature
 MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
 VIRIAL_DEFICIT = 0.2  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior ...
 EQUILIBRATION_TIMES = 1.0  # ... which is allowed only after this many localization times 2/(εγ) of burn-in
