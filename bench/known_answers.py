@@ -30,8 +30,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -45,8 +43,8 @@ import devinterp_viz as dvz
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.zoo.dln import gibbs_localized_llc, make_dln_data, mse_loss, true_parameter_dln
 from devinterp_viz.zoo.potentials import GaussianPotential, NormalCrossing, SumOfPowers, potential_loss
+from results_file import cpu_name, write_section
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 CACHE = Path(__file__).with_name(".known_answers")
 SECTION = "## known_answers (the verdict against exact answers)"
 NBETAS = (10.0, 100.0, 1e3, 1e4)
@@ -282,24 +280,6 @@ def _rate(value: float) -> str:
     return "–" if not math.isfinite(value) else f"{value:.2f}"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = f"{SECTION}\n\n{body}\n\n"
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="model names (default: all)")
@@ -328,7 +308,7 @@ def main() -> None:
     (CACHE / "rows.json").write_text(json.dumps(rows, indent=0, default=float))
     if not args.no_write:
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        write_section(
+        write_section(SECTION,
             f"Run {stamp} on {cpu_name()} ({os.cpu_count()} CPUs), torch {torch.__version__}, "
             f"{time.perf_counter() - start:.0f} s. {CHAINS} chains per run, one seed per cell; "
             f"grid per model: {LR_STEPS} lrs × {len(NBETAS)} nβ × {len(LOCALIZATIONS)} γ × {len(SCHEDULES)} "

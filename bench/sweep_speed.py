@@ -16,29 +16,17 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import devinterp_viz as dvz
 from devinterp_viz.zoo.tms import ToyModelOfSuperposition, tms_data, tms_loss, train_tms
+from results_file import cpu_name, write_section
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## sweep_speed (CPU)"
 SETTINGS = dict(lr=1e-3, localization=100.0, num_chains=4, num_draws=200, batch_size=64, seed=0)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -71,8 +59,6 @@ def main() -> None:
     overhead = (ray_wall * 2 - local_wall) / n
     healthy = int(local.healthy.sum())
     lines = [
-        SECTION,
-        "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, ray {ray.__version__}, "
         f"python {platform.python_version()}; {dt.date.today()}; load average before the run {load:.2f}.",
         "",
@@ -93,10 +79,7 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(report + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + report
-        RESULTS.write_text(text)
+        write_section(SECTION, report)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,13 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         page.wait_for_function(f"{q(role('grid-progress'))}.textContent === '12/12 cells'")
         # unhealthy cells (lr = 0.1 diverges) are marked
         assert kernel_eval(client, "w.calibration['healthy'][:, 3].tolist()") == [0.0, 0.0, 0.0]
+        # every computed cell shows its number; a cross after it marks the untrusted ones, none hides it
+        texts = page.evaluate(f"{q(role('heatmap'))}.data[0].text")
+        healthy = kernel_eval(client, "w.calibration['healthy'].tolist()")
+        for row_text, row_healthy in zip(texts, healthy):
+            for text, ok in zip(row_text, row_healthy):
+                assert text and (text.endswith("✕") != bool(ok)), (text, ok)
+        assert page.evaluate(f"{q(role('heatmap'))}.data.length") == 1  # no markers drawn over the values
         shot(page, "05-calibration")
         # click the cell (nbeta=10, lr=1e-3): value row 1, lr column 2
         x, y = page.evaluate(
