@@ -55,6 +55,7 @@ def test_the_recommendation_is_confirmed_and_accurate(gaussian_calibration):
     # the discretised law at the recommended step is within 5% of the continuum target: low bias by design
     assert abs(model.exact_sgld_llc(rec["lr"], rec["nbeta"], 1.0) / truth - 1) < 0.05
     assert "confirmed with a fresh seed" in rec["reasons"][-1] and "recommended" in cal.summary()
+    assert rec["num_burnin_steps"] >= 2 * 2 / (rec["lr"] * 1.0) and rec["num_draws"] >= 400
 
 
 def test_a_fresh_run_at_the_recommended_setting_is_accurate(gaussian_calibration):

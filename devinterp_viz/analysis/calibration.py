@@ -22,7 +22,9 @@ AGREE_RELATIVE = 0.1  # a confirmation agrees when within this fraction of the e
 AGREE_SE = 2.0  # ... or within this many combined standard errors
 PREFERRED_BIAS = 0.5 * STEP_BIAS_FAIL  # recommend steps whose estimated bias is below this fraction
 REFINE_FACTOR = 10 ** (1 / 3)  # refinement fills a decade with lrs this factor apart
-MAX_BURNIN_DRAWS = 4  # burn-in is capped at this many times the steps spent drawing
+MAX_BURNIN_DRAWS = 4  # a grid cell's burn-in is capped at this many times the steps spent drawing
+TARGET_PRECISION = 0.05  # the recommendation draws enough for a standard error this fraction of λ̂ ...
+MAX_DRAWS_FACTOR = 10  # ... but at most this many times the grid's draws
 
 
 @dataclass
@@ -43,9 +45,10 @@ class CalibrationResult:
     user_lrs : np.ndarray
         The lrs the user asked for (the others came from refinement).
     recommended : dict or None
-        ``{"lr", axis, "num_burnin_steps", "num_draws", "llc", "llc_se", "confirmed_llc", "reasons"}``:
-        the setting to use, re-run with a fresh seed to confirm it. None when no cell qualifies
-        (``recommendation_reasons`` says why).
+        ``{"lr", axis, "num_burnin_steps", "num_draws", "llc", "llc_se", "confirmed_llc",
+        "confirmed_se", "reasons"}``: the settings to use (``llc`` is the grid cell's estimate,
+        ``confirmed_llc`` that of the fresh-seed run at these settings). None when no cell
+        qualifies (``recommendation_reasons`` says why).
     confirmation : LLCResult or None
         The fresh-seed re-run of the recommended setting.
     partial : bool
@@ -203,9 +206,11 @@ def calibrate(
        not equilibrated.
     3. The recommendation is, in the row with the most healthy cells, the largest healthy lr
        whose estimated step-size bias is under ``PREFERRED_BIAS`` of its estimate (else the
-       largest healthy one). ``confirm``: it is re-run with a fresh seed and kept only if that
-       run is healthy and agrees (within ``AGREE_RELATIVE`` or ``AGREE_SE`` standard errors);
-       otherwise the next smaller healthy lr is tried.
+       largest healthy one), with the full burn-in its localization time asks for (uncapped)
+       and draws enough for a standard error near ``TARGET_PRECISION`` of the estimate (at most
+       ``MAX_DRAWS_FACTOR`` times the grid's). ``confirm``: it is run at those settings with a
+       fresh seed and kept only if that run is healthy and agrees (within ``AGREE_RELATIVE`` or
+       ``AGREE_SE`` standard errors); otherwise the next smaller healthy lr is tried.
 
     Parameters
     ----------
@@ -256,13 +261,14 @@ def calibrate(
         burnin = floor if not gamma else max(floor, min(cap, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma))))
         return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": num_draws}
 
-    def run(i: int, lr: float, fresh: bool = False) -> LLCResult | None:
+    def run(i: int, lr: float, confirming: dict[str, Any] | None = None) -> LLCResult | None:
         if _stopped(stop):
             cal.partial = True
             return None
-        res = estimate_llc(model, data, loss_fn, num_chains=num_chains, seed=seed + next(counter), **settings(i, lr),
+        chosen = settings(i, lr) if confirming is None else confirming
+        res = estimate_llc(model, data, loss_fn, num_chains=num_chains, seed=seed + next(counter), **chosen,
                            **estimate_kwargs)
-        if not fresh:
+        if confirming is None:
             cal.cells[(i, float(lr))] = res
             if on_cell is not None:
                 on_cell(cal, i, float(lr))
@@ -282,15 +288,16 @@ def calibrate(
                     if run(i, lr) is None:
                         return _finish(cal)
         for i, lr in _candidates(cal):
+            chosen = _recommended_settings(cal, i, lr)
             if not confirm:
-                cal.recommended = _recommendation(cal, i, lr, None)
+                cal.recommended = _recommendation(cal, i, lr, chosen, None)
                 break
-            check = run(i, lr, fresh=True)
+            check = run(i, lr, confirming=chosen)
             if check is None:
                 return _finish(cal)
             if check.diagnostics.healthy and _agree(cal.cells[(i, lr)], check):
                 cal.confirmation = check
-                cal.recommended = _recommendation(cal, i, lr, check)
+                cal.recommended = _recommendation(cal, i, lr, chosen, check)
                 break
             cal.recommendation_reasons.append(
                 f"lr={lr:.3g}, {axis}={values[i]:.3g} did not hold up when re-run with a fresh seed "
@@ -409,7 +416,22 @@ def _agree(first: LLCResult, second: LLCResult) -> bool:
     return abs(a - b) <= max(AGREE_RELATIVE * max(abs(a), abs(b)), AGREE_SE * se)
 
 
-def _recommendation(cal: CalibrationResult, i: int, lr: float, check: LLCResult | None) -> dict[str, Any]:
+def _recommended_settings(cal: CalibrationResult, i: int, lr: float) -> dict[str, Any]:
+    """The cell's settings with the burn-in the localization needs (uncapped) and draws enough for
+    a standard error of ``TARGET_PRECISION`` of the estimate."""
+    res = cal.cells[(i, lr)]
+    burnin = int(res.config.get("num_burnin_steps", 0))
+    gamma = float(res.config.get("localization", 0.0))
+    if gamma:
+        burnin = max(burnin, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma)))
+    draws = res.num_draws
+    if np.isfinite(res.llc_se) and res.llc_mean:
+        wanted = draws * (res.llc_se / (TARGET_PRECISION * abs(res.llc_mean))) ** 2
+        draws = int(np.clip(math.ceil(wanted), draws, MAX_DRAWS_FACTOR * draws))
+    return {"lr": float(lr), cal.axis: float(cal.values[i]), "num_burnin_steps": burnin, "num_draws": draws}
+
+
+def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str, Any], check: LLCResult | None) -> dict[str, Any]:
     res = cal.cells[(i, lr)]
     d = res.diagnostics
     mala = d.mala_acceptance[np.isfinite(d.mala_acceptance)]
@@ -420,16 +442,17 @@ def _recommendation(cal: CalibrationResult, i: int, lr: float, check: LLCResult 
         other, r = larger[0]
         reasons.append(f"the next larger lr={other:.3g} is " + ("healthy but more biased" if r.diagnostics.healthy
                                                                 else f"{r.diagnostics.status}: {r.diagnostics.reasons[0]}"))
+    if (chosen["num_burnin_steps"], chosen["num_draws"]) != (int(res.config.get("num_burnin_steps", 0)), res.num_draws):
+        reasons.append(f"run with {chosen['num_burnin_steps']} burn-in steps (at least 2 × 2/(lr·γ)) and "
+                       f"{chosen['num_draws']} draws (for a standard error near {100 * TARGET_PRECISION:.0f}% of λ̂)")
     if check is not None:
-        reasons.append(f"confirmed with a fresh seed: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}")
+        reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}")
     return {
-        "lr": float(lr),
-        cal.axis: float(cal.values[i]),
-        "num_burnin_steps": int(res.config.get("num_burnin_steps", 0)),
-        "num_draws": int(res.num_draws),
+        **chosen,
         "llc": float(res.llc_mean),
         "llc_se": float(res.llc_se),
         "confirmed_llc": float(check.llc_mean) if check is not None else float("nan"),
+        "confirmed_se": float(check.llc_se) if check is not None else float("nan"),
         "reasons": reasons,
     }
 
@@ -438,8 +461,10 @@ def _no_recommendation_reasons(cal: CalibrationResult) -> list[str]:
     if not cal.cells:
         return ["no cell was computed"]
     causes = [_cause(res) for res in cal.cells.values()]
-    if all(res.diagnostics.status == "undefined" for res in cal.cells.values()):
-        return ["w* is not a local minimum (at every setting the chains descend): the LLC is undefined here"]
+    undefined = sum(res.diagnostics.status == "undefined" for res in cal.cells.values())
+    if undefined and not any(res.diagnostics.healthy for res in cal.cells.values()) and undefined >= len(cal.cells) / 3:
+        return [f"w* is not a local minimum (the chains descend along ∇L(w*) in {undefined} of {len(cal.cells)} cells): "
+                "the LLC is undefined here"]
     if all(c in (DIVERGED, STEP_TOO_LARGE) for c in causes):
         return [f"every lr was too large: add smaller lrs (below {min(lr for _, lr in cal.cells):.3g})"]
     if all(c == NOT_EQUILIBRATED for c in causes):
