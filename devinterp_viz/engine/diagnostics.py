@@ -31,7 +31,7 @@ DRIFT_FALSE_ALARM = float(stdtr(3, -DRIFT_T))  # ... where stationary chains exc
 DRIFT_RELATIVE = 0.05  # ... that also moves the estimate by more than this fraction
 ESTIMATE_SE = 3.0  # an estimate outside [0, d/2] by more than this many standard errors fails
 BELOW_INIT_WARN = 0.5  # fraction of a chain's draws below L(w*)
-NOISE_Z = 1.0  # a bias or descent counts when it exceeds its threshold by this many standard errors
+NOISE_Z = 1.0  # a bias or descent counts when it exceeds its threshold by this many of its own standard errors
 
 # Causes of an untrustworthy estimate, in the order the next step attends to them.
 NOT_A_MINIMUM, DIVERGED, STEP_TOO_LARGE, NOT_EQUILIBRATED, TOO_FEW_DRAWS = (
@@ -454,11 +454,15 @@ def _judge_estimate(llc: float, se: float, num_params: int | None, findings: lis
 def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding]) -> None:
     """Step-size bias (:func:`step_bias`) and, in high dimension, a low MALA acceptance."""
     scale = STEP_BIAS_FAIL * max(abs(llc), 1e-12)
-    se = bias.standard_error if np.isfinite(bias.standard_error) else 0.0
-    if np.isfinite(bias.value) and bias.value - NOISE_Z * se > scale:
+    significant = [
+        value for value, se in ((bias.first_order, bias.first_order_se), (bias.virial, bias.virial_se))
+        if np.isfinite(value) and value - NOISE_Z * np.nan_to_num(se) > scale
+    ]
+    if significant:
+        found = max(significant)
         findings.append(Finding(
             STEP_TOO_LARGE,
-            f"the step biases the estimate by about +{bias.value:.3g} ({100 * bias.value / max(abs(llc), 1e-12):.0f}% of it)",
+            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)",
         ))
     elif np.isfinite(bias.first_order) and bias.first_order + NOISE_Z * np.nan_to_num(bias.first_order_se) < -scale:
         findings.append(Finding(
