@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import devinterp_viz as dvz
+from devinterp_viz.analysis.heads import behaviour_labels
 from devinterp_viz.zoo import (
     AttentionOnlyTransformer,
     TransformerConfig,
@@ -57,21 +58,22 @@ class DemoSize:
     notes: list[str] = field(default_factory=list)
 
 
-# The transformer's chains: lr 1e-4 with nβ 30 and γ 200 keeps the MALA acceptance near 0.9 at
-# every checkpoint once the chains have relaxed into the localised posterior, which takes about
-# 2/(lr·γ) = 100 steps (hence the burn-in); at lr 1e-3 the acceptance is near 0 and at 3e-5 the
-# chains are still wandering out from w* after a few hundred steps (the "timid" flag).
+# The transformer's chains: lr 1e-4 with nβ 30 and γ 200 relax into the localised posterior in
+# about 2/(lr·γ) = 100 steps (hence the burn-in) with a step-size bias under 10 % of the whole
+# model's LLC. A single head's refined LLC is 10–100× smaller, so the same step biases it by
+# 20–160 %: the heads take lr 3e-5 (its burn-in 2/(lr·γ) ≈ 330 steps).
 TRANSFORMER_SGLD = dict(lr=1e-4, nbeta=30.0, localization=200.0, batch_size=16)
+HEAD_SGLD = dict(TRANSFORMER_SGLD, lr=3e-5)
 # TMS: full-batch chains at nβ = 1e4, γ = 10 estimate λ itself, not a heavily localized quantity:
 # at lr 1e-5 the step-size bias is a few percent and the final 5+-gon comes out 8.2 ± 0.3 (theory 8.5).
 # Checkpoints on a plateau (the loss still falling, |∇L| ≈ 1e-2) are not local minima: no LLC there.
 TMS_SGLD = dict(lr=1e-5, nbeta=1e4, localization=10.0, batch_size=1024)
 TMS_THEORY = {"5-gon": 7.0, "5+-gon": 8.5, "6-gon": 8.5}  # Chen et al. 2023 (SCIENCE.md)
 QUICK = DemoSize(tms_checkpoints=12, tms_chains=4, tms_burnin=2000, tms_draws=500, transformer_steps=2000, seq_len=16,
-                 llc_checkpoints=10, llc_burnin=150, llc_draws=150, head_checkpoints=4, head_chains=2, head_burnin=100,
+                 llc_checkpoints=10, llc_burnin=150, llc_draws=150, head_checkpoints=4, head_chains=2, head_burnin=300,
                  head_draws=80)
 FULL = DemoSize(tms_checkpoints=25, tms_chains=8, tms_burnin=4000, tms_draws=1000, transformer_steps=3000, seq_len=32,
-                llc_checkpoints=20, llc_burnin=200, llc_draws=200, head_checkpoints=8, head_chains=4, head_burnin=100,
+                llc_checkpoints=20, llc_burnin=200, llc_draws=200, head_checkpoints=8, head_chains=4, head_burnin=300,
                 head_draws=100)
 
 
@@ -208,7 +210,7 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
     # max-normalised ones (the widget's default) mix it with the rest in this small model
     heads = dvz.sweep_llc(_subset(trajectory, size.head_checkpoints, from_step=200), model, data, lm_loss,
                           selections="heads", store=store, num_chains=size.head_chains,
-                          num_burnin_steps=size.head_burnin, num_draws=size.head_draws, seed=seed, **TRANSFORMER_SGLD)
+                          num_burnin_steps=size.head_burnin, num_draws=size.head_draws, seed=seed, **HEAD_SGLD)
     final = transformer_from_state(trajectory.state_dict(len(trajectory) - 1))
     scores = {name: value.ravel() for name, value in head_scores(final).items()}
     repeated = probe_batch("repeated", 1, TransformerConfig().seq_len)
@@ -217,10 +219,11 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
     widget.save_html(report / "heads.html", title="Toy transformer: attention heads")
     clusters = widget.clustering
     labels = clusters.labels_ if clusters is not None else []
+    roles = "; ".join(clusters.role_summary(behaviour_labels(scores, threshold=0.4))) if clusters is not None else "not clustered"
     say(f"   per-head refined LLC at {len(heads.steps)} checkpoints ({_status_counts(heads)}): {len(set(labels))} clusters "
         f"{dict(zip(heads.selections, map(int, labels)))}; behavioural scores: "
         + ", ".join(f"{name} max {np.max(v):.2f}" for name, v in scores.items())
-        + f" ({time.perf_counter() - tick:.0f} s)")
+        + f"; against behaviour: {roles} ({time.perf_counter() - tick:.0f} s)")
     return {"transformer_dashboard.html": "Toy transformer: development dashboard",
             "heads.html": "Toy transformer: attention heads clustered by refined LLC, beside their behaviour"}
 

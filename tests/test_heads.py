@@ -103,3 +103,15 @@ def test_head_analysis_bad_input():
     sweep.results.pop(("head0.0", "full", 3))
     with pytest.raises(ValueError, match="missing or non-finite"):
         HeadSignatures().fit(sweep)
+
+
+def test_role_summary_says_which_roles_share_clusters():
+    clusters = HeadClustering(n_clusters=2).fit(np.array([[0.0], [0.1], [5.0], [5.1], [5.2]]))
+    roles = np.array(["previous_token", "previous_token", "induction", "induction", "other"])
+    lines = clusters.role_summary(roles)
+    assert len(lines) == 2  # "other" is not a role to describe
+    assert lines[0].startswith("previous_token heads: cluster ") and lines[0].endswith("a cluster of their own")
+    assert lines[1].startswith("induction heads: cluster ") and lines[1].endswith("shared with other heads")
+    assert clusters.role_summary(roles, roles=["name_mover"]) == ["no name_mover heads"]
+    with pytest.raises(ValueError, match="one label per head"):
+        clusters.role_summary(roles[:3])

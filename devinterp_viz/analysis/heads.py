@@ -178,6 +178,30 @@ class HeadClustering:
 
         return float(adjusted_rand_score(np.asarray(reference_labels), self.labels_))
 
+    def role_summary(self, reference_labels: Any, roles: list[str] | None = None) -> list[str]:
+        """One sentence per role: the clusters its heads fall in, and which other roles share them.
+
+        Parameters
+        ----------
+        reference_labels : array-like of str, shape (heads,)
+            E.g. :func:`behaviour_labels`.
+        roles : list of str, optional
+            The roles to describe (default every label but ``"other"``).
+        """
+        reference = np.asarray(reference_labels)
+        if reference.shape != self.labels_.shape:
+            raise ValueError(f"reference_labels needs one label per head ({self.labels_.size}), got shape {reference.shape}.")
+        lines = []
+        for role in roles or [r for r in dict.fromkeys(reference.tolist()) if r != "other"]:
+            own = sorted({int(c) for c in self.labels_[reference == role]})
+            if not own:
+                lines.append(f"no {role} heads")
+                continue
+            shared = sorted(set(reference[np.isin(self.labels_, own)].tolist()) - {role})
+            where = f"cluster{'s' if len(own) > 1 else ''} {', '.join(map(str, own))}"
+            lines.append(f"{role} heads: {where}, " + (f"shared with {', '.join(shared)} heads" if shared else "a cluster of their own"))
+        return lines
+
 
 # ----------------------------------------------------------------- behavioural scores
 
