@@ -10,7 +10,7 @@ import traitlets
 import devinterp_viz as dvz
 from devinterp_viz.analysis.essential_dynamics import essential_dynamics
 from devinterp_viz.widgets._base import bundle_is_built
-from devinterp_viz.widgets._testing import synthetic_sweep
+from tests.widget_fakes import synthetic_sweep
 from devinterp_viz.widgets._transport import ARRAY_TAG, pack
 from devinterp_viz.widgets.dashboard import DevelopmentDashboard
 from devinterp_viz.zoo.tms import ToyModelOfSuperposition, tms_data, tms_loss, train_tms

@@ -8,7 +8,7 @@ import torch
 import traitlets
 
 import devinterp_viz as dvz
-from devinterp_viz.widgets._testing import synthetic_head_sweep
+from tests.widget_fakes import synthetic_head_sweep
 from devinterp_viz.widgets._transport import ARRAY_TAG, pack
 from devinterp_viz.widgets.heads import HeadClusterWidget
 from devinterp_viz.zoo.transformer import AttentionOnlyTransformer, TransformerConfig, attention_patterns, head_scores

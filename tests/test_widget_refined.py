@@ -8,6 +8,7 @@ import torch
 import traitlets
 
 import devinterp_viz as dvz
+from devinterp_viz.widgets import refined as refined_module
 from devinterp_viz.widgets.refined import RefinedLLCWidget, items_of, parameter_tree, spec_of
 from devinterp_viz.zoo.tms import ToyModelOfSuperposition, tms_data, tms_loss, train_tms
 from devinterp_viz.zoo.transformer import AttentionOnlyTransformer, TransformerConfig
@@ -147,7 +148,7 @@ def test_cache_key_and_model_mode_reach_the_sweep(tms_run, monkeypatch):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dvz, "sweep_llc", spy)
+    monkeypatch.setattr(refined_module, "sweep_llc", spy)
     widget = widget_for(tms_run, selections={"W": "W"}, cache_key="tms-v1", model_mode="as_is")
     sweep = widget.run(wait=True)
     assert widget.status == "done", widget.error

@@ -14,15 +14,13 @@ from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.widgets import SamplerWidget, SettingError
 from devinterp_viz.widgets import sampler as sampler_module
 from devinterp_viz.widgets._base import bundle_is_built
-from devinterp_viz.widgets._testing import FakeEngine
 from devinterp_viz.widgets._transport import Throttle, embed_state, pack, unpack
+from tests.widget_fakes import FakeEngine, install
 
 
 @pytest.fixture
 def engine(monkeypatch):
-    fake = FakeEngine()
-    monkeypatch.setattr(sampler_module, "_engine", lambda: fake)
-    return fake
+    return install(FakeEngine(), monkeypatch.setattr)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from devinterp_viz.analysis.sweep import SweepResult, sweep_llc
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._jobs import BackgroundJobs
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
@@ -216,7 +217,6 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         return self._wait_job(wait)
 
     def _job(self, stop: Any) -> None:
-        import devinterp_viz as dvz
         from devinterp_viz.analysis.essential_dynamics import essential_dynamics
 
         src = self._source
@@ -238,7 +238,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         if stop.is_set():
             return
         self.progress = "LLC sweep"
-        live = dvz.SweepResult(self._steps.copy(), [], [], config=dict(src["settings"]))
+        live = SweepResult(self._steps.copy(), [], [], config=dict(src["settings"]))
 
         def on_result(sel: str, dist: str, index: int, result: Any) -> None:
             with self._lock:
@@ -249,7 +249,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
                 self.sweep = live
             self._throttle.request()
 
-        finished = dvz.sweep_llc(trajectory, src["model"], src["data"], src["loss_fn"], store=src["store"],
+        finished = sweep_llc(trajectory, src["model"], src["data"], src["loss_fn"], store=src["store"],
                                    on_result=on_result, stop=stop, progress=False, **src["settings"])
         with self._lock:
             self.sweep = finished
@@ -275,7 +275,6 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
 
 def _check_sources(sweep: Any, dynamics: Any) -> None:
     """A TypeError unless ``sweep`` is a SweepResult and ``dynamics`` a fitted EssentialDynamics (or None)."""
-    from devinterp_viz.analysis.sweep import SweepResult
 
     if sweep is not None and not isinstance(sweep, SweepResult):
         raise TypeError(f"sweep must be a SweepResult (from dvz.sweep_llc), got a {type(sweep).__name__}; to compute "

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from devinterp_viz.analysis.sweep import sweep_llc
+from devinterp_viz.engine.selection import attention_heads, resolve_selection
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._jobs import BackgroundJobs
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
@@ -18,13 +20,6 @@ from devinterp_viz.widgets._transport import PackedTrait, Throttle
 #: Engine keyword arguments passed through to every estimate (or to the sweep: ``cache_key``) untouched (not controls).
 PASSTHROUGH = ("batch_size", "seed", "device", "num_burnin_steps", "num_steps_bw_draws", "sampler", "model_mode",
                "cache_key")
-
-
-def _engine() -> Any:
-    """The entry points used here (imported lazily; tests may replace this function)."""
-    import devinterp_viz as dvz
-
-    return dvz
 
 
 class RefinedLLCWidget(BackgroundJobs, DvzWidget):
@@ -208,7 +203,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         items = list(self.checked if items is None else items)
         if not items:
             raise ValueError("check at least one node of the parameter tree first")
-        _engine().resolve_selection(self.model, self.spec(items))  # raises on an empty selection
+        resolve_selection(self.model, self.spec(items))  # raises on an empty selection
         name = (name or describe_items(self._nodes, items)).strip()
         taken = {s["name"] for s in self.selections}
         base, k = name, 2
@@ -240,7 +235,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
             self.count = {"num_selected": 0, "num_total": total, "error": ""}
             return
         try:
-            chosen = _engine().resolve_selection(self.model, self.spec())
+            chosen = resolve_selection(self.model, self.spec())
             self.count = {"num_selected": int(chosen.num_selected), "num_total": total, "error": ""}
         except (ValueError, TypeError) as err:
             self.count = {"num_selected": 0, "num_total": total, "error": str(err)}
@@ -284,7 +279,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         named = plan["distributions"]
         data_kwargs = ({"data": self._data[named[0]]} if list(self._data) == ["data"]
                        else {"data": None, "distributions": {d: self._data[d] for d in named}})
-        self.sweep = _engine().sweep_llc(
+        self.sweep = sweep_llc(
             self.trajectory, self.model, loss_fn=self.loss_fn, selections=plan["selections"], store=self.store,
             on_result=on_result, stop=stop, progress=False, **data_kwargs, **plan["settings"],
         )
@@ -320,7 +315,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
 
     def _count_of(self, items: list[str]) -> int:
         try:
-            return int(_engine().resolve_selection(self.model, self.spec(items)).num_selected)
+            return int(resolve_selection(self.model, self.spec(items)).num_selected)
         except (ValueError, TypeError):
             return 0
 
@@ -383,9 +378,8 @@ def parameter_tree(model: Any) -> list[dict[str, Any]]:
     ``parent`` (id or None), ``numel`` (weights it moves, a head's counted through its adapter's
     masks), ``shape`` (parameters), ``type`` (modules' class name).
     """
-    dvz = _engine()
     try:
-        heads = dvz.attention_heads(model)
+        heads = attention_heads(model)
     except ValueError:
         heads = []
     heads_of: dict[str, list[Any]] = {}
@@ -401,7 +395,7 @@ def parameter_tree(model: Any) -> list[dict[str, Any]]:
         nodes.append({"id": f"m:{name}", "label": label, "kind": "module", "parent": parent, "numel": int(numel),
                       "type": type(module).__name__})
         for head in heads_of.get(name, []):
-            count = dvz.resolve_selection(model, head).num_selected
+            count = resolve_selection(model, head).num_selected
             nodes.append({"id": f"h:{name}:{head.head}", "label": f"head {head.head}", "kind": "head",
                           "parent": f"m:{name}", "numel": int(count)})
         for pname, param in module.named_parameters(recurse=False):

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from devinterp_viz.analysis.calibration import CalibrationResult
+from devinterp_viz.analysis.calibration import CalibrationResult, calibrate
+from devinterp_viz.engine.llc import estimate_llc
+from devinterp_viz.engine.selection import describe_selection
 from devinterp_viz.widgets._jobs import BackgroundJobs
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
@@ -26,13 +28,6 @@ PASSTHROUGH = ("batch_size", "num_steps_bw_draws", "seed", "device", "model_mode
 
 class SettingError(ValueError, traitlets.TraitError):
     """An invalid sampler setting (a ``ValueError``; also a ``TraitError`` for traitlets)."""
-
-
-def _engine() -> Any:
-    """The engine entry points (imported lazily; tests replace this function)."""
-    import devinterp_viz as dvz
-
-    return dvz
 
 
 class SamplerWidget(BackgroundJobs, DvzWidget):
@@ -281,7 +276,7 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
             self.selection = {}
             return
         try:
-            described = _engine().describe_selection(self.model, self._params_argument(), print_table=False)
+            described = describe_selection(self.model, self._params_argument(), print_table=False)
             self.selection = {
                 "num_selected": int(described.num_selected),
                 "num_total": int(sum(row[-1] for row in described.rows)),
@@ -409,7 +404,7 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
             self.trace = {"loss": np.zeros((chains, 0), np.float32), "init_loss": None, "nbeta": settings["nbeta"], "total_draws": draws}
 
     def _run_job(self, settings: dict[str, Any]) -> None:
-        estimate = _engine().estimate_llc
+        estimate = estimate_llc
 
         def on_start(init_loss: float, nbeta: float) -> None:
             with self._lock:
@@ -472,7 +467,7 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
                 self._live = {"kind": "calibration", "state": state}
             self._throttle.request()
 
-        result = _engine().calibrate(
+        result = calibrate(
             self.model, self.data, self.loss_fn, lrs=lrs, **grid, on_cell=on_cell, stop=self._stop_event,
             progress=False, **engine_kwargs,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import nbformat
 
@@ -12,12 +13,14 @@ from dvz_lab import ARTIFACTS, kernel_eval
 DASH = '[data-dvz-widget="DevelopmentDashboard"] .dvz-dashboard'
 REFINED = '[data-dvz-widget="RefinedLLCWidget"] .dvz-refined'
 HEADS = '[data-dvz-widget="HeadClusterWidget"] .dvz-heads'
+REPO = Path(__file__).resolve().parents[2]
+IMPORT_FAKES = f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"  # the kernel finds tests/widget_fakes.py
 
-DASHBOARD_CELL = """
+DASHBOARD_CELL = IMPORT_FAKES + """
 import numpy as np
 from devinterp_viz.analysis.essential_dynamics import essential_dynamics
 from devinterp_viz.widgets.dashboard import DevelopmentDashboard
-from devinterp_viz.widgets._testing import synthetic_sweep
+from tests.widget_fakes import synthetic_sweep
 sweep = synthetic_sweep(60, unhealthy=(4,))
 t = np.linspace(0, 1, 60)
 outputs = np.stack([np.cos(3 * t), np.sin(3 * t), t ** 2], 1) @ np.random.default_rng(0).standard_normal((3, 20))
@@ -38,10 +41,10 @@ w = RefinedLLCWidget(trajectory, ToyModelOfSuperposition(6, 2), tms_data(6, 256,
 w
 """
 
-HEADS_CELL = """
+HEADS_CELL = IMPORT_FAKES + """
 import numpy as np
 from devinterp_viz.widgets.heads import HeadClusterWidget
-from devinterp_viz.widgets._testing import synthetic_head_sweep
+from tests.widget_fakes import synthetic_head_sweep
 rng = np.random.default_rng(0)
 attention = np.tril(rng.random((8, 12, 12)))
 attention /= attention.sum(-1, keepdims=True)
@@ -251,8 +254,8 @@ def test_clicking_a_head_anywhere_selects_it_in_every_view(lab, page):
 def test_saved_dashboard_page_scrubs_offline(browser, tmp_path):
     import numpy as np
 
-    from devinterp_viz.widgets._testing import synthetic_sweep
     from devinterp_viz.widgets.dashboard import DevelopmentDashboard
+    from tests.widget_fakes import synthetic_sweep
 
     sweep = synthetic_sweep(50)
     path = DevelopmentDashboard(sweep=sweep, losses=np.linspace(1, 0, 50)).save_html(tmp_path / "dash.html")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -11,6 +12,8 @@ from dvz_lab import ARTIFACTS, kernel_eval
 
 WIDGET = '[data-dvz-widget="SamplerWidget"]'
 ROOT = f"{WIDGET} .dvz-sampler"
+REPO = Path(__file__).resolve().parents[2]
+IMPORT_FAKES = f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"  # the kernel finds tests/widget_fakes.py
 
 SETUP_REAL = """
 import torch
@@ -27,11 +30,11 @@ w = SamplerWidget(model, (x, y), loss_fn, batch_size=64, lr=1e-3, nbeta=10.0, nu
 w
 """
 
-SETUP_FAKE = """
+SETUP_FAKE = IMPORT_FAKES + """
 import torch
-from devinterp_viz.widgets import SamplerWidget, sampler
-from devinterp_viz.widgets._testing import FakeEngine
-sampler._engine = lambda: FakeEngine(seconds_per_draw=0.0005)
+from devinterp_viz.widgets import SamplerWidget
+from tests.widget_fakes import FakeEngine, install
+install(FakeEngine(seconds_per_draw=0.0005))
 w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=100,
                   grid_lrs=[1e-6, 1e-4, 1e-3, 0.1], grid_values=[1.0, 10.0, 100.0])
 w
@@ -208,11 +211,11 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         client.stop_channels()
 
 
-SETUP_SLOW_FAKE = """
+SETUP_SLOW_FAKE = IMPORT_FAKES + """
 import torch
-from devinterp_viz.widgets import SamplerWidget, sampler
-from devinterp_viz.widgets._testing import FakeEngine
-sampler._engine = lambda: FakeEngine(seconds_per_draw=0.01)
+from devinterp_viz.widgets import SamplerWidget
+from tests.widget_fakes import FakeEngine, install
+install(FakeEngine(seconds_per_draw=0.01))
 w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=400)
 w
 """

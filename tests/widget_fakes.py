@@ -1,4 +1,4 @@
-"""A fake engine with the real engine's calling conventions, for widget tests and benchmarks.
+"""Fakes for widget tests and benchmarks: a synthetic engine, and sweeps built from synthetic traces.
 
 It draws synthetic loss traces (a chain rising from L(w*) and flattening, an exploding chain
 when ``lr`` is too large, a flat one when it is tiny) at a chosen pace, honours ``on_draw``,
@@ -19,7 +19,7 @@ from devinterp_viz.engine.results import LLCResult
 
 @dataclass
 class FakeEngine:
-    """Stands in for ``devinterp_viz`` in ``devinterp_viz.widgets.sampler._engine``.
+    """Stands in for the engine entry points ``devinterp_viz.widgets.sampler`` calls (see :func:`install`).
 
     Parameters
     ----------
@@ -90,6 +90,18 @@ class FakeEngine:
         from devinterp_viz.engine.selection import describe_selection
 
         return describe_selection(model, params, print_table=print_table)
+
+
+def install(fake: FakeEngine, setattr: Any = setattr) -> FakeEngine:
+    """Make the SamplerWidget call ``fake`` for its estimates and calibrations.
+
+    Pass pytest's ``monkeypatch.setattr`` to undo it after the test; a kernel (UI tests) passes none.
+    """
+    from devinterp_viz.widgets import sampler
+
+    setattr(sampler, "estimate_llc", fake.estimate_llc)
+    setattr(sampler, "calibrate", fake.calibrate)
+    return fake
 
 
 def synthetic_traces(lr: float, nbeta: float, localization: float, chains: int, draws: int, seed: int) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""The package's layers: engine ← analysis ← widgets; no layer imports a higher one or the package root."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "devinterp_viz"
+LAYERS = ["engine", "analysis", "widgets"]  # each may import only itself and the ones before it
+LEAVES = ["_version", "plotting"]  # modules any layer may use: they import nothing of the package
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a file, lazy ones inside functions included."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def layer_files(layer: str) -> list[Path]:
+    return sorted((PACKAGE / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_layer_imports_neither_higher_layers_nor_the_package_root(layer):
+    allowed = {f"devinterp_viz.{name}" for name in LAYERS[: LAYERS.index(layer) + 1] + LEAVES}
+    offending = []
+    for path in layer_files(layer):
+        for line, module in imported_modules(path):
+            if module != "devinterp_viz" and not module.startswith("devinterp_viz."):
+                continue
+            if not any(module == ok or module.startswith(ok + ".") for ok in allowed):
+                offending.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
+    assert not offending, "\n".join(offending)
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaves_import_nothing_of_the_package(leaf):
+    modules = [m for _, m in imported_modules(PACKAGE / f"{leaf}.py") if m.split(".")[0] == "devinterp_viz"]
+    assert not modules, modules
+
+
+def test_the_checker_sees_lazy_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    import devinterp_viz as dvz\n    from devinterp_viz.widgets import x\n")
+    assert imported_modules(source) == [(2, "devinterp_viz"), (3, "devinterp_viz.widgets")]
+
+
+def test_no_test_double_ships_in_the_package():
+    names = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py") if "fake" in p.stem.lower() or "testing" in p.stem.lower()]
+    assert not names, names
+    for path in PACKAGE.rglob("*.py"):
+        assert "class Fake" not in path.read_text(), path
