@@ -58,3 +58,8 @@ def test_no_test_double_ships_in_the_package():
     assert not names, names
     for path in PACKAGE.rglob("*.py"):
         assert "class Fake" not in path.read_text(), path
+
+
+def test_no_python_module_is_longer_than_a_reader_can_hold():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, long
