@@ -422,7 +422,7 @@ def failed_result(reason: str, estimate_kwargs: Mapping[str, Any]) -> LLCResult:
     import inspect
 
     from devinterp_viz.engine.llc import estimate_llc
-    from devinterp_viz.engine.results import Diagnostics
+    from devinterp_viz.engine.verdict import Diagnostics
 
     defaults = inspect.signature(estimate_llc).parameters
     chains = int(estimate_kwargs.get("num_chains", defaults["num_chains"].default))

@@ -1,7 +1,8 @@
 """The sampling engine (torch): samplers, driver, selections, diagnostics and results."""
 
 from devinterp_viz.engine.llc import default_nbeta, estimate_llc, estimate_llc_selections
-from devinterp_viz.engine.results import Diagnostics, LLCResult
+from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.engine.verdict import Diagnostics
 from devinterp_viz.engine.selection import (
     HeadSelection,
     attention_heads,

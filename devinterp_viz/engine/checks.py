@@ -135,13 +135,11 @@ def probe_loss(flat_loss: FlatLoss, source: Any, seed: int) -> None:
     something other than a floating-point scalar that depends on the weights, computes with
     another model than the one it is given, or sums over the batch instead of averaging.
     """
-    from devinterp_viz.engine.llc import _check_loss_value
-
     batch, _ = next(iter(source.init_loss_batches(seed)))
     flat = flat_loss.w_star.detach().requires_grad_()
     with torch.enable_grad():
         value = _first_call(flat_loss, flat, batch)
-        _check_loss_value(value)
+        check_loss_value(value)
         (grad,) = torch.autograd.grad(value, flat, allow_unused=True, retain_graph=True)
     if grad is None:
         _check_uses_given_model(flat_loss, value)
@@ -213,4 +211,21 @@ def _check_mean_reduction(flat_loss: FlatLoss, batch: Any) -> None:
             f"loss_fn returns a loss that grows with the batch size (on {2 * rows} examples it is {whole:.6g}, the sum "
             f"of its values on the two halves, {first:.6g} + {second:.6g}), as reduction='sum' does. The LLC needs the "
             "mean loss per example: use reduction='mean' (the default), or divide by the batch size."
+        )
+
+
+def check_loss_value(value: Any) -> None:
+    """A clear error unless ``value`` is a floating-point scalar tensor that depends on the weights."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or value.dim() > 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"loss_fn must return a scalar tensor (the mean loss on the batch); it returned {shape}. "
+            "Reduce it, e.g. with .mean()."
+        )
+    if not value.is_floating_point():
+        raise ValueError(f"loss_fn returned a {value.dtype} tensor; the loss must be a floating-point tensor.")
+    if not value.requires_grad:
+        raise ValueError(
+            "loss_fn returned a tensor that does not depend on the weights (it was detached, computed "
+            "under torch.no_grad(), or converted with .item()/numpy): return the loss tensor itself."
         )

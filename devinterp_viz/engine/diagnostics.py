@@ -11,7 +11,8 @@ import numpy as np
 from scipy.special import stdtr, stdtrit
 
 from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
-from devinterp_viz.engine.results import Diagnostics
+from devinterp_viz.engine.estimator import llc_per_chain
+from devinterp_viz.engine.verdict import Diagnostics
 
 # Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
 # whose finite-nβ answer is known exactly); bench/RESULTS.md has its confusion table.
@@ -302,7 +303,7 @@ def diagnose(
         kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
         findings.append(Finding(DIVERGED, f"chain {chain} diverged ({kind}) at draw {first_bad[chain]}"))
     if good.shape[0] and draws:
-        per_chain = nbeta * (good.mean(axis=1) - init_loss)
+        per_chain = llc_per_chain(good, init_loss, nbeta)
         llc = float(per_chain.mean())
         se = _standard_error(per_chain)
         descent = _judge_descent(llc, good_traces, findings)

@@ -16,6 +16,7 @@ from torch import nn
 from devinterp_viz.engine.checks import (
     check_callbacks,
     check_loss_fn,
+    check_loss_value,
     check_model,
     check_settings,
     float_dtype,
@@ -345,7 +346,7 @@ def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> tuple[float, t
         flat = flat_loss.w_star.detach().requires_grad_()
         with torch.enable_grad():
             value = flat_loss(flat, batch)
-            _check_loss_value(value)
+            check_loss_value(value)
             (grad,) = torch.autograd.grad(value, flat, allow_unused=True)
         total += float(value.detach()) * size
         if grad is not None:
@@ -358,23 +359,6 @@ def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> tuple[float, t
             "check the model and loss_fn before estimating the LLC."
         )
     return init_loss, grad_total / rows
-
-
-def _check_loss_value(value: Any) -> None:
-    """A clear error unless ``value`` is a floating-point scalar tensor that depends on the weights."""
-    if not isinstance(value, torch.Tensor) or value.numel() != 1 or value.dim() > 1:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(
-            f"loss_fn must return a scalar tensor (the mean loss on the batch); it returned {shape}. "
-            "Reduce it, e.g. with .mean()."
-        )
-    if not value.is_floating_point():
-        raise ValueError(f"loss_fn returned a {value.dtype} tensor; the loss must be a floating-point tensor.")
-    if not value.requires_grad:
-        raise ValueError(
-            "loss_fn returned a tensor that does not depend on the weights (it was detached, computed "
-            "under torch.no_grad(), or converted with .item()/numpy): return the loss tensor itself."
-        )
 
 
 def _describe_param(name: str, selection) -> str:

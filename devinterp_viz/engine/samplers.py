@@ -53,10 +53,6 @@ class Hyper:
     def masked(self, update: torch.Tensor) -> torch.Tensor:
         return update if self.mask is None else update * self.mask
 
-    def drift(self, position: torch.Tensor, loss_grad: torch.Tensor) -> torch.Tensor:
-        """Gradient of the potential U = nβ L + γ/2 |w − w*|²: ``nβ ∇L + γ (w − w*)``, shape (chains, n)."""
-        return torch.add(self.nbeta * loss_grad, position - self.w_star, alpha=self.localization)
-
 
 class StepInfo(NamedTuple):
     """What a Langevin step did, for the MALA acceptance of the move it made.
@@ -107,7 +103,7 @@ def sgld_step(state: SGLDState, loss_grad: torch.Tensor, drift: torch.Tensor, no
     loss_grad : torch.Tensor, shape (chains, n)
         ∇L_batch at the current position.
     drift : torch.Tensor, shape (chains, n)
-        ``hyper.drift(state.position, loss_grad)``, computed once by the driver.
+        ∇U = nβ ∇L + γ (w − w*), the gradient of the potential, computed once by the driver.
     noise : torch.Tensor, shape (chains, n)
         Standard normal draws.
     hyper : Hyper

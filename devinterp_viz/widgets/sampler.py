@@ -20,7 +20,6 @@ from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
 
 SAMPLERS = ("sgld", "rmsprop_sgld", "sgnht")
-RUNNING = ("running", "stopping")
 
 #: Engine keyword arguments the widget passes through untouched (not controls).
 PASSTHROUGH = ("batch_size", "num_steps_bw_draws", "seed", "device", "model_mode")
