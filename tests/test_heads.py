@@ -115,3 +115,15 @@ def test_role_summary_says_which_roles_share_clusters():
     assert clusters.role_summary(roles, roles=["name_mover"]) == ["no name_mover heads"]
     with pytest.raises(ValueError, match="one label per head"):
         clusters.role_summary(roles[:3])
+
+
+def test_signatures_and_clustering_are_scikit_learn_estimators():
+    from sklearn.base import clone
+
+    clustering = clone(HeadClustering(n_clusters=3, method="kmeans"))
+    assert clustering.get_params()["n_clusters"] == 3 and clustering.get_params()["method"] == "kmeans"
+    assert not hasattr(clustering, "labels_")  # a clone is unfitted
+    signatures = HeadSignatures(normalize=None).set_params(normalize="zscore")
+    assert repr(signatures) == "HeadSignatures(normalize='zscore')"
+    sweep, truth = synthetic_head_sweep()
+    assert clustering.fit(signatures.fit(sweep)) is clustering and clustering.labels_.shape == truth.shape

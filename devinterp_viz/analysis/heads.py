@@ -6,11 +6,12 @@ import numbers
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from devinterp_viz.analysis.sweep import SweepResult
 
 
-class HeadSignatures:
+class HeadSignatures(BaseEstimator):
     """Each head's refined-LLC curve over training, normalised: the features heads are clustered on.
 
     Parameters
@@ -74,7 +75,7 @@ def _normalise(curves: np.ndarray, how: str | None) -> np.ndarray:
     return centred / np.where(spread > 0, spread, 1.0)
 
 
-class HeadClustering:
+class HeadClustering(BaseEstimator):
     """Cluster heads by their signatures; suggest the number of clusters; embed heads in 2-D.
 
     Parameters
