@@ -160,3 +160,15 @@ def test_a_trajectory_of_another_architecture_is_refused_naming_the_step(tms_run
     trajectory, _, _ = tms_run
     with pytest.raises(ValueError, match=r"checkpoint at step \d+ does not fit AttentionOnlyTransformer"):
         RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss)
+
+
+def test_sampler_defaults_are_the_engines():
+    import inspect
+
+    from devinterp_viz.widgets.sampler import SamplerWidget
+
+    engine = inspect.signature(dvz.estimate_llc).parameters
+    for widget in (RefinedLLCWidget, SamplerWidget):
+        traits = widget.class_traits()
+        for name in ("lr", "localization", "num_chains", "num_draws"):
+            assert traits[name].default_value == engine[name].default, (widget.__name__, name)

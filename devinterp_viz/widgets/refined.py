@@ -77,7 +77,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         Draw each curve divided by its largest absolute value.
     log_x : bool, default True
     lr, nbeta, localization, num_chains, num_draws
-        Sampler settings (as in :func:`estimate_llc`); defaults 1e-4, None, 100.0, 4, 100.
+        Sampler settings (as in :func:`estimate_llc`); defaults 1e-4, None, 100.0, 4, 200 (those of :func:`estimate_llc`).
     tree : dict (read-only)
         ``nodes``: ``{id, label, kind ("module" | "param" | "head"), parent, numel, shape, type}``.
     count : dict (read-only)
@@ -103,7 +103,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
     nbeta = traitlets.Float(None, allow_none=True).tag(sync=True)
     localization = traitlets.Float(100.0).tag(sync=True)
     num_chains = traitlets.Int(4).tag(sync=True)
-    num_draws = traitlets.Int(100).tag(sync=True)
+    num_draws = traitlets.Int(200).tag(sync=True)
 
     tree = PackedTrait()
     count = PackedTrait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 import traceback
@@ -403,8 +402,6 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
             self.trace = {"loss": np.zeros((chains, 0), np.float32), "init_loss": None, "nbeta": settings["nbeta"], "total_draws": draws}
 
     def _run_job(self, settings: dict[str, Any]) -> None:
-        estimate = estimate_llc
-
         def on_start(init_loss: float, nbeta: float) -> None:
             with self._lock:
                 self._live["init_loss"], self._live["nbeta"] = float(init_loss), float(nbeta)
@@ -420,11 +417,9 @@ class SamplerWidget(BackgroundJobs, DvzWidget):
                 self._live["n"] = max(self._live["n"], draw_index + 1)
             self._throttle.request()
 
-        # engines that report L(w*) and nβ before sampling let the running LLC stream live too
-        hooks = {"on_start": on_start} if "on_start" in inspect.signature(estimate).parameters else {}
-        result = estimate(
-            self.model, self.data, self.loss_fn, **settings, on_draw=on_draw, stop=self._stop_event, progress=False,
-            **hooks,
+        result = estimate_llc(
+            self.model, self.data, self.loss_fn, **settings, on_draw=on_draw, on_start=on_start, stop=self._stop_event,
+            progress=False,
         )
         self._throttle.cancel()
         self.result = result
