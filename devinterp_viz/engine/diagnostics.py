@@ -167,13 +167,6 @@ class StepBias(NamedTuple):
         known = [v for v in (self.first_order, self.virial) if np.isfinite(v)]
         return max(known) if known else float("nan")
 
-    @property
-    def standard_error(self) -> float:
-        """Standard error of :attr:`value`."""
-        if np.isfinite(self.first_order) and (not np.isfinite(self.virial) or self.first_order >= self.virial):
-            return self.first_order_se
-        return self.virial_se
-
 
 def step_bias(loss_trace: np.ndarray, nbeta: float, traces: Mapping[str, np.ndarray], facts: RunFacts) -> StepBias:
     """Estimated step-size bias of the LLC estimate, two ways.
