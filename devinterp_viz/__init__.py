@@ -33,7 +33,7 @@ from devinterp_viz.engine import (
 )
 
 from devinterp_viz._version import __version__
-from devinterp_viz.engine.interop import from_devinterp
+from devinterp_viz.adapters import from_devinterp
 from devinterp_viz.widgets import DevelopmentDashboard, HeadClusterWidget, RefinedLLCWidget, SamplerWidget
 
 

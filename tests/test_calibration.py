@@ -130,7 +130,7 @@ def test_calibration_stops_early_and_says_partial():
         ({"nbetas": [10.0], "nbeta": 3.0}, "swept by the grid"),
         ({"nbetas": [0.0]}, "positive"),
         ({"nbetas": 10.0}, "must be a sequence"),
-        ({"nbetas": [10.0], "num_draws": 0}, "num_draws must be a positive integer"),
+        ({"nbetas": [10.0], "num_draws": 0}, "num_draws must be at least 2"),
         ({"nbetas": [10.0], "lr": 1e-3}, "lrs="),
     ],
 )

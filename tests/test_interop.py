@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devinterp_viz.engine.interop import from_devinterp
+from devinterp_viz.adapters import from_devinterp
 from devinterp_viz.engine.results import LLCResult
 
 DATA = Path(__file__).parent / "data"

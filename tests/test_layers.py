@@ -1,4 +1,4 @@
-"""The package's layers: engine ← analysis ← widgets; no layer imports a higher one or the package root."""
+"""The package's layers: engine ← adapters ← analysis ← widgets; no layer imports a higher one or the package root."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "devinterp_viz"
-LAYERS = ["engine", "analysis", "widgets"]  # each may import only itself and the ones before it
+LAYERS = ["engine", "adapters", "analysis", "widgets"]  # each may import only itself and the ones before it
 LEAVES = ["_version", "plotting"]  # modules any layer may use: they import nothing of the package
 
 

@@ -162,13 +162,22 @@ def test_a_trajectory_of_another_architecture_is_refused_naming_the_step(tms_run
         RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss)
 
 
-def test_sampler_defaults_are_the_engines():
-    import inspect
-
+def test_both_widgets_have_every_sampler_setting_with_the_engines_default_and_check():
+    from devinterp_viz.engine.settings import SamplerSettings
+    from devinterp_viz.widgets import SettingError
     from devinterp_viz.widgets.sampler import SamplerWidget
 
-    engine = inspect.signature(dvz.estimate_llc).parameters
+    defaults = SamplerSettings()
     for widget in (RefinedLLCWidget, SamplerWidget):
         traits = widget.class_traits()
-        for name in ("lr", "localization", "num_chains", "num_draws"):
-            assert traits[name].default_value == engine[name].default, (widget.__name__, name)
+        spec = SamplerSettings.spec(widget.setting_names)
+        assert [entry["name"] for entry in spec] == list(SamplerSettings.names()), widget.__name__
+        for entry in spec:
+            name = entry["name"]
+            assert traits[name].default_value == getattr(defaults, name) == entry["default"], (widget.__name__, name)
+            assert entry["label"] and entry["hint"], name
+    w = SamplerWidget()
+    with pytest.raises(SettingError, match="num_steps_bw_draws must be a positive integer"):
+        w.num_steps_bw_draws = 0
+    w.batch_size, w.seed = 16, 7
+    assert w.sampler_settings() == defaults.replace(batch_size=16, seed=7)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.engine.settings import SamplerSettings
 
 
 @dataclass
@@ -34,13 +35,12 @@ class FakeEngine:
     fail_after: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def estimate_llc(self, model, data, loss_fn, *, lr=1e-4, nbeta=None, localization=100.0, num_chains=4,
-                     num_draws=200, num_burnin_steps=0, on_draw=None, stop=None, progress=True, seed=0,
-                     sampler="sgld", params=None, on_start=None, **kwargs) -> LLCResult:
-        self.calls.append(dict(lr=lr, nbeta=nbeta, localization=localization, num_chains=num_chains,
-                               num_draws=num_draws, sampler=sampler, params=params, **kwargs))
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+    def estimate_llc(self, model, data, loss_fn, *, on_draw=None, stop=None, progress=True, params=None,
+                     on_start=None, **kwargs) -> LLCResult:
+        settings, run_options = SamplerSettings.split(kwargs)  # the engine's own keyword API and checks
+        self.calls.append(dict(settings.to_config(), params=params, **run_options))
+        lr, nbeta, localization = settings.lr, settings.nbeta, settings.localization
+        num_chains, num_draws, seed = settings.num_chains, settings.num_draws, settings.seed
         used_nbeta = 10.0 if nbeta is None else float(nbeta)
         init_loss = 1.0
         losses = synthetic_traces(lr, used_nbeta, localization, num_chains, num_draws, seed)
@@ -58,12 +58,11 @@ class FakeEngine:
                 time.sleep(self.seconds_per_draw)
             if on_draw is not None:
                 on_draw(t, losses[:, t].copy())
-        config = dict(sampler=sampler, lr=lr, nbeta=used_nbeta, localization=localization, num_chains=num_chains,
-                      num_draws=num_draws, num_burnin_steps=num_burnin_steps)
+        config = {**settings.to_config(), "nbeta": used_nbeta}
         return LLCResult.from_traces(losses[:, :drawn], init_loss, used_nbeta, config=config, partial=partial)
 
     def calibrate(self, model, data, loss_fn, *, lrs, nbetas=None, localizations=None, on_cell=None, stop=None,
-                  **kwargs) -> Any:
+                  settings=None, **kwargs) -> Any:
         from devinterp_viz.analysis.calibration import CalibrationResult
 
         axis = "nbeta" if nbetas is not None else "localization"
@@ -74,7 +73,8 @@ class FakeEngine:
                 if _stopped(stop):
                     cal.partial = True
                     break
-                cal.cells[(i, float(lr))] = self.estimate_llc(model, data, loss_fn, lr=float(lr), **{axis: float(value)}, **kwargs)
+                cal.cells[(i, float(lr))] = self.estimate_llc(model, data, loss_fn, settings=settings, lr=float(lr),
+                                                              **{axis: float(value)}, **kwargs)
                 if on_cell is not None:
                     on_cell(cal, i, float(lr))
         good = [(i, lr) for (i, lr), res in cal.cells.items() if res.diagnostics.healthy]

@@ -17,6 +17,7 @@ from devinterp_viz.engine.diagnostics import (
     SUGGESTED_BURNIN_TIMES,
 )
 from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.engine.settings import SamplerSettings
 
 AGREE_RELATIVE = 0.1  # a confirmation agrees when within this fraction of the estimate ...
 AGREE_SE = 2.0  # ... or within this many combined standard errors
@@ -25,6 +26,8 @@ REFINE_FACTOR = 10 ** (1 / 3)  # refinement fills a decade with lrs this factor 
 MAX_BURNIN_DRAWS = 4  # a grid cell's burn-in is capped at this many times the steps spent drawing
 TARGET_PRECISION = 0.05  # the recommendation draws enough for a standard error this fraction of λ̂ ...
 MAX_DRAWS_FACTOR = 10  # ... but at most this many times the grid's draws
+#: The settings a grid can sweep against lr, and the keyword of :func:`calibrate` giving the values.
+AXES = {"nbeta": "nbetas", "localization": "localizations"}
 
 
 @dataclass
@@ -125,6 +128,19 @@ class CalibrationResult:
         """Burn-in steps behind each cell, int (n_values, n_lr); 0 where not computed."""
         return self._grid(lambda r: int(r.config.get("num_burnin_steps", 0)), fill=0, dtype=int)
 
+    def cell_settings(self, i: int, j: int) -> dict[str, Any]:
+        """The setting changes that rerun cell (value ``i``, lr column ``j``): its lr, value and burn-in."""
+        if not (0 <= i < self.values.size and 0 <= j < self.lrs.size):
+            raise ValueError(f"cell ({i}, {j}) is outside the {self.values.size}×{self.lrs.size} grid")
+        return {"lr": float(self.lrs[j]), self.axis: float(self.values[i]), "num_burnin_steps": int(self.burnin[i, j])}
+
+    @property
+    def recommended_settings(self) -> dict[str, Any] | None:
+        """The recommendation as setting changes (lr, the swept value, burn-in, draws); None without one."""
+        if self.recommended is None:
+            return None
+        return {name: value for name, value in self.recommended.items() if name in SamplerSettings.names()}
+
     # ------------------------------------------------------------------ output
     def __repr__(self) -> str:
         rec = self.recommended
@@ -183,12 +199,10 @@ def calibrate(
     lrs,
     nbetas=None,
     localizations=None,
-    num_chains: int = 4,
-    num_draws: int = 200,
+    settings: SamplerSettings | None = None,
     refine: bool = True,
     confirm: bool = True,
     max_burnin_steps: int | None = None,
-    seed: int = 0,
     on_cell: Callable[[CalibrationResult, int, float], None] | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
     progress: bool = True,
@@ -221,13 +235,12 @@ def calibrate(
     nbetas, localizations : sequence of float
         Exactly one of them: the rows of the grid. The other hyperparameter is taken from
         ``estimate_kwargs`` (or its default).
-    num_chains, num_draws : int
-        Chains and draws of every cell.
+    settings : SamplerSettings, optional
+        The settings of every cell but the swept ones (lr, the axis, burn-in); cell k runs with
+        seed ``settings.seed + k`` (independent chains in every cell).
     refine, confirm : bool
     max_burnin_steps : int, optional
         Cap on a cell's burn-in; default ``MAX_BURNIN_DRAWS`` × the steps spent drawing.
-    seed : int
-        Cell k runs with seed ``seed + k`` (independent chains in every cell).
     on_cell : callable, optional
         ``on_cell(calibration, i, lr)`` as each cell finishes: ``calibration`` is this result,
         filling in (its ``lrs`` grow as refinement adds columns).
@@ -236,7 +249,9 @@ def calibrate(
     progress : bool
         Show a progress bar over cells.
     **estimate_kwargs
-        Passed to every :func:`estimate_llc` call (``batch_size``, ``sampler``, ``params``, ...).
+        Sampler settings overriding ``settings`` (``num_chains``, ``num_draws``, ``batch_size``,
+        ``sampler``, ``seed``, ...; ``num_burnin_steps`` is a floor under each cell's burn-in) and
+        run options of :func:`estimate_llc` (``params``, ``device``, ...), for every cell.
 
     Returns
     -------
@@ -248,26 +263,25 @@ def calibrate(
     from devinterp_viz.engine.llc import estimate_llc
 
     axis, values, user_lrs = _check_grid(lrs, nbetas, localizations, estimate_kwargs)
-    _check_counts(num_chains=num_chains, num_draws=num_draws)
+    base, run_options = SamplerSettings.split({**estimate_kwargs, "settings": settings})
+    run_options.setdefault("progress", False)
     cal = CalibrationResult(axis=axis, values=values, user_lrs=user_lrs)
-    estimate_kwargs.setdefault("progress", False)
-    floor = int(estimate_kwargs.pop("num_burnin_steps", 0))
-    steps_between = int(estimate_kwargs.get("num_steps_bw_draws", 1))
-    cap = max_burnin_steps if max_burnin_steps is not None else MAX_BURNIN_DRAWS * num_draws * steps_between
+    floor = base.num_burnin_steps
+    cap = max_burnin_steps if max_burnin_steps is not None else MAX_BURNIN_DRAWS * base.num_draws * base.num_steps_bw_draws
     counter = iter(range(10**9))
 
-    def settings(i: int, lr: float) -> dict[str, Any]:
-        gamma = values[i] if axis == "localization" else float(estimate_kwargs.get("localization", 100.0))
+    def cell_settings(i: int, lr: float) -> dict[str, Any]:
+        gamma = values[i] if axis == "localization" else base.localization
         burnin = floor if not gamma else max(floor, min(cap, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma))))
-        return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": num_draws}
+        return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": base.num_draws}
 
     def run(i: int, lr: float, confirming: dict[str, Any] | None = None) -> LLCResult | None:
         if _stopped(stop):
             cal.partial = True
             return None
-        chosen = settings(i, lr) if confirming is None else confirming
-        res = estimate_llc(model, data, loss_fn, num_chains=num_chains, seed=seed + next(counter), **chosen,
-                           **estimate_kwargs)
+        chosen = cell_settings(i, lr) if confirming is None else confirming
+        res = estimate_llc(model, data, loss_fn, settings=base.replace(**chosen, seed=base.seed + next(counter)),
+                           **run_options)
         if confirming is None:
             cal.cells[(i, float(lr))] = res
             if on_cell is not None:
@@ -338,12 +352,6 @@ def _check_grid(lrs, nbetas, localizations, estimate_kwargs) -> tuple[str, np.nd
     if np.any(user_lrs <= 0) or np.any(values < 0) or (axis == "nbeta" and np.any(values <= 0)):
         raise ValueError(f"lrs must be > 0 and {axis} values must be positive; got lrs={user_lrs}, {axis}={values}.")
     return axis, values, user_lrs
-
-
-def _check_counts(**counts: Any) -> None:
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _stopped(stop) -> bool:

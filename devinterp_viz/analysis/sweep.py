@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,7 +23,9 @@ from devinterp_viz.analysis.fingerprint import (
 )
 from devinterp_viz.analysis.store import ResultStore, code_fingerprint, result_key
 from devinterp_viz.analysis.trajectory import Trajectory, check_compatible, state_dict_fingerprint
+from devinterp_viz.engine.llc import estimate_llc_selections
 from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.engine.settings import SamplerSettings
 from devinterp_viz.engine.selection import HeadSelection
 
 Key = tuple[str, str, int]  # (selection, distribution, checkpoint index)
@@ -202,8 +206,9 @@ def sweep_llc(
         and recompute every estimate; with it they are stored and reused under that name, so
         change it whenever that object changes. It is part of every key of the sweep.
     **estimate_kwargs
-        Sampler settings for every estimate (lr, nbeta, localization, num_chains, num_draws,
-        batch_size, sampler, seed, ...).
+        For every estimate: ``settings=`` (a :class:`~devinterp_viz.engine.settings.SamplerSettings`),
+        any of its fields (lr, nbeta, localization, num_chains, num_draws, batch_size, sampler,
+        seed, ...) and the run options of :func:`estimate_llc` (device, model_mode, vectorize, ...).
 
     Returns
     -------
@@ -221,14 +226,12 @@ def sweep_llc(
     named_selections = _named_selections(model, params, selections)
     named_data = _named_distributions(data, distributions)
     check_trajectory_fits(trajectory, model)
-    estimate_kwargs = {k: v for k, v in estimate_kwargs.items() if k not in ("progress", "on_draw")}
-    for forbidden in ("params", "stop"):
-        if forbidden in estimate_kwargs:
-            raise ValueError(f"{forbidden}= is not an estimate setting of a sweep here; see sweep_llc's parameters.")
+    estimate_kwargs = _estimate_kwargs(estimate_kwargs)
     store = ResultStore(store) if store is not None and not isinstance(store, ResultStore) else store
-    keys = (_StoreKeys(trajectory, model, loss_fn, named_selections, named_data, estimate_kwargs, cache_key)
+    plain = {**estimate_kwargs["settings"].to_config(), **_run_options(estimate_kwargs)}
+    keys = (_StoreKeys(trajectory, model, loss_fn, named_selections, named_data, plain, cache_key)
             if store is not None else None)
-    sweep = SweepResult(trajectory.steps, list(named_selections), list(named_data), config=dict(estimate_kwargs))
+    sweep = SweepResult(trajectory.steps, list(named_selections), list(named_data), config=plain)
 
     tasks = _read_stored(sweep, trajectory, store, keys, on_result)
     keyed = [task for task in tasks if keys is not None and keys.of(task[1], task[2].fingerprint) is not None]
@@ -256,6 +259,29 @@ def sweep_llc(
     finally:
         runner.close()
     return sweep
+
+
+def _estimate_kwargs(given: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep's keyword arguments for every estimate: ``settings`` (a SamplerSettings) and run options.
+
+    Raises TypeError on a keyword no estimate takes, ValueError on ``params=``/``stop=`` (a sweep's own).
+    """
+    for forbidden in ("params", "stop"):
+        if forbidden in given:
+            raise ValueError(f"{forbidden}= is not an estimate setting of a sweep here; see sweep_llc's parameters.")
+    settings, run_options = SamplerSettings.split({k: v for k, v in given.items() if k not in ("progress", "on_draw")})
+    valid = set(inspect.signature(estimate_llc_selections).parameters) - {
+        "model", "data", "loss_fn", "selections", "settings", "sampler_settings", "progress", "on_draw", "stop"}
+    unknown = sorted(set(run_options) - valid)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [*valid, *SamplerSettings.names()], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise TypeError(f"sweep_llc() got an unexpected keyword argument {unknown[0]!r}.{hint}")
+    return {"settings": settings, **run_options}
+
+
+def _run_options(estimate_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in estimate_kwargs.items() if name != "settings"}
 
 
 class _StoreKeys:
@@ -398,7 +424,6 @@ def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estima
     """
     import copy
 
-    from devinterp_viz.engine.llc import estimate_llc_selections
 
     _, dist, state, step = task
     check_compatible(model, state, where=f"checkpoint at step {step}")
@@ -419,14 +444,10 @@ def failed_result(reason: str, estimate_kwargs: Mapping[str, Any]) -> LLCResult:
     Its traces have the (chains, draws) shape of the sweep's other results; ``config["failed"]``
     holds ``reason``, which is also the diagnostics' one reason (its verdict).
     """
-    import inspect
-
-    from devinterp_viz.engine.llc import estimate_llc
     from devinterp_viz.engine.verdict import Diagnostics
 
-    defaults = inspect.signature(estimate_llc).parameters
-    chains = int(estimate_kwargs.get("num_chains", defaults["num_chains"].default))
-    draws = int(estimate_kwargs.get("num_draws", defaults["num_draws"].default))
+    settings = estimate_kwargs["settings"]
+    chains, draws = settings.num_chains, settings.num_draws
     nan_trace, nan_chains = np.full((chains, draws), np.nan), np.full(chains, np.nan)
     diagnostics = Diagnostics(
         rhat=float("nan"), ess=float("nan"), mala_acceptance=nan_chains.copy(), fraction_below_init=nan_chains.copy(),
@@ -436,7 +457,8 @@ def failed_result(reason: str, estimate_kwargs: Mapping[str, Any]) -> LLCResult:
     )
     return LLCResult(
         llc_mean=float("nan"), llc_std=float("nan"), llc_per_chain=nan_chains.copy(), loss_trace=nan_trace,
-        init_loss=float("nan"), nbeta=float("nan"), config={**_jsonable_settings(estimate_kwargs), "failed": reason},
+        init_loss=float("nan"), nbeta=float("nan"),
+        config={**settings.to_config(), **_jsonable_settings(_run_options(estimate_kwargs)), "failed": reason},
         diagnostics=diagnostics, mala_trace=nan_trace.copy(), distance_trace=nan_trace.copy(),
     )
 

@@ -22,33 +22,8 @@ SUM_CHECK_ROWS = 256  # the reduction check compares the loss on at most this ma
 SUM_TOLERANCE = 1e-3  # relative: a mean loss is the mean of its halves', a summed one their sum
 
 
-def check_count(name: str, value: Any, minimum: int = 1, why: str = "") -> None:
-    """A ValueError unless ``value`` is an integer (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        kind = type(value).__name__
-        example = f"; pass {name}={int(value)}" if isinstance(value, float) and value.is_integer() else ""
-        raise ValueError(f"{name} must be an integer, got {value!r} (a {kind}){example}.")
-    if value >= minimum:
-        return
-    if minimum <= 0:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    raise ValueError(f"{name} must be at least {minimum}, got {value!r}{why}.")
-
-
-def check_settings(*, seed: Any, num_chains: Any, num_draws: Any, num_burnin_steps: Any, num_steps_bw_draws: Any,
-                   chain_chunk_size: Any, model_mode: Any) -> None:
-    """Clear errors for settings of the wrong type or range (floats for counts, a missing seed, ...)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(
-            f"seed must be a non-negative integer (the same seed gives the same numbers), got {seed!r}; "
-            "pass e.g. seed=0, and another seed for an independent run."
-        )
-    check_count("num_chains", num_chains)
-    check_count("num_draws", num_draws, 2, why=": the estimate and its diagnostics need at least two draws per chain")
-    check_count("num_burnin_steps", num_burnin_steps, 0)
-    check_count("num_steps_bw_draws", num_steps_bw_draws)
+def check_run_options(*, chain_chunk_size: Any, model_mode: Any, vectorize: Any, graph: Any) -> None:
+    """Clear errors for run options of the wrong type or value (sampler settings check themselves)."""
     if chain_chunk_size is not None:
         if isinstance(chain_chunk_size, bool) or not isinstance(chain_chunk_size, numbers.Integral) or chain_chunk_size < 1:
             raise ValueError(
@@ -60,6 +35,9 @@ def check_settings(*, seed: Any, num_chains: Any, num_draws: Any, num_burnin_ste
             f"model_mode must be 'eval' or 'as_is', got {model_mode!r}: 'eval' (the default) samples with dropout "
             "off and BatchNorm on its running statistics, 'as_is' keeps each module's own train/eval mode."
         )
+    for name, value in (("vectorize", vectorize), ("graph", graph)):
+        if value not in (True, False, "auto"):
+            raise ValueError(f"{name} must be True, False or 'auto', got {value!r}.")
 
 
 def check_callbacks(**callbacks: Any) -> None:

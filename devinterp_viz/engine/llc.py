@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
-import numbers
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from devinterp_viz.engine.checks import (
     check_loss_fn,
     check_loss_value,
     check_model,
-    check_settings,
+    check_run_options,
     float_dtype,
     probe_loss,
 )
@@ -28,6 +29,7 @@ from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.samplers import Hyper, get_sampler
 from devinterp_viz.engine.selection import ParamSpec, resolve_selection
+from devinterp_viz.engine.settings import SamplerSettings
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 MODEL_RNG_STREAM = 1  # seeds the model's own random ops: [seed, 1], apart from the chains' streams
@@ -43,17 +45,8 @@ def estimate_llc(
     data: Any,
     loss_fn: LossFn,
     *,
-    lr: float = 1e-4,
-    nbeta: float | None = None,
-    localization: float = 100.0,
-    num_chains: int = 4,
-    num_draws: int = 200,
-    num_burnin_steps: int = 0,
-    num_steps_bw_draws: int = 1,
-    batch_size: int | None = None,
-    sampler: str = "sgld",
+    settings: SamplerSettings | None = None,
     params: ParamSpec = None,
-    seed: int = 0,
     device: str | torch.device | None = None,
     on_draw: OnDraw | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
@@ -63,6 +56,7 @@ def estimate_llc(
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
     model_mode: str = "eval",
+    **sampler_settings: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -86,24 +80,17 @@ def estimate_llc(
         ``loss_fn(model, batch) -> scalar tensor``, the mean loss on the batch, computed with
         the ``model`` it is given. A criterion ``criterion(outputs, targets)`` is wrapped as
         ``lambda model, batch: criterion(model(batch[0]), batch[1])``.
-    lr : float
-        Step size ε.
-    nbeta : float, optional
-        Inverse temperature nβ; default ``batch_size / ln(batch_size)``.
-    localization : float
-        γ, the strength of the pull towards w*.
-    num_chains, num_draws, num_burnin_steps, num_steps_bw_draws : int
-        Chains, recorded draws per chain, discarded steps first, steps between draws.
-    batch_size : int, optional
-        Minibatch size for tensor/Dataset data; ``batch_size == len(data)`` gives full-batch
-        gradients.
-    sampler : {"sgld", "rmsprop_sgld", "sgnht"}
+    settings : SamplerSettings, optional
+        The sampler's settings as one value (default: the defaults); keywords override it.
+    **sampler_settings
+        Any field of :class:`~devinterp_viz.engine.settings.SamplerSettings`, checked there
+        (each chain has its own noise and minibatch streams from ``seed``):
+
+%(sampler_settings)s
     params : optional
         Which weights move (weight-refined LLC): names, module names, globs,
         ``{name: bool mask}``, attention heads (``dvz.attention_heads(model)[i]``) or a list of
         those; None moves every parameter that requires grad. Others stay exactly at w*.
-    seed : int
-        Same seed, same numbers. Each chain has its own noise and minibatch streams.
     device : str or torch.device, optional
         Where to sample; default the model's device. The model itself is not moved.
     on_draw : callable, optional
@@ -163,13 +150,14 @@ def estimate_llc(
     Attention Heads via the Refined Local Learning Coefficient. 2024.
     """
     results = estimate_llc_selections(
-        model, data, loss_fn, {"params": params}, lr=lr, nbeta=nbeta, localization=localization,
-        num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
-        num_steps_bw_draws=num_steps_bw_draws, batch_size=batch_size, sampler=sampler, seed=seed, device=device,
-        on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize, chain_chunk_size=chain_chunk_size,
-        graph=graph, on_start=on_start, model_mode=model_mode,
+        model, data, loss_fn, {"params": params}, settings=sampler_settings_of(settings, sampler_settings, estimate_llc),
+        device=device, on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize,
+        chain_chunk_size=chain_chunk_size, graph=graph, on_start=on_start, model_mode=model_mode,
     )
     return results["params"]
+
+
+estimate_llc.__doc__ = estimate_llc.__doc__.replace("%(sampler_settings)s", SamplerSettings.summary(indent=8))
 
 
 def estimate_llc_selections(
@@ -178,16 +166,7 @@ def estimate_llc_selections(
     loss_fn: LossFn,
     selections: Mapping[str, ParamSpec],
     *,
-    lr: float = 1e-4,
-    nbeta: float | None = None,
-    localization: float = 100.0,
-    num_chains: int = 4,
-    num_draws: int = 200,
-    num_burnin_steps: int = 0,
-    num_steps_bw_draws: int = 1,
-    batch_size: int | None = None,
-    sampler: str = "sgld",
-    seed: int = 0,
+    settings: SamplerSettings | None = None,
     device: str | torch.device | None = None,
     on_draw: OnDraw | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
@@ -197,6 +176,7 @@ def estimate_llc_selections(
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
     model_mode: str = "eval",
+    **sampler_settings: Any,
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
 
@@ -209,6 +189,8 @@ def estimate_llc_selections(
     ----------
     selections : mapping of str to a ``params`` specification
         Name → which weights move (names, globs, masks, a ``HeadSelection``...).
+    settings, **sampler_settings
+        The sampler's settings, as for :func:`estimate_llc`.
 
     Returns
     -------
@@ -216,41 +198,30 @@ def estimate_llc_selections(
         One result per selection, in the order given. Row ``s·num_chains + c`` of the run is
         chain ``c`` of selection ``s``; every row has its own random streams.
     """
+    settings = sampler_settings_of(settings, sampler_settings, estimate_llc_selections)
     check_model(model)
     check_loss_fn(loss_fn)
-    check_settings(seed=seed, num_chains=num_chains, num_draws=num_draws, num_burnin_steps=num_burnin_steps,
-                   num_steps_bw_draws=num_steps_bw_draws, chain_chunk_size=chain_chunk_size, model_mode=model_mode)
+    check_run_options(chain_chunk_size=chain_chunk_size, model_mode=model_mode, vectorize=vectorize, graph=graph)
     check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop)
-    _check_positive(lr=lr)
-    if nbeta is not None:
-        _check_positive(nbeta=nbeta)
-    if isinstance(localization, bool) or not isinstance(localization, numbers.Real) or not (
-        localization >= 0 and math.isfinite(localization)
-    ):
-        raise ValueError(f"localization must be a finite number >= 0, got {localization!r}.")
-    if vectorize not in (True, False, "auto"):
-        raise ValueError(f"vectorize must be True, False or 'auto', got {vectorize!r}.")
-    if graph not in (True, False, "auto"):
-        raise ValueError(f"graph must be True, False or 'auto', got {graph!r}.")
     if not selections:
         raise ValueError("selections is empty: name at least one selection of weights to sample.")
-    chosen_sampler = get_sampler(sampler)
+    chosen_sampler = get_sampler(settings.sampler)
     target = _resolve_device(model, device)
     resolved = {name: resolve_selection(model, spec) for name, spec in selections.items()}
     union = resolved if len(resolved) == 1 else {"union": resolve_selection(model, list(selections.values()))}
-    source = make_batches(data, batch_size, target, float_dtype(model))
+    source = make_batches(data, settings.batch_size, target, float_dtype(model))
     flat_loss = FlatLoss(model, loss_fn, next(iter(union.values())), target, model_mode)
-    with seeded_model_randomness(seed, target):  # its own fork: the run's random numbers are as without it
-        probe_loss(flat_loss, source, seed)
-    used_nbeta = float(nbeta) if nbeta is not None else default_nbeta(source.batch_size)
+    with seeded_model_randomness(settings.seed, target):  # its own fork: the run's random numbers are as without it
+        probe_loss(flat_loss, source, settings.seed)
+    used_nbeta = settings.nbeta if settings.nbeta is not None else default_nbeta(source.batch_size)
     masks = [flat_loss.flat_mask(sel) for sel in resolved.values()]
     if len(masks) == 1:
         row_mask = flat_loss.mask
     else:
-        row_mask = torch.stack(masks).repeat_interleave(num_chains, dim=0)
-    hyper = Hyper(float(lr), used_nbeta, float(localization), flat_loss.w_star, row_mask)
-    with seeded_model_randomness(seed, target):
-        init_loss, init_grad = evaluate_init_loss(flat_loss, source, seed)
+        row_mask = torch.stack(masks).repeat_interleave(settings.num_chains, dim=0)
+    hyper = Hyper(settings.lr, used_nbeta, settings.localization, flat_loss.w_star, row_mask, settings)
+    with seeded_model_randomness(settings.seed, target):
+        init_loss, init_grad = evaluate_init_loss(flat_loss, source, settings.seed)
         if on_start is not None:
             on_start(init_loss, used_nbeta)
         run = run_chains(
@@ -258,11 +229,11 @@ def estimate_llc_selections(
             chosen_sampler,
             hyper,
             source,
-            num_chains=num_chains * len(resolved),
-            num_draws=num_draws,
-            num_burnin_steps=num_burnin_steps,
-            num_steps_bw_draws=num_steps_bw_draws,
-            seed=seed,
+            num_chains=settings.num_chains * len(resolved),
+            num_draws=settings.num_draws,
+            num_burnin_steps=settings.num_burnin_steps,
+            num_steps_bw_draws=settings.num_steps_bw_draws,
+            seed=settings.seed,
             on_draw=on_draw,
             stop=stop,
             progress=progress,
@@ -273,19 +244,12 @@ def estimate_llc_selections(
         )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
-        rows = slice(index * num_chains, (index + 1) * num_chains)
+        rows = slice(index * settings.num_chains, (index + 1) * settings.num_chains)
         num_moving = int(masks[index].sum().item())
         config = {
-            "sampler": sampler,
-            "lr": float(lr),
+            **settings.to_config(),
             "nbeta": used_nbeta,
-            "localization": float(localization),
-            "num_chains": num_chains,
-            "num_draws": num_draws,
-            "num_burnin_steps": num_burnin_steps,
-            "num_steps_bw_draws": num_steps_bw_draws,
             "batch_size": source.batch_size,
-            "seed": seed,
             "device": str(target),
             "params": [_describe_param(n, selection) for n in selection.names],
             "num_params": num_moving,
@@ -307,6 +271,18 @@ def estimate_llc_selections(
             sampler_traces={name: trace[rows] for name, trace in run.sampler_traces.items()},
         )
     return results
+
+
+def sampler_settings_of(settings: SamplerSettings | None, keywords: Mapping[str, Any], function: Callable) -> SamplerSettings:
+    """``settings`` with the keyword settings applied; a TypeError naming close valid keywords for a typo."""
+    unknown = [name for name in keywords if name not in SamplerSettings.names()]
+    if unknown:
+        valid = sorted({*SamplerSettings.names(), *inspect.signature(function).parameters} - {"sampler_settings"})
+        close = difflib.get_close_matches(unknown[0], valid, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise TypeError(f"{function.__name__}() got an unexpected keyword argument {unknown[0]!r}.{hint} "
+                        f"Valid: {', '.join(valid)}.")
+    return SamplerSettings.build(settings, **keywords)
 
 
 @contextmanager
@@ -365,12 +341,6 @@ def _describe_param(name: str, selection) -> str:
     if name in selection.masks:
         return f"{name}[{int(selection.masks[name].sum())} of {selection.masks[name].numel()}]"
     return name
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:

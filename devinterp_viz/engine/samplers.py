@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -42,6 +42,8 @@ class Hyper:
     mask : torch.Tensor or None, shape (n,) or (chains, n)
         1.0 on coordinates that move, 0.0 on frozen ones; None when all move. A per-chain
         mask lets chains of different selections (e.g. every attention head) share one run.
+    settings : SamplerSettings or None
+        The run's settings, for any option a sampler reads besides lr, nβ and γ.
     """
 
     lr: float
@@ -49,6 +51,7 @@ class Hyper:
     localization: float
     w_star: torch.Tensor
     mask: torch.Tensor | None
+    settings: Any = None  # a SamplerSettings (settings.py imports this module for the samplers' names)
 
     def masked(self, update: torch.Tensor) -> torch.Tensor:
         return update if self.mask is None else update * self.mask
@@ -233,18 +236,19 @@ def mala_log_acceptance(
 
 
 class Sampler(NamedTuple):
-    """A sampler: its pure ``init`` and ``step`` and whether MALA acceptance applies."""
+    """A sampler: its pure ``init`` and ``step``, whether MALA acceptance applies, its display label."""
 
     name: str
     init: Callable
     step: Callable
     has_mala: bool
+    label: str
 
 
 SAMPLERS: dict[str, Sampler] = {
-    "sgld": Sampler("sgld", sgld_init, sgld_step, True),
-    "rmsprop_sgld": Sampler("rmsprop_sgld", rmsprop_sgld_init, rmsprop_sgld_step, True),
-    "sgnht": Sampler("sgnht", sgnht_init, sgnht_step, False),
+    "sgld": Sampler("sgld", sgld_init, sgld_step, True, "SGLD"),
+    "rmsprop_sgld": Sampler("rmsprop_sgld", rmsprop_sgld_init, rmsprop_sgld_step, True, "RMSProp-SGLD"),
+    "sgnht": Sampler("sgnht", sgnht_init, sgnht_step, False, "SGNHT"),
 }
 
 

@@ -81,9 +81,27 @@ class BackgroundJobs:
     def _on_job_end(self) -> None:
         """Hook: push the final state (runs in the job's thread)."""
 
-    def _report_error(self, err: Exception) -> None:
-        """Show an error raised by a frontend message (a button press must not raise into a lost log)."""
-        with self.hold_sync():
-            self.error = f"{type(err).__name__}: {err}"
-            if not self.running:
-                self.status = "error"
+    def _listen(self, handlers: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+        """Answer front-end messages ``{"type": kind, ...}`` with ``handlers[kind](message)``."""
+        self._message_handlers = handlers
+        self.on_msg(self._on_frontend_msg)
+
+    def _on_frontend_msg(self, widget: Any, content: Any, buffers: Any) -> None:
+        """Run a message's handler; other messages are ignored.
+
+        An error is shown in the widget (a button press must not raise into a lost log); a message
+        answered without one clears the last message's error.
+        """
+        handler = self._message_handlers.get(content.get("type")) if isinstance(content, dict) else None
+        if handler is None:
+            return
+        try:
+            handler(content)
+        except Exception as err:  # noqa: BLE001 - shown in the widget
+            with self.hold_sync():
+                self.error = f"{type(err).__name__}: {err}"
+                if not self.running:
+                    self.status = "error"
+            return
+        if self.error and not self.running:
+            self.error = ""

@@ -91,7 +91,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         self._lock = threading.RLock()  # the job's thread adds results while a push reads them
         super().__init__(**traits)
         self._throttle = Throttle(self._push_data, hz=self.push_hz)
-        self.on_msg(self._on_frontend_msg)
+        self._listen({"run": lambda message: self.run(), "stop": lambda message: self.stop(wait=False)})
         self.data = self._panel_data()
         self._check_traits()
 
@@ -258,16 +258,6 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         self.progress = ""
         self._throttle.cancel()
         self._push_data()
-
-    def _on_frontend_msg(self, widget: Any, content: Any, buffers: Any) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        try:
-            if kind == "run":
-                self.run()
-            elif kind == "stop":
-                self.stop(wait=False)
-        except Exception as err:  # noqa: BLE001
-            self._report_error(err)
 
 
 # ------------------------------------------------------------------------- helpers

@@ -15,14 +15,14 @@ from devinterp_viz.analysis.sweep import sweep_llc
 from devinterp_viz.engine.selection import attention_heads, resolve_selection
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._jobs import BackgroundJobs
+from devinterp_viz.widgets._settings import settings_traits
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
 
-#: Engine keyword arguments passed through to every estimate (or to the sweep: ``cache_key``) untouched (not controls).
-PASSTHROUGH = ("batch_size", "seed", "device", "num_burnin_steps", "num_steps_bw_draws", "sampler", "model_mode",
-               "cache_key")
+#: Run options passed through to every estimate (or to the sweep: ``cache_key``) untouched (not controls).
+RUN_OPTIONS = ("device", "model_mode", "cache_key")
 
 
-class RefinedLLCWidget(BackgroundJobs, DvzWidget):
+class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
     """Weight- and data-refined LLC over a training trajectory, chosen in a tree and run live.
 
     The model's parameters are shown as its module tree (attention modules known to an
@@ -53,9 +53,8 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         Start the sweep now; default: when ``store`` and ``selections`` are both given (the
         stored estimates then show at once, missing ones are computed).
     **settings
-        Initial values of the traits below, and ``batch_size``, ``seed``, ``device``,
-        ``sampler``, ``num_burnin_steps``, ``num_steps_bw_draws``, ``model_mode`` for every
-        estimate and ``cache_key`` for the sweep (see :func:`devinterp_viz.sweep_llc`).
+        Initial values of the traits below, and the run options ``device`` and ``model_mode`` for
+        every estimate and ``cache_key`` for the sweep (see :func:`devinterp_viz.sweep_llc`).
 
     Raises
     ------
@@ -76,8 +75,11 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
     normalize : bool, default False
         Draw each curve divided by its largest absolute value.
     log_x : bool, default True
-    lr, nbeta, localization, num_chains, num_draws
-        Sampler settings (as in :func:`estimate_llc`); defaults 1e-4, None, 100.0, 4, 200 (those of :func:`estimate_llc`).
+    sampler, lr, nbeta, localization, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, batch_size, seed
+        One trait per field of :class:`~devinterp_viz.engine.settings.SamplerSettings`, with its
+        default, checked by it; every estimate of the sweep uses them.
+    setting_spec : list of dict (read-only)
+        The settings' labels, hints and bounds the browser's controls are made from.
     tree : dict (read-only)
         ``nodes``: ``{id, label, kind ("module" | "param" | "head"), parent, numel, shape, type}``.
     count : dict (read-only)
@@ -91,19 +93,14 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
     """
 
     _view = traitlets.Unicode("RefinedLLCWidget").tag(sync=True)
-    _read_only = ("tree", "count", "available", "curves", "status", "error", "can_run")
-    _extra_kwargs = ("trajectory", "model", "data", "loss_fn", "store", "run") + PASSTHROUGH
+    _read_only = ("tree", "count", "available", "curves", "status", "error", "can_run", "setting_spec")
+    _extra_kwargs = ("trajectory", "model", "data", "loss_fn", "store", "run") + RUN_OPTIONS
 
     checked = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
     selections = traitlets.List(traitlets.Dict(), default_value=[]).tag(sync=True)
     chosen_distributions = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
     normalize = traitlets.Bool(False).tag(sync=True)
     log_x = traitlets.Bool(True).tag(sync=True)
-    lr = traitlets.Float(1e-4).tag(sync=True)
-    nbeta = traitlets.Float(None, allow_none=True).tag(sync=True)
-    localization = traitlets.Float(100.0).tag(sync=True)
-    num_chains = traitlets.Int(4).tag(sync=True)
-    num_draws = traitlets.Int(200).tag(sync=True)
 
     tree = PackedTrait()
     count = PackedTrait()
@@ -127,7 +124,7 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         _check_trajectory_and_model(trajectory, model)
         self.trajectory, self.model, self.loss_fn = trajectory, model, loss_fn
         self._data = {"data": data} if data is not None else dict(distributions)
-        self._engine_kwargs = {k: settings.pop(k) for k in PASSTHROUGH if k in settings}
+        self._run_options = {k: settings.pop(k) for k in RUN_OPTIONS if k in settings}
         self._tmp_store = None
         if store is None:
             self._tmp_store = tempfile.TemporaryDirectory(prefix="dvz-refined-")
@@ -143,7 +140,13 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
         self.available = list(self._data)
         self.tree = {"nodes": self._nodes}
         self._throttle = Throttle(self._push_curves, hz=self.push_hz)
-        self.on_msg(self._on_frontend_msg)
+        self._listen({
+            "run": lambda message: self.run(),
+            "stop": lambda message: self.stop(wait=False),
+            "add_selection": lambda message: self.add_selection(message.get("name") or None),
+            "add_heads": lambda message: self.add_selections("heads"),
+            "remove_selection": lambda message: self.remove_selection(str(message.get("name"))),
+        })
         self.observe(self._update_count, names="checked")
         if selections is not None:
             self.add_selections(selections)
@@ -182,16 +185,6 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
             names.add(name)
             out.append({"name": name, "items": items})
         return out
-
-    @traitlets.validate("lr", "localization", "nbeta", "num_chains", "num_draws")
-    def _valid_setting(self, proposal: Any) -> Any:
-        name, value = proposal.trait.name, proposal.value
-        if value is None and name == "nbeta":
-            return None
-        low_ok = value >= 0 if name == "localization" else value > 0
-        if not (np.isfinite(value) and low_ok):
-            raise traitlets.TraitError(f"{name} must be a finite number {'>= 0' if name == 'localization' else '> 0'}, got {value!r}")
-        return value
 
     # ------------------------------------------------------------ selections
     def spec(self, items: list[str] | None = None) -> Any:
@@ -242,9 +235,8 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
 
     # ------------------------------------------------------------------ run
     def settings(self) -> dict[str, Any]:
-        """The sampler settings of every estimate."""
-        return {"lr": self.lr, "nbeta": self.nbeta, "localization": self.localization, "num_chains": self.num_chains,
-                "num_draws": self.num_draws, **self._engine_kwargs}
+        """The keyword arguments of the sweep for every estimate: the settings and run options."""
+        return {**self.sampler_settings().to_config(), **self._run_options}
 
     def run(self, wait: bool = False) -> Any:
         """Sweep every selection × chosen distribution over the trajectory (background thread).
@@ -329,27 +321,6 @@ class RefinedLLCWidget(BackgroundJobs, DvzWidget):
                 if sel == selection and d == dist:
                     mean[index], std[index] = res.llc_mean, res.llc_std
         return steps, mean, std
-
-    # ------------------------------------------------------------- frontend
-    def _on_frontend_msg(self, widget: Any, content: Any, buffers: Any) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        try:
-            if kind == "run":
-                self.run()
-            elif kind == "stop":
-                self.stop(wait=False)
-            elif kind == "add_selection":
-                self.add_selection(content.get("name") or None)
-            elif kind == "add_heads":
-                self.add_selections("heads")
-            elif kind == "remove_selection":
-                self.remove_selection(str(content.get("name")))
-            else:
-                return
-            if self.error and not self.running:
-                self.error = ""
-        except Exception as err:  # noqa: BLE001 - shown in the widget
-            self._report_error(err)
 
 
 def _check_trajectory_and_model(trajectory: Any, model: Any) -> None:

@@ -69,24 +69,3 @@ export function getDecoded(model, name) {
 export function emptyArray() {
   return EMPTY;
 }
-
-/**
- * Running LLC per chain: nbeta * (cumulative mean of the loss - init_loss).
- * @param {NDArray} loss (chains, draws)
- * @returns {Float32Array[]} one array per chain
- */
-export function runningLLC(loss, initLoss, nbeta) {
-  const [chains, draws] = loss.shape;
-  const out = [];
-  for (let c = 0; c < chains; c++) {
-    const row = loss.at(c).data;
-    const llc = new Float32Array(draws);
-    let sum = 0;
-    for (let t = 0; t < draws; t++) {
-      sum += row[t];
-      llc[t] = nbeta * (sum / (t + 1) - initLoss);
-    }
-    out.push(llc);
-  }
-  return out;
-}

@@ -3,20 +3,13 @@
 // curves of every (selection × distribution) overlaid as they stream in.
 
 import { decode } from "../codec.js";
-import { fmt, h } from "../dom.js";
+import { settingControls } from "../controls.js";
+import { h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { categorical, followTheme, mapArray, stepMapper, syncer } from "./linked.js";
 
 const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
-const SETTINGS = [
-  { name: "lr", label: "lr", min: 0, exclusive: true },
-  { name: "nbeta", label: "nβ", min: 0, exclusive: true, allowNull: true, placeholder: "auto" },
-  { name: "localization", label: "γ", min: 0 },
-  { name: "num_chains", label: "chains", min: 1, integer: true },
-  { name: "num_draws", label: "draws", min: 1, integer: true },
-];
-
 export function renderRefined({ model, el }) {
   const disposers = [];
   const isStatic = Boolean(model.get("_static"));
@@ -34,20 +27,8 @@ export function renderRefined({ model, el }) {
   const headsButton = h("button", { role: "add-heads", class: "dvz-button", title: "one selection per attention head", onclick: () => model.send({ type: "add_heads" }) }, "each head");
   const chosen = h("ul", { class: "dvz-chosen", role: "selections" });
   const dists = h("div", { class: "dvz-dists", role: "distributions" });
-  const inputs = {};
-  const settings = h("div", { class: "dvz-settings" });
-  for (const spec of SETTINGS) {
-    const input = h("input", { type: "number", role: spec.name.replaceAll("_", "-"), step: "any", placeholder: spec.placeholder });
-    input.addEventListener("change", () => {
-      const text = input.value.trim();
-      const value = text === "" && spec.allowNull ? null : Number(text);
-      const ok = value === null || (Number.isFinite(value) && (spec.exclusive ? value > spec.min : value >= spec.min) && (!spec.integer || Number.isInteger(value)));
-      input.classList.toggle("dvz-invalid", !ok);
-      if (ok) sync.now(spec.name, value);
-    });
-    inputs[spec.name] = input;
-    settings.append(h("label", { class: "dvz-field" }, h("span", { class: "dvz-label" }, spec.label), input));
-  }
+  const controls = settingControls(model, { now: sync.now, later: sync.throttled });
+  const settings = h("div", { class: "dvz-settings" }, controls.elements);
   const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", onclick: () => model.send({ type: "run" }) }, "▶ Run");
   const stopButton = h("button", { role: "stop", class: "dvz-button", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
   const progress = h("span", { class: "dvz-muted dvz-small", role: "progress" });
@@ -213,10 +194,7 @@ export function renderRefined({ model, el }) {
   }
 
   function drawSettings() {
-    for (const spec of SETTINGS) {
-      const value = model.get(spec.name);
-      if (document.activeElement !== inputs[spec.name]) inputs[spec.name].value = value === null || value === undefined ? "" : String(value);
-    }
+    controls.update();
     normalize.checked = model.get("normalize");
     logX.checked = model.get("log_x");
   }
@@ -226,8 +204,8 @@ export function renderRefined({ model, el }) {
     const busy = status === "running" || status === "stopping";
     const curves = decode(model.get("curves")) || {};
     runButton.disabled = busy || isStatic;
+    controls.disable(busy || isStatic);
     stopButton.disabled = !busy || status === "stopping";
-    for (const input of Object.values(inputs)) input.disabled = busy || isStatic;
     headsButton.disabled = busy || isStatic;
     statusBadge.textContent = busy ? `${status} · ${curves.done ?? 0}/${curves.total ?? "?"} estimates` : { idle: "ready" }[status] ?? status;
     statusBadge.dataset.status = status;
@@ -330,7 +308,7 @@ export function renderRefined({ model, el }) {
   on("count checked", drawCount);
   on("selections curves status", drawSelections);
   on("available chosen_distributions status", drawDistributions);
-  on("lr nbeta localization num_chains num_draws normalize log_x", drawSettings);
+  on([...controls.names, "normalize", "log_x"].join(" "), drawSettings);
   on("status error curves", updateStatus);
   on("curves normalize log_x", drawCurves);
   const redrawThemed = () => {

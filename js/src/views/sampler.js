@@ -5,52 +5,17 @@
 // here. Everything is redrawn at most once per animation frame. While a run streams, the traces
 // are drawn on a canvas (live.js, a few ms a frame); when it ends, as the interactive plotly figure.
 
-import { decode, emptyArray, runningLLC } from "../codec.js";
+import { decode, emptyArray } from "../codec.js";
+import { settingControls } from "../controls.js";
 import { debounce, field, fmt, h, parseNumbers } from "../dom.js";
 import { LiveLines } from "../live.js";
-import { coalesce, decimate, purge, react, plotly, watchSize } from "../plot.js";
-import { readTheme, themeLayout } from "../theme.js";
+import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
+import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
+import { calibrationFigure, healthMetrics, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
 
-const SAMPLERS = [
-  ["sgld", "SGLD"],
-  ["rmsprop_sgld", "RMSProp-SGLD"],
-  ["sgnht", "SGNHT"],
-];
-const LR_MIN_LOG = -8;
-const LR_MAX_LOG = 0;
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
-// the trace figure's plot boxes; the live canvas draws into the same ones
-const TRACE_MARGIN = { l: 60, r: 12, t: 42, b: 36 }; // t: room for the legend, so plotly never pushes it
-const TRACE_PANELS = [
-  { domain: [0.54, 1], title: "loss", axis: "yaxis" },
-  { domain: [0, 0.46], title: "running LLC", axis: "yaxis2" },
-];
-
-const NUMBER_CONTROLS = [
-  { name: "nbeta", label: "nβ", min: 0, exclusive: true, allowNull: true, placeholder: "auto", hint: "inverse temperature nβ; empty = batch_size / ln(batch_size)" },
-  { name: "localization", label: "localization γ", min: 0, hint: "pull towards w* (≥ 0)" },
-  { name: "num_chains", label: "chains", min: 1, max: 256, integer: true },
-  { name: "num_draws", label: "draws", min: 1, integer: true },
-  { name: "num_burnin_steps", label: "burn-in steps", min: 0, integer: true },
-];
-
-/** Validate a typed value for a number control: {ok, value, message}. */
-export function checkNumber(spec, text) {
-  const trimmed = text.trim();
-  if (trimmed === "") {
-    return spec.allowNull ? { ok: true, value: null } : { ok: false, message: `${spec.label} is required` };
-  }
-  const value = Number(trimmed);
-  if (!Number.isFinite(value)) return { ok: false, message: `${spec.label} must be a number` };
-  if (spec.integer && !Number.isInteger(value)) return { ok: false, message: `${spec.label} must be a whole number` };
-  if (spec.exclusive ? value <= spec.min : value < spec.min) {
-    return { ok: false, message: `${spec.label} must be ${spec.exclusive ? ">" : "≥"} ${spec.min}` };
-  }
-  if (spec.max !== undefined && value > spec.max) return { ok: false, message: `${spec.label} must be ≤ ${spec.max}` };
-  return { ok: true, value };
-}
 
 export function renderSampler({ model, el }) {
   const disposers = [];
@@ -85,53 +50,7 @@ export function renderSampler({ model, el }) {
   }
 
   // ------------------------------------------------------------------ controls
-  const samplerSelect = h(
-    "select",
-    { role: "sampler", onchange: () => syncNow("sampler", samplerSelect.value) },
-    SAMPLERS.map(([value, label]) => h("option", { value }, label)),
-  );
-
-  const lrSlider = h("input", { type: "range", role: "lr", min: LR_MIN_LOG, max: LR_MAX_LOG, step: 0.01, "aria-label": "log10 step size" });
-  const lrText = h("input", { type: "text", role: "lr-value", class: "dvz-lr-text", size: 8, "aria-label": "step size" });
-  const lrFromSlider = () => Number((10 ** Number(lrSlider.value)).toPrecision(3));
-  lrSlider.addEventListener("input", () => {
-    const lr = lrFromSlider();
-    lrText.value = fmt(lr);
-    lrText.classList.remove("dvz-invalid");
-    syncLater("lr", lr);
-  });
-  lrSlider.addEventListener("change", () => syncNow("lr", lrFromSlider()));
-  lrText.addEventListener("change", () => {
-    const lr = Number(lrText.value);
-    if (!(Number.isFinite(lr) && lr > 0)) {
-      lrText.classList.add("dvz-invalid");
-      lrText.title = "lr must be a number > 0";
-      return;
-    }
-    lrText.classList.remove("dvz-invalid");
-    lrText.title = "";
-    lrSlider.value = String(Math.log10(lr));
-    syncNow("lr", lr);
-  });
-
-  const numberInputs = {};
-  for (const spec of NUMBER_CONTROLS) {
-    const input = h("input", {
-      type: "number",
-      role: spec.name.replaceAll("_", "-"),
-      min: spec.min,
-      max: spec.max,
-      step: spec.integer ? 1 : "any",
-      placeholder: spec.placeholder,
-    });
-    input.addEventListener("change", () => {
-      const check = checkNumber(spec, input.value);
-      input.classList.toggle("dvz-invalid", !check.ok);
-      input.title = check.ok ? "" : check.message;
-      if (check.ok) syncNow(spec.name, check.value);
-    });
-    numberInputs[spec.name] = input;
-  }
+  const settings = settingControls(model, { now: syncNow, later: syncLater });
 
   const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)" });
   paramsInput.addEventListener("change", () => syncNow("params", paramsInput.value.trim()));
@@ -143,10 +62,8 @@ export function renderSampler({ model, el }) {
   const controls = h(
     "div",
     { class: "dvz-controls" },
-    field("sampler", samplerSelect),
-    h("label", { class: "dvz-field" }, h("span", { class: "dvz-label" }, "step size lr"), h("div", { class: "dvz-lr" }, lrSlider, lrText)),
-    NUMBER_CONTROLS.map((spec) => field(spec.label, numberInputs[spec.name], spec.hint)),
-    field("weights that move", paramsInput),
+    settings.elements,
+    field("weights that move", paramsInput, "parameter names or globs that move, comma separated; empty = every weight"),
     selectionSummary,
     h("div", { class: "dvz-buttons" }, runButton, stopButton),
   );
@@ -230,15 +147,7 @@ export function renderSampler({ model, el }) {
     if (document.activeElement !== input) input.value = value;
   }
   function updateControls() {
-    samplerSelect.value = model.get("sampler");
-    const lr = model.get("lr");
-    if (document.activeElement !== lrSlider) lrSlider.value = String(Math.log10(lr));
-    setIfIdle(lrText, fmt(lr));
-    for (const spec of NUMBER_CONTROLS) {
-      const value = model.get(spec.name);
-      setIfIdle(numberInputs[spec.name], value === null || value === undefined ? "" : String(value));
-      numberInputs[spec.name].classList.remove("dvz-invalid");
-    }
+    settings.update();
     setIfIdle(paramsInput, model.get("params"));
     axisSelect.value = model.get("grid_axis");
     gridValuesLabel.textContent = model.get("grid_axis") === "nbeta" ? "nβ values" : "localization values";
@@ -284,7 +193,8 @@ export function renderSampler({ model, el }) {
       b.title = canRun ? "" : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
     }
     stopButton.disabled = !busy || status === "stopping";
-    for (const input of [samplerSelect, lrSlider, lrText, paramsInput, ...Object.values(numberInputs)]) input.disabled = busy;
+    settings.disable(busy);
+    paramsInput.disabled = busy;
     const error = model.get("error");
     errorBox.hidden = !error;
     errorBox.textContent = error ? `⚠ ${error}` : "";
@@ -302,58 +212,6 @@ export function renderSampler({ model, el }) {
   }
 
   // ------------------------------------------------------------------ traces
-  const xsCache = { n: -1, xs: null };
-  function drawIndex(n) {
-    if (xsCache.n !== n) {
-      xsCache.xs = Float32Array.from({ length: n }, (_, i) => i);
-      xsCache.n = n;
-    }
-    return xsCache.xs;
-  }
-
-  function traceFigure(loss, initLoss, nbeta, divergent, height, width, totalDraws) {
-    const [chains, n] = loss.shape;
-    const xs = drawIndex(n);
-    const buckets = Math.max(100, Math.round((width || 800) / 2)); // one min-max pair per 2 px
-    const line = (ys) => {
-      const d = decimate(ys, buckets); // long chains: min-max per pixel column, spikes kept
-      return { x: d.x ?? xs, y: d.y };
-    };
-    const data = [];
-    const llc = initLoss !== null && initLoss !== undefined && nbeta ? runningLLC(loss, initLoss, nbeta) : null;
-    for (let c = 0; c < chains; c++) {
-      const color = theme.chains[c % theme.chains.length];
-      const dash = divergent && divergent[c] > 0 ? "dot" : "solid";
-      data.push({ type: "scatter", mode: "lines", ...line(loss.at(c).data), name: `chain ${c}`, legendgroup: `c${c}`, line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>loss %{y:.5g}<extra></extra>` });
-      if (llc) data.push({ type: "scatter", mode: "lines", ...line(llc[c]), name: `chain ${c}`, legendgroup: `c${c}`, showlegend: false, xaxis: "x2", yaxis: "y2", line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>LLC %{y:.4g}<extra></extra>` });
-    }
-    const tl = themeLayout(theme);
-    const shapes = [];
-    const annotations = [];
-    if (initLoss !== null && initLoss !== undefined) {
-      shapes.push({ type: "line", xref: "x domain", x0: 0, x1: 1, yref: "y", y0: initLoss, y1: initLoss, line: { color: theme.fontMuted, dash: "dash", width: 1 } });
-      annotations.push({ xref: "x domain", x: 1, yref: "y", y: initLoss, text: "L(w*)", showarrow: false, xanchor: "right", yanchor: "bottom", font: { color: theme.fontMuted, size: 10 } });
-    } else if (n > 0) {
-      annotations.push({ xref: "x2 domain", yref: "y2 domain", x: 0.5, y: 0.5, text: "running LLC appears when L(w*) is known", showarrow: false, font: { color: theme.fontMuted } });
-    }
-    const layout = {
-      ...tl,
-      height,
-      margin: { ...TRACE_MARGIN },
-      showlegend: chains <= 8,
-      legend: { ...tl.legend, orientation: "h", y: 1, yanchor: "bottom", x: 0, font: { size: 10 } },
-      // a fixed x range while streaming: axes are not re-ticked at every frame
-      xaxis: { ...tl.xaxis, anchor: "y", matches: "x2", showticklabels: false, ...(totalDraws > n ? { range: [0, totalDraws - 1] } : { autorange: true }) },
-      yaxis: { ...tl.yaxis, domain: TRACE_PANELS[0].domain, title: { text: TRACE_PANELS[0].title } },
-      xaxis2: { ...tl.xaxis2, anchor: "y2", title: { text: "draw" } },
-      yaxis2: { ...tl.yaxis2, domain: TRACE_PANELS[1].domain, title: { text: TRACE_PANELS[1].title } },
-      shapes,
-      annotations,
-      uirevision: "traces",
-    };
-    return { data, layout };
-  }
-
   function countFrame(kind, ms, draws) {
     cost[kind][0] += 1;
     cost[kind][1] += ms;
@@ -377,7 +235,7 @@ export function renderSampler({ model, el }) {
     liveRun = [chains, total, n];
     const started = performance.now();
     const known = trace.init_loss !== null && trace.init_loss !== undefined && trace.nbeta;
-    const llc = known && n > 0 ? runningLLC(loss, trace.init_loss, trace.nbeta) : [];
+    const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
     const color = (c) => theme.chains[c % theme.chains.length];
     const range = Array.from({ length: chains }, (_, c) => c);
     const settled = live.draw({
@@ -389,7 +247,7 @@ export function renderSampler({ model, el }) {
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
         { series: range.map((c) => ({ y: loss.at(c).data, color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [] },
-        { series: llc.map((y, c) => ({ y, color: color(c) })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null },
+        { series: llc ? range.map((c) => ({ y: llc.at(c).data, color: color(c) })) : [], note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null },
       ],
     });
     live.show();
@@ -412,7 +270,8 @@ export function renderSampler({ model, el }) {
     const health = decode(model.get("health")) || {};
     const loss = trace.loss ?? emptyArray();
     const lossArray = loss.shape.length === 2 ? loss : { shape: [0, 0], at: () => ({ data: [] }) };
-    const { data, layout } = traceFigure(lossArray, trace.init_loss, trace.nbeta, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws);
+    const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
+    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws);
     const started = performance.now();
     react(tracePlot, data, layout);
     live.hide();
@@ -421,15 +280,9 @@ export function renderSampler({ model, el }) {
   });
 
   // ------------------------------------------------------------------ health
-  function metric(label, value, title) {
+  function metric([label, value, title]) {
     return h("div", { class: "dvz-metric", title }, h("div", { class: "dvz-metric-label" }, label), h("div", { class: "dvz-metric-value" }, value));
   }
-  const meanOf = (arr) => {
-    if (!arr) return NaN;
-    const finite = Array.from(arr.data).filter(Number.isFinite);
-    return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
-  };
-  const perChain = (arr, digits = 3) => (arr ? Array.from(arr.data).map((v, c) => `chain ${c}: ${fmt(v, digits)}`).join("\n") : "");
 
   function updateHealth() {
     const health = decode(model.get("health")) || {};
@@ -447,88 +300,13 @@ export function renderSampler({ model, el }) {
     verdict.textContent = (health.partial ? "partial run · " : "") + health.verdict;
     verdict.dataset.healthy = health.healthy ? "true" : health.status === "undefined" ? "undefined" : "false";
     nextStep.textContent = health.next_step ? `next step: ${health.next_step}` : "";
-    const divergent = health.divergent ? Array.from(health.divergent.data).filter((v) => v > 0).length : 0;
-    const chains = health.divergent ? health.divergent.data.length : 0;
-    metrics.append(
-      metric("LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)),
-      metric("step bias", fmt(health.step_bias, 2), "estimated step-size bias of the estimate (the verdict fails it above 10% of the estimate)"),
-      metric("R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"),
-      metric("ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"),
-      metric("MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)),
-      metric("below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*)\n" + perChain(health.fraction_below_init, 2)),
-      metric("divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"),
-    );
+    metrics.append(...healthMetrics(health).map(metric));
     for (const r of health.reasons || []) reasons.append(h("li", {}, r));
     for (const w of health.warnings || []) warnings.append(h("li", {}, w));
   }
 
   // ------------------------------------------------------------------ calibration
   let selected = null; // [i, j] shown in the cell panel
-
-  function calibrationFigure(cal) {
-    const [nValues, nLrs] = cal.llc_mean.shape;
-    const z = [];
-    const text = [];
-    const custom = [];
-    for (let i = 0; i < nValues; i++) {
-      const row = [];
-      const trow = [];
-      const crow = [];
-      for (let j = 0; j < nLrs; j++) {
-        const value = cal.llc_mean.get(i, j);
-        const healthy = cal.healthy.get(i, j);
-        const computed = !Number.isNaN(healthy);
-        row.push(Number.isFinite(value) ? value : null);
-        // every computed cell shows its number; a cross after it marks a verdict that is not healthy
-        trow.push(!computed ? "" : (Number.isFinite(value) ? fmt(value, 3) : "n/a") + (healthy === 1 ? "" : " ✕"));
-        const why = !computed ? "not computed yet" : healthy === 1 ? "healthy" : (cal.reasons?.[i]?.[j] || []).join("<br>") || "unhealthy";
-        crow.push([fmt(cal.lrs.data[j]), fmt(cal.values.data[i]), why]);
-      }
-      z.push(row);
-      text.push(trow);
-      custom.push(crow);
-    }
-    const axisName = cal.axis === "nbeta" ? "nβ" : "localization";
-    const tl = themeLayout(theme);
-    const data = [
-      {
-        type: "heatmap",
-        x: Array.from({ length: nLrs }, (_, j) => j),
-        y: Array.from({ length: nValues }, (_, i) => i),
-        z,
-        text,
-        texttemplate: "%{text}",
-        hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>LLC %{z:.4g}<br>%{customdata[2]}<extra></extra>`,
-        customdata: custom,
-        colorscale: "Viridis",
-        colorbar: { title: { text: "LLC", side: "right" }, thickness: 12, outlinewidth: 0, tickfont: { color: theme.font } },
-        xgap: 2,
-        ygap: 2,
-        hoverongaps: false,
-      },
-    ];
-    const shapes = [];
-    if (selected) {
-      const [i, j] = selected;
-      shapes.push({ type: "rect", x0: j - 0.5, x1: j + 0.5, y0: i - 0.5, y1: i + 0.5, line: { color: theme.font, width: 3 } });
-    }
-    if (cal.recommended) {
-      const jr = Array.from(cal.lrs.data).findIndex((v) => Math.abs(v - cal.recommended.lr) <= 1e-6 * Math.abs(v));
-      const ir = Array.from(cal.values.data).findIndex((v) => Math.abs(v - cal.recommended[cal.axis]) <= 1e-6 * Math.abs(v) + 1e-12);
-      // an open ring around the cell, so its number stays readable
-      if (ir >= 0 && jr >= 0) shapes.push({ type: "rect", x0: jr - 0.46, x1: jr + 0.46, y0: ir - 0.44, y1: ir + 0.44, line: { color: theme.success, width: 3 } });
-    }
-    const layout = {
-      ...tl,
-      height: Math.max(220, 70 + 48 * nValues),
-      margin: { l: 70, r: 20, t: 10, b: 50 },
-      xaxis: { ...tl.xaxis, title: { text: "step size lr" }, tickvals: data[0].x, ticktext: Array.from(cal.lrs.data, (v) => fmt(v)), showgrid: false, zeroline: false, range: [-0.5, nLrs - 0.5] },
-      yaxis: { ...tl.yaxis, title: { text: axisName }, tickvals: data[0].y, ticktext: Array.from(cal.values.data, (v) => fmt(v)), showgrid: false, zeroline: false, range: [-0.5, nValues - 0.5] },
-      shapes,
-      uirevision: "grid",
-    };
-    return { data, layout };
-  }
 
   const drawCalibration = coalesce(() => {
     const cal = decode(model.get("calibration")) || {};
@@ -542,7 +320,7 @@ export function renderSampler({ model, el }) {
     heatmap.querySelector(".dvz-empty")?.remove();
     const finished = Array.from(cal.healthy.data).filter((v) => !Number.isNaN(v)).length;
     gridProgress.textContent = `${finished}/${cal.total} cells`;
-    const { data, layout } = calibrationFigure(cal);
+    const { data, layout } = calibrationFigure(theme, cal, selected);
     react(heatmap, data, layout);
     if (!heatmap.dataset.clickBound) {
       heatmap.dataset.clickBound = "1";
@@ -597,10 +375,13 @@ export function renderSampler({ model, el }) {
     const block = cal.loss.at(i, j);
     let n = 0;
     for (let t = 0; t < draws; t++) for (let c = 0; c < chains; c++) if (!Number.isNaN(block.data[c * draws + t])) n = t + 1;
-    const trimmed = new Float32Array(chains * n);
-    for (let c = 0; c < chains; c++) trimmed.set(block.data.subarray(c * draws, c * draws + n), c * n);
-    const loss = { shape: [chains, n], at: (c) => ({ data: trimmed.subarray(c * n, (c + 1) * n) }) };
-    const { data, layout } = traceFigure(loss, cal.init_loss.get(i, j), cal.nbeta.get(i, j), null, 300, cellPlot.offsetWidth);
+    const trim = (cells) => {
+      const source = cells.at(i, j).data;
+      const out = new Float32Array(chains * n);
+      for (let c = 0; c < chains; c++) out.set(source.subarray(c * draws, c * draws + n), c * n);
+      return { shape: [chains, n], at: (c) => ({ data: out.subarray(c * n, (c + 1) * n) }) };
+    };
+    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth);
     layout.showlegend = false;
     layout.margin.t = 8;
     react(cellPlot, data, layout);
@@ -618,7 +399,7 @@ export function renderSampler({ model, el }) {
     for (const name of names.split(" ")) model.on(`change:${name}`, fn);
     disposers.push(() => names.split(" ").forEach((name) => model.off(`change:${name}`, fn)));
   };
-  on("sampler lr nbeta localization num_chains num_draws num_burnin_steps params grid_axis grid_lrs grid_values", updateControls);
+  on([...settings.names, "params", "grid_axis", "grid_lrs", "grid_values"].join(" "), updateControls);
   on("selection", updateSelection);
   on("status activity error can_run trace calibration", updateStatus);
   on("trace health status activity", drawTraces);

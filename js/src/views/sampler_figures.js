@@ -1,0 +1,162 @@
+// Figures of the SamplerWidget: the trace panels, the calibration heatmap, the health metrics (pure: data in, plotly spec out).
+
+import { fmt } from "../dom.js";
+import { decimate } from "../plot.js";
+import { themeLayout } from "../theme.js";
+
+// the trace figure's plot boxes; the live canvas draws into the same ones
+export const TRACE_MARGIN = { l: 60, r: 12, t: 42, b: 36 }; // t: room for the legend, so plotly never pushes it
+export const TRACE_PANELS = [
+  { domain: [0.54, 1], title: "loss", axis: "yaxis" },
+  { domain: [0, 0.46], title: "running LLC", axis: "yaxis2" },
+];
+
+const xsCache = { n: -1, xs: null };
+function drawIndex(n) {
+  if (xsCache.n !== n) {
+    xsCache.xs = Float32Array.from({ length: n }, (_, i) => i);
+    xsCache.n = n;
+  }
+  return xsCache.xs;
+}
+
+/**
+ * The loss and running-LLC panels of a run (plotly data and layout).
+ * @param {object} theme
+ * @param {NDArray} loss (chains, draws)
+ * @param {NDArray|null} llc (chains, draws): the running estimate per chain, from Python; null before L(w*) is known
+ * @param {number|null} initLoss L(w*)
+ * @param {ArrayLike|null} divergent per chain, > 0 where it diverged (drawn dotted)
+ */
+export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws) {
+  const [chains, n] = loss.shape;
+  const xs = drawIndex(n);
+  const buckets = Math.max(100, Math.round((width || 800) / 2)); // one min-max pair per 2 px
+  const line = (ys) => {
+    const d = decimate(ys, buckets); // long chains: min-max per pixel column, spikes kept
+    return { x: d.x ?? xs, y: d.y };
+  };
+  const data = [];
+  for (let c = 0; c < chains; c++) {
+    const color = theme.chains[c % theme.chains.length];
+    const dash = divergent && divergent[c] > 0 ? "dot" : "solid";
+    data.push({ type: "scatter", mode: "lines", ...line(loss.at(c).data), name: `chain ${c}`, legendgroup: `c${c}`, line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>loss %{y:.5g}<extra></extra>` });
+    if (llc) data.push({ type: "scatter", mode: "lines", ...line(llc.at(c).data), name: `chain ${c}`, legendgroup: `c${c}`, showlegend: false, xaxis: "x2", yaxis: "y2", line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>LLC %{y:.4g}<extra></extra>` });
+  }
+  const tl = themeLayout(theme);
+  const shapes = [];
+  const annotations = [];
+  if (initLoss !== null && initLoss !== undefined) {
+    shapes.push({ type: "line", xref: "x domain", x0: 0, x1: 1, yref: "y", y0: initLoss, y1: initLoss, line: { color: theme.fontMuted, dash: "dash", width: 1 } });
+    annotations.push({ xref: "x domain", x: 1, yref: "y", y: initLoss, text: "L(w*)", showarrow: false, xanchor: "right", yanchor: "bottom", font: { color: theme.fontMuted, size: 10 } });
+  } else if (n > 0) {
+    annotations.push({ xref: "x2 domain", yref: "y2 domain", x: 0.5, y: 0.5, text: "running LLC appears when L(w*) is known", showarrow: false, font: { color: theme.fontMuted } });
+  }
+  const layout = {
+    ...tl,
+    height,
+    margin: { ...TRACE_MARGIN },
+    showlegend: chains <= 8,
+    legend: { ...tl.legend, orientation: "h", y: 1, yanchor: "bottom", x: 0, font: { size: 10 } },
+    // a fixed x range while streaming: axes are not re-ticked at every frame
+    xaxis: { ...tl.xaxis, anchor: "y", matches: "x2", showticklabels: false, ...(totalDraws > n ? { range: [0, totalDraws - 1] } : { autorange: true }) },
+    yaxis: { ...tl.yaxis, domain: TRACE_PANELS[0].domain, title: { text: TRACE_PANELS[0].title } },
+    xaxis2: { ...tl.xaxis2, anchor: "y2", title: { text: "draw" } },
+    yaxis2: { ...tl.yaxis2, domain: TRACE_PANELS[1].domain, title: { text: TRACE_PANELS[1].title } },
+    shapes,
+    annotations,
+    uirevision: "traces",
+  };
+  return { data, layout };
+}
+
+/**
+ * The calibration heatmap: each cell's estimate, a cross on cells that are not healthy, a ring on
+ * the recommended one, a frame on the `selected` [i, j].
+ */
+export function calibrationFigure(theme, cal, selected) {
+  const [nValues, nLrs] = cal.llc_mean.shape;
+  const z = [];
+  const text = [];
+  const custom = [];
+  for (let i = 0; i < nValues; i++) {
+    const row = [];
+    const trow = [];
+    const crow = [];
+    for (let j = 0; j < nLrs; j++) {
+      const value = cal.llc_mean.get(i, j);
+      const healthy = cal.healthy.get(i, j);
+      const computed = !Number.isNaN(healthy);
+      row.push(Number.isFinite(value) ? value : null);
+      // every computed cell shows its number; a cross after it marks a verdict that is not healthy
+      trow.push(!computed ? "" : (Number.isFinite(value) ? fmt(value, 3) : "n/a") + (healthy === 1 ? "" : " ✕"));
+      const why = !computed ? "not computed yet" : healthy === 1 ? "healthy" : (cal.reasons?.[i]?.[j] || []).join("<br>") || "unhealthy";
+      crow.push([fmt(cal.lrs.data[j]), fmt(cal.values.data[i]), why]);
+    }
+    z.push(row);
+    text.push(trow);
+    custom.push(crow);
+  }
+  const axisName = cal.axis === "nbeta" ? "nβ" : "localization";
+  const tl = themeLayout(theme);
+  const data = [
+    {
+      type: "heatmap",
+      x: Array.from({ length: nLrs }, (_, j) => j),
+      y: Array.from({ length: nValues }, (_, i) => i),
+      z,
+      text,
+      texttemplate: "%{text}",
+      hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>LLC %{z:.4g}<br>%{customdata[2]}<extra></extra>`,
+      customdata: custom,
+      colorscale: "Viridis",
+      colorbar: { title: { text: "LLC", side: "right" }, thickness: 12, outlinewidth: 0, tickfont: { color: theme.font } },
+      xgap: 2,
+      ygap: 2,
+      hoverongaps: false,
+    },
+  ];
+  const shapes = [];
+  if (selected) {
+    const [i, j] = selected;
+    shapes.push({ type: "rect", x0: j - 0.5, x1: j + 0.5, y0: i - 0.5, y1: i + 0.5, line: { color: theme.font, width: 3 } });
+  }
+  if (cal.recommended) {
+    const jr = Array.from(cal.lrs.data).findIndex((v) => Math.abs(v - cal.recommended.lr) <= 1e-6 * Math.abs(v));
+    const ir = Array.from(cal.values.data).findIndex((v) => Math.abs(v - cal.recommended[cal.axis]) <= 1e-6 * Math.abs(v) + 1e-12);
+    // an open ring around the cell, so its number stays readable
+    if (ir >= 0 && jr >= 0) shapes.push({ type: "rect", x0: jr - 0.46, x1: jr + 0.46, y0: ir - 0.44, y1: ir + 0.44, line: { color: theme.success, width: 3 } });
+  }
+  const layout = {
+    ...tl,
+    height: Math.max(220, 70 + 48 * nValues),
+    margin: { l: 70, r: 20, t: 10, b: 50 },
+    xaxis: { ...tl.xaxis, title: { text: "step size lr" }, tickvals: data[0].x, ticktext: Array.from(cal.lrs.data, (v) => fmt(v)), showgrid: false, zeroline: false, range: [-0.5, nLrs - 0.5] },
+    yaxis: { ...tl.yaxis, title: { text: axisName }, tickvals: data[0].y, ticktext: Array.from(cal.values.data, (v) => fmt(v)), showgrid: false, zeroline: false, range: [-0.5, nValues - 0.5] },
+    shapes,
+    uirevision: "grid",
+  };
+  return { data, layout };
+}
+
+const meanOf = (arr) => {
+  if (!arr) return NaN;
+  const finite = Array.from(arr.data).filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
+};
+const perChain = (arr, digits = 3) => (arr ? Array.from(arr.data).map((v, c) => `chain ${c}: ${fmt(v, digits)}`).join("\n") : "");
+
+/** The health panel's metrics of a finished run: [label, value, tooltip] each. */
+export function healthMetrics(health) {
+  const divergent = health.divergent ? Array.from(health.divergent.data).filter((v) => v > 0).length : 0;
+  const chains = health.divergent ? health.divergent.data.length : 0;
+  return [
+    ["LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)],
+    ["step bias", fmt(health.step_bias, 2), "estimated step-size bias of the estimate (the verdict fails it above 10% of the estimate)"],
+    ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
+    ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
+    ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
+    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*)\n" + perChain(health.fraction_below_init, 2)],
+    ["divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"],
+  ];
+}
