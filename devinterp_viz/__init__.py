@@ -1,28 +1,13 @@
 """devinterp_viz: see and touch developmental interpretability in JupyterLab."""
 
-from devinterp_viz.analysis import (
-    CalibrationResult,
-    EssentialDynamics,
-    HeadClustering,
-    JointEssentialDynamics,
-    StageComparison,
-    TrajectoryGeometry,
-    compare_with_stages,
-    essential_dynamics,
-    joint_essential_dynamics,
-    HeadSignatures,
-    ResultStore,
-    StageDetector,
-    SweepResult,
-    Trajectory,
-    calibrate,
-    stages,
-    sweep_llc,
-)
+from devinterp_viz._version import __version__
+
+# engine: estimating the LLC
 from devinterp_viz.engine import (
     Diagnostics,
     HeadSelection,
     LLCResult,
+    SamplerSettings,
     attention_heads,
     default_nbeta,
     describe_selection,
@@ -32,42 +17,70 @@ from devinterp_viz.engine import (
     resolve_selection,
 )
 
-from devinterp_viz._version import __version__
+# adapters: other libraries' results
 from devinterp_viz.adapters import from_devinterp
+
+# analysis: calibration, trajectories and sweeps, stages, essential dynamics, heads
+from devinterp_viz.analysis import (
+    CalibrationResult,
+    EssentialDynamics,
+    HeadClustering,
+    HeadSignatures,
+    JointEssentialDynamics,
+    ResultStore,
+    StageComparison,
+    StageDetector,
+    SweepResult,
+    Trajectory,
+    TrajectoryGeometry,
+    calibrate,
+    compare_with_stages,
+    essential_dynamics,
+    joint_essential_dynamics,
+    stages,
+    sweep_llc,
+)
+
+# widgets: the views
 from devinterp_viz.widgets import DevelopmentDashboard, HeadClusterWidget, RefinedLLCWidget, SamplerWidget
 
-
 __all__ = [
-    "CalibrationResult",
-    "EssentialDynamics",
-    "JointEssentialDynamics",
-    "StageComparison",
-    "TrajectoryGeometry",
-    "compare_with_stages",
-    "essential_dynamics",
-    "joint_essential_dynamics",
-    "HeadClustering",
-    "HeadSignatures",
-    "ResultStore",
-    "StageDetector",
-    "SweepResult",
-    "Trajectory",
-    "stages",
-    "sweep_llc",
+    "__version__",
+    # engine
     "Diagnostics",
     "HeadSelection",
     "LLCResult",
-    "DevelopmentDashboard",
-    "HeadClusterWidget",
-    "RefinedLLCWidget",
-    "SamplerWidget",
+    "SamplerSettings",
     "attention_heads",
-    "calibrate",
     "default_nbeta",
     "describe_selection",
     "estimate_llc",
     "estimate_llc_selections",
-    "from_devinterp",
     "register_head_adapter",
     "resolve_selection",
+    # adapters
+    "from_devinterp",
+    # analysis
+    "CalibrationResult",
+    "EssentialDynamics",
+    "HeadClustering",
+    "HeadSignatures",
+    "JointEssentialDynamics",
+    "ResultStore",
+    "StageComparison",
+    "StageDetector",
+    "SweepResult",
+    "Trajectory",
+    "TrajectoryGeometry",
+    "calibrate",
+    "compare_with_stages",
+    "essential_dynamics",
+    "joint_essential_dynamics",
+    "stages",
+    "sweep_llc",
+    # widgets
+    "DevelopmentDashboard",
+    "HeadClusterWidget",
+    "RefinedLLCWidget",
+    "SamplerWidget",
 ]

@@ -377,3 +377,14 @@ def test_a_buffer_holding_minus_infinity_on_purpose_is_not_refused():
     res = dvz.estimate_llc(Masked(), torch.zeros(1, 1), lambda m, b: (m() - 0.5).square().sum(), lr=1e-3, nbeta=10.0,
                            num_draws=20, batch_size=1, progress=False)
     assert np.isfinite(res.llc_mean)
+
+
+def test_results_and_their_diagnostics_have_one_line_reprs(trained_mlp, regression_data):
+    res = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **FAST)
+    for obj, head, parts in ((res, "LLCResult(", ("llc=", "chains", "draws")),
+                             (res.diagnostics, "Diagnostics(", ("R-hat", "ESS", "divergent")),
+                             (dvz.SamplerSettings(lr=3e-4), "SamplerSettings(", ("lr=0.0003",))):
+        text = repr(obj)
+        assert text.startswith(head) and "\n" not in text and len(text) < 400, text
+        assert all(part in text for part in parts), text
+    assert res.diagnostics.verdict.split(" (")[0] in repr(res.diagnostics)

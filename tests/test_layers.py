@@ -114,3 +114,34 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the finder finds one
     assert not cycles(module_graph()), cycles(module_graph())
+
+
+def test_the_widget_layer_declares_sampler_settings_in_one_module_only():
+    """Traits, validators and lists of sampler settings live in widgets/_settings.py (made from SamplerSettings)."""
+    from devinterp_viz.engine.settings import SamplerSettings
+
+    names = set(SamplerSettings.names())
+    offending = []
+    for path in layer_files("widgets"):
+        if path.name == "_settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef):
+                assigned = [t.id for stmt in node.body if isinstance(stmt, (ast.Assign, ast.AnnAssign))
+                            for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+                            if isinstance(t, ast.Name) and t.id in names]
+                offending += [f"{path.name}: class {node.name} declares trait {name}" for name in assigned]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "validate":
+                args = [a.value for a in node.args if isinstance(a, ast.Constant) and a.value in names]
+                offending += [f"{path.name}:{node.lineno} validates {name}" for name in args]
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                listed = [e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names]
+                if len(listed) >= 2:
+                    offending.append(f"{path.name}:{node.lineno} lists settings {listed}")
+    assert not offending, "\n".join(offending)
+
+
+def test_no_js_file_is_over_450_lines():
+    root = PACKAGE.parent / "js" / "src"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.js") if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

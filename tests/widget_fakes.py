@@ -7,13 +7,13 @@ when ``lr`` is too large, a flat one when it is tiny) at a chosen pace, honours 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from devinterp_viz.engine.progress import stop_requested
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.settings import SamplerSettings
 
@@ -49,7 +49,7 @@ class FakeEngine:
         partial = False
         drawn = num_draws
         for t in range(num_draws):
-            if _stopped(stop):
+            if stop_requested(stop):
                 partial, drawn = True, t
                 break
             if self.fail_with is not None and t >= self.fail_after:
@@ -70,7 +70,7 @@ class FakeEngine:
         cal = CalibrationResult(axis=axis, values=values, user_lrs=np.unique(np.asarray(lrs, dtype=float)))
         for i, value in enumerate(values):
             for lr in cal.user_lrs:
-                if _stopped(stop):
+                if stop_requested(stop):
                     cal.partial = True
                     break
                 cal.cells[(i, float(lr))] = self.estimate_llc(model, data, loss_fn, settings=settings, lr=float(lr),
@@ -116,14 +116,6 @@ def synthetic_traces(lr: float, nbeta: float, localization: float, chains: int, 
         losses = losses * blow
         losses[:, t > 40] = np.inf
     return losses
-
-
-def _stopped(stop: Any) -> bool:
-    if stop is None:
-        return False
-    if isinstance(stop, threading.Event):
-        return stop.is_set()
-    return bool(stop())
 
 
 def synthetic_sweep(num_checkpoints: int = 60, selections=("all",), distributions=("data",), chains: int = 4,

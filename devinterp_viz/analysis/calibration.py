@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from devinterp_viz.engine.diagnostics import (
     STEP_TOO_LARGE,
     SUGGESTED_BURNIN_TIMES,
 )
+from devinterp_viz.engine.progress import Stop, progress_bar, stop_requested
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.settings import SamplerSettings
 
@@ -204,7 +204,7 @@ def calibrate(
     confirm: bool = True,
     max_burnin_steps: int | None = None,
     on_cell: Callable[[CalibrationResult, int, float], None] | None = None,
-    stop: threading.Event | Callable[[], bool] | None = None,
+    stop: Stop = None,
     progress: bool = True,
     **estimate_kwargs: Any,
 ) -> CalibrationResult:
@@ -257,9 +257,6 @@ def calibrate(
     -------
     CalibrationResult
     """
-    from tqdm.auto import tqdm
-
-    from devinterp_viz.engine.driver import show_progress
     from devinterp_viz.engine.llc import estimate_llc
 
     axis, values, user_lrs = _check_grid(lrs, nbetas, localizations, estimate_kwargs)
@@ -276,7 +273,7 @@ def calibrate(
         return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": base.num_draws}
 
     def run(i: int, lr: float, confirming: dict[str, Any] | None = None) -> LLCResult | None:
-        if _stopped(stop):
+        if stop_requested(stop):
             cal.partial = True
             return None
         chosen = cell_settings(i, lr) if confirming is None else confirming
@@ -289,7 +286,7 @@ def calibrate(
         bar.update(1)
         return res
 
-    with tqdm(total=values.size * user_lrs.size, desc="calibration", disable=not show_progress(progress), leave=False) as bar:
+    with progress_bar(values.size * user_lrs.size, "calibration", progress) as bar:
         for i in range(values.size):
             for lr in user_lrs:
                 if run(i, lr) is None:
@@ -352,12 +349,6 @@ def _check_grid(lrs, nbetas, localizations, estimate_kwargs) -> tuple[str, np.nd
     if np.any(user_lrs <= 0) or np.any(values < 0) or (axis == "nbeta" and np.any(values <= 0)):
         raise ValueError(f"lrs must be > 0 and {axis} values must be positive; got lrs={user_lrs}, {axis}={values}.")
     return axis, values, user_lrs
-
-
-def _stopped(stop) -> bool:
-    if stop is None:
-        return False
-    return stop.is_set() if isinstance(stop, threading.Event) else bool(stop())
 
 
 def _row(cal: CalibrationResult, i: int) -> list[tuple[float, LLCResult]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from devinterp_viz.analysis.fingerprint import (
 from devinterp_viz.analysis.store import ResultStore, code_fingerprint, result_key
 from devinterp_viz.analysis.trajectory import Trajectory, check_compatible, state_dict_fingerprint
 from devinterp_viz.engine.llc import estimate_llc_selections
+from devinterp_viz.engine.progress import Stop, progress_bar, stop_requested
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.settings import SamplerSettings
 from devinterp_viz.engine.selection import HeadSelection
@@ -158,7 +158,7 @@ def sweep_llc(
     address: str | None = None,
     num_cpus: int | None = None,
     progress: bool = True,
-    stop: threading.Event | Callable[[], bool] | None = None,
+    stop: Stop = None,
     on_result: Callable[[str, str, int, LLCResult], None] | None = None,
     cache_key: str | None = None,
     **estimate_kwargs: Any,
@@ -214,10 +214,6 @@ def sweep_llc(
     -------
     SweepResult
     """
-    from tqdm.auto import tqdm
-
-    from devinterp_viz.engine.driver import show_progress
-
     if not isinstance(trajectory, Trajectory):
         raise TypeError("trajectory must be a devinterp_viz Trajectory (e.g. Trajectory.from_folder(path)).")
     if cache_key is not None and (not isinstance(cache_key, str) or not cache_key.strip()):
@@ -241,8 +237,7 @@ def sweep_llc(
               "estimate_kwargs": estimate_kwargs}
     runner = make_executor(executor, address=address, num_cpus=num_cpus)
     try:
-        with tqdm(total=len(tasks), desc=f"LLC sweep ({runner.name})", disable=not show_progress(progress),
-                  leave=False) as bar:
+        with progress_bar(len(tasks), f"LLC sweep ({runner.name})", progress) as bar:
             for (index, dist, state, step), results in runner.run(_estimate_checkpoint, tasks, shared, prepare=_loaded):
                 failed = _failure(results)
                 if failed:
@@ -254,7 +249,7 @@ def sweep_llc(
                         store.put(task_keys[sel], res)
                     _record(sweep, sel, dist, index, res, on_result)
                 bar.update(1)
-                if _stopped(stop):
+                if stop_requested(stop):
                     break
     finally:
         runner.close()
@@ -492,12 +487,6 @@ def _record(sweep: SweepResult, sel: str, dist: str, index: int, res: LLCResult,
     sweep.results[(sel, dist, index)] = res
     if on_result is not None:
         on_result(sel, dist, index, res)
-
-
-def _stopped(stop) -> bool:
-    if stop is None:
-        return False
-    return stop.is_set() if isinstance(stop, threading.Event) else bool(stop())
 
 
 def _named_selections(model, params, selections) -> dict[str, Any]:

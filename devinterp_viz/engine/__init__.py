@@ -2,6 +2,7 @@
 
 from devinterp_viz.engine.llc import default_nbeta, estimate_llc, estimate_llc_selections
 from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.engine.settings import SamplerSettings
 from devinterp_viz.engine.verdict import Diagnostics
 from devinterp_viz.engine.selection import (
     HeadSelection,
@@ -15,6 +16,7 @@ __all__ = [
     "Diagnostics",
     "HeadSelection",
     "LLCResult",
+    "SamplerSettings",
     "attention_heads",
     "default_nbeta",
     "describe_selection",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
-from tqdm.auto import tqdm
 
 from devinterp_viz.engine.data import LoaderBatches, TensorBatches
 from devinterp_viz.engine.graph import GraphRunner
 from devinterp_viz.engine.potential import FlatLoss
+from devinterp_viz.engine.progress import Stop, progress_bar, stop_requested
 from devinterp_viz.engine.samplers import Hyper, Sampler, mala_log_acceptance
 
 NOISE_BLOCK_ELEMENTS = 1 << 20  # per chain: noise is drawn in blocks of about this many numbers
@@ -160,19 +159,6 @@ def _stack_or_list(batches: list) -> Any:
     return tree_map(lambda *xs: torch.stack(xs), *batches)
 
 
-def show_progress(progress: bool) -> bool:
-    """Whether to draw a progress bar: asked for, and not under CI (the ``CI`` variable)."""
-    return bool(progress) and not os.environ.get("CI")
-
-
-def _stop_requested(stop) -> bool:
-    if stop is None:
-        return False
-    if isinstance(stop, threading.Event):
-        return stop.is_set()
-    return bool(stop())
-
-
 # What torch.func.vmap says when a model does something it cannot batch (torch 2.x): ".item()",
 # data-dependent control flow, dynamic shapes ("vmap: ..."), no batching rule, a tensor without
 # storage (.numpy(), .tolist(), data_ptr), BatchNorm updating unbatched running statistics.
@@ -288,7 +274,7 @@ def run_chains(
     num_steps_bw_draws: int,
     seed: int,
     on_draw: OnDraw | None = None,
-    stop: threading.Event | Callable[[], bool] | None = None,
+    stop: Stop = None,
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
@@ -340,10 +326,10 @@ def run_chains(
     mala_every = max(1, -(-num_draws // MALA_DRAWS))
     reuse_batch = False
     partial = False
-    bar = tqdm(total=total_steps, desc="sampling", disable=not show_progress(progress), leave=False)
+    bar = progress_bar(total_steps, "sampling", progress)
     try:
         for step in range(total_steps):
-            if _stop_requested(stop):
+            if stop_requested(stop):
                 partial = True
                 break
             if not reuse_batch:

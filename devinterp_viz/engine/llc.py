@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from devinterp_viz.engine.checks import (
 from devinterp_viz.engine.data import make_batches
 from devinterp_viz.engine.driver import OnDraw, run_chains
 from devinterp_viz.engine.potential import FlatLoss
+from devinterp_viz.engine.progress import Stop
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.samplers import Hyper, get_sampler
 from devinterp_viz.engine.selection import ParamSpec, resolve_selection
@@ -49,7 +49,7 @@ def estimate_llc(
     params: ParamSpec = None,
     device: str | torch.device | None = None,
     on_draw: OnDraw | None = None,
-    stop: threading.Event | Callable[[], bool] | None = None,
+    stop: Stop = None,
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,
@@ -169,7 +169,7 @@ def estimate_llc_selections(
     settings: SamplerSettings | None = None,
     device: str | torch.device | None = None,
     on_draw: OnDraw | None = None,
-    stop: threading.Event | Callable[[], bool] | None = None,
+    stop: Stop = None,
     progress: bool = True,
     vectorize: bool | str = "auto",
     chain_chunk_size: int | None = None,

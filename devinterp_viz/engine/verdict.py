@@ -79,6 +79,10 @@ class Diagnostics:
                                 f" ({len(self.warnings)} warnings: {self.warnings[0]}; …)" if self.warnings else "")
         return f"{self.status}: {self.reasons[0]}"
 
+    def __repr__(self) -> str:
+        return (f"Diagnostics({self.verdict}; R-hat {self.rhat:.3f}, ESS {self.ess:.0f}, step bias {self.step_bias:+.3g}, "
+                f"{int(np.sum(self.divergent))}/{len(self.divergent)} chains divergent)")
+
     def summary(self) -> str:
         """Several lines describing the chains' health, for printing."""
         lines = [

@@ -22,7 +22,7 @@ from devinterp_viz.analysis.essential_dynamics.sources import (
     _to_device,
     default_output_fn,
 )
-from devinterp_viz.engine.driver import show_progress
+from devinterp_viz.engine.progress import progress_bar
 
 
 BLOCK_BYTES = 2**24
@@ -75,8 +75,6 @@ def _check_pca_params(n_components: Any, n: int, max_dense_bytes: Any, block_siz
 def _fit_pca(source: _OutputSource, n_components: int, solver: str, max_dense_bytes: float,
              block_size: int | None, random_state: Any, progress: bool, desc: str) -> _PCAFit:
     """PCA of the rows of ``source``, reading each row once (dense) or twice (incremental)."""
-    from tqdm.auto import tqdm
-
     n = len(source)
     k = _check_pca_params(n_components, n, max_dense_bytes, block_size)
     first = source.row(0)
@@ -84,7 +82,7 @@ def _fit_pca(source: _OutputSource, n_components: int, solver: str, max_dense_by
     if p < k:
         raise ValueError(f"the probe gives {p} output value(s) per checkpoint, fewer than n_components={k}.")
     chosen = _choose_solver(solver, n, p, k, max_dense_bytes)
-    bar = tqdm(total=n if chosen != "incremental" else 2 * n, desc=desc, disable=not show_progress(progress), leave=False)
+    bar = progress_bar(n if chosen != "incremental" else 2 * n, desc, progress)
     try:
         if chosen == "incremental":
             fit = _fit_incremental(source, first, k, block_size, bar)
