@@ -14,7 +14,8 @@ EXPECTED = {
     "essential_dynamics.ipynb": ["explained variance", "milestones at steps", "LLC stage boundaries", "estimates healthy"],
     "refined_llc_and_heads.ipynb": ["behaviour  previous_token", "behaviour       induction", "agreement with behaviour",
                                     "head estimates healthy"],
-    "bring_your_own_model.ipynb": ["attn.head0", "whole model: LLCResult", "moving / total"],
+    "bring_your_own_model.ipynb": ["attn.head0", "whole model: LLCResult", "moving / total", "HeadSelection(transformer.h.0.attn.head1) LLCResult",
+                                   "model.layers.0.self_attn.v_proj.weight", "TransformerBridge"],
 }
 
 

@@ -421,7 +421,7 @@ def _estimate_checkpoint(task, *, model, loss_fn, named_data, selections, estima
 
 
     _, dist, state, step = task
-    check_compatible(model, state, where=f"checkpoint at step {step}")
+    state = check_compatible(model, state, where=f"checkpoint at step {step}")
     parameters = {name for name, _ in model.named_parameters()}  # buffers may hold ±inf on purpose (masks), never NaN
     not_finite = [name for name, tensor in state.items() if tensor.is_floating_point()
                   and not bool((torch.isfinite(tensor) if name in parameters else ~torch.isnan(tensor)).all())]

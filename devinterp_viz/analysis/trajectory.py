@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 Checkpoint = Union[Mapping[str, torch.Tensor], str, Path]
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+#: A Hugging Face model folder (``save_pretrained``, a Trainer's ``checkpoint-N/``): its weights files, in the order looked for.
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+HF_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # sharded weights
+#: Where training loops keep the model's state dict inside a checkpoint dict, in the order looked for.
+NESTED_STATE_KEYS = ("model_state_dict", "state_dict", "model", "model_state", "module", "net")
 _STEP_PATTERN = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in a file name
 
 
@@ -28,9 +33,12 @@ class Trajectory:
     Parameters
     ----------
     checkpoints : sequence of (int, checkpoint)
-        ``(step, state_dict)`` pairs or ``(step, path)`` pairs pointing to ``.pt`` / ``.pth``
-        files (read with ``torch.load(weights_only=True)``: a pickle that would run code is
-        refused) or ``.safetensors`` files. Files are read only when a checkpoint is used.
+        ``(step, state_dict)`` pairs or ``(step, path)`` pairs pointing to ``.pt`` / ``.pth`` /
+        ``.bin`` files (read with ``torch.load(weights_only=True)``: a pickle that would run code
+        is refused), ``.safetensors`` files, or Hugging Face model folders (``save_pretrained``,
+        a Trainer's ``checkpoint-N/``; sharded weights too). A training loop's checkpoint dict
+        (``{"model_state_dict": ..., "optimizer_state_dict": ...}``, ``{"model": ..., "step": n}``)
+        gives its model's state dict. Files are read only when a checkpoint is used.
 
     Raises
     ------
@@ -63,10 +71,14 @@ class Trajectory:
 
     @classmethod
     def from_folder(cls, folder: str | Path, pattern: str = "*", allow_links_outside: bool = False) -> Trajectory:
-        """A trajectory of the checkpoint files in ``folder``, the step read from each file name.
+        """A trajectory of the checkpoints in ``folder``, the step read from each name.
 
-        The step is the last number in the name (``step_000120.safetensors`` → 120). Files
-        ending in .pt, .pth or .safetensors are used; other files are ignored.
+        The step is the last number in the name (``step_000120.safetensors`` → 120,
+        ``checkpoint-500/`` → 500). Files ending in .pt, .pth, .bin or .safetensors are used, and
+        sub-folders holding a Hugging Face model (``model.safetensors``, ``pytorch_model.bin`` or
+        a sharded index: what ``save_pretrained`` and the Trainer write); other files and folders
+        are ignored. Weights a model ties (an unembedding saved once, as its embedding) are
+        restored from the model's own tying when the checkpoint is used.
 
         Parameters
         ----------
@@ -88,21 +100,25 @@ class Trajectory:
             raise ValueError(f"{folder} is not a folder of checkpoints.")
         found = []
         for path in sorted(folder.glob(pattern)):
-            if path.suffix not in CHECKPOINT_SUFFIXES:
+            if path.is_dir() and _is_model_folder(path):
+                pass
+            elif path.suffix not in CHECKPOINT_SUFFIXES:
                 continue
-            if path.is_dir():
+            elif path.is_dir():
                 raise ValueError(
-                    f"{path} is a folder, not a checkpoint file; from_folder reads the {', '.join(CHECKPOINT_SUFFIXES)} "
-                    "files directly in the folder. Move it out (or rename it), or pass pattern= to choose the files."
+                    f"{path} is a folder, not a checkpoint file, and holds no Hugging Face model ({', '.join(HF_WEIGHTS)}); "
+                    "move it out (or rename it), or pass pattern= to choose the checkpoints."
                 )
             if not allow_links_outside:
-                _check_inside(path, folder)
+                for file in weights_files(path):
+                    _check_inside(file, folder)
             match = _STEP_PATTERN.search(path.stem)
             if match is None:
                 raise ValueError(f"cannot read a training step from the file name {path.name!r}; put the step in its name.")
             found.append((int(match.group(1)), path))
         if not found:
-            raise ValueError(f"{folder} holds no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}).")
+            raise ValueError(f"{folder} holds no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}) and no Hugging Face "
+                             f"model folder ({' or '.join(HF_WEIGHTS)} inside, e.g. a Trainer's checkpoint-500/).")
         return cls(sorted(found, key=lambda item: item[0]))
 
     @property
@@ -176,20 +192,44 @@ class Trajectory:
         ValueError
             When the checkpoint's keys or shapes do not match the model, naming them.
         """
-        state = self.state_dict(index)
-        check_compatible(model, state, where=f"checkpoint at step {self._steps[index]}")
+        state = check_compatible(model, self.state_dict(index), where=f"checkpoint at step {self._steps[index]}")
         copied = copy.deepcopy(model)
         copied.load_state_dict(state)
         return copied
 
 
 def _file_identity(path: Path) -> tuple:
-    """What changes when a file is rewritten or replaced: path, size, mtime, ctime and inode."""
-    try:
-        stat = path.stat()
-    except OSError as err:
-        raise ValueError(f"checkpoint file {path} cannot be read ({err}).") from err
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+    """What changes when a checkpoint's file(s) are rewritten or replaced: path, size, mtime, ctime and inode of each."""
+    identities = []
+    for file in weights_files(path) if path.exists() else [path]:
+        try:
+            stat = file.stat()
+        except OSError as err:
+            raise ValueError(f"checkpoint file {file} cannot be read ({err}).") from err
+        identities.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev))
+    return tuple(identities)
+
+
+def _is_model_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in (*HF_WEIGHTS, *HF_INDEXES))
+
+
+def weights_files(path: Path) -> list[Path]:
+    """The files holding a checkpoint's weights: the file itself, or a model folder's weights (and shard index)."""
+    if not path.is_dir():
+        return [path]
+    for index_name in HF_INDEXES:
+        index = path / index_name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{index} is not a weights index (a 'weight_map' of tensor → shard file): {err}") from err
+            return [index, *(path / shard for shard in shards)]
+    for name in HF_WEIGHTS:
+        if (path / name).is_file():
+            return [path / name]
+    raise ValueError(f"{path} is a folder without model weights ({', '.join(HF_WEIGHTS)} or a sharded index).")
 
 
 def _check_inside(path: Path, folder: Path) -> None:
@@ -226,7 +266,10 @@ def _check_pair(item) -> None:
 
 
 def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Name → shape of a checkpoint file's tensors, without reading their values where possible."""
+    """Name → shape of a checkpoint's tensors, without reading their values where possible."""
+    if path.is_dir():
+        return {name: shape for file in weights_files(path) if not file.name.endswith(".json")
+                for name, shape in checkpoint_shapes(file).items()}
     if path.suffix == ".safetensors" and path.is_file():
         try:
             from safetensors import safe_open
@@ -243,7 +286,15 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or ``.pt`` checkpoint safely; a clear error when it cannot be read.
 
     ``mmap=True`` maps a ``.pt`` file's tensors instead of reading them (legacy files are read whole).
+    A model folder's weight files (shards) are read and merged; a training loop's checkpoint dict gives
+    the state dict under one of ``NESTED_STATE_KEYS``.
     """
+    if path.is_dir():
+        state = {}
+        for file in weights_files(path):
+            if not file.name.endswith(".json"):
+                state.update(load_checkpoint(file, mmap))
+        return state
     if not path.is_file():
         raise ValueError(f"checkpoint file {path} does not exist.")
     try:
@@ -261,11 +312,25 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
         ) from err
     except Exception as err:
         raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}).")
-    return dict(state)
+    return _state_dict_in(state, path)
+
+
+def _state_dict_in(state: object, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict a loaded checkpoint holds: itself, or a training loop's dict's model state."""
+    if isinstance(state, Mapping) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return dict(state)
+    if isinstance(state, Mapping):
+        for key in NESTED_STATE_KEYS:
+            inner = state.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return dict(inner)
+        keys = ", ".join(repr(k) for k in list(state)[:8])
+        raise ValueError(
+            f"{path} holds a dict ({keys}) with no state dict of tensors in it (looked under "
+            f"{', '.join(NESTED_STATE_KEYS)}). Save model.state_dict(), or give the trajectory that part: "
+            f"Trajectory([(step, torch.load(path)['<key>']), ...])."
+        )
+    raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}).")
 
 
 def _torch_load(path: Path, mmap: bool):
@@ -278,12 +343,32 @@ def _torch_load(path: Path, mmap: bool):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor | tuple], where: str = "checkpoint") -> None:
-    """Raise a ValueError naming the missing, unexpected and mis-shaped keys, if any.
+def tied_keys(model: nn.Module) -> dict[str, list[str]]:
+    """State-dict keys of ``model`` that name one tensor (tied weights), each mapped to the others."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if tensor.numel():
+            groups.setdefault((tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride())), []).append(name)
+    return {name: [other for other in group if other != name] for group in groups.values() if len(group) > 1
+            for name in group}
 
-    ``state`` maps names to tensors, or to shapes (:meth:`Trajectory.tensor_shapes`).
+
+def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor | tuple], where: str = "checkpoint") -> dict:
+    """``state`` with the model's tied duplicates filled in; a ValueError naming the missing,
+    unexpected and mis-shaped keys, if any.
+
+    ``state`` maps names to tensors, or to shapes (:meth:`Trajectory.tensor_shapes`). A key the
+    checkpoint lacks whose tensor the model ties to one it holds (``lm_head.weight`` to
+    ``transformer.wte.weight``, saved once by ``save_pretrained`` and ``safetensors.save_model``)
+    is taken from that one.
     """
     expected = model.state_dict()
+    state = dict(state)
+    for name, others in tied_keys(model).items():
+        if name not in state:
+            present = next((other for other in others if other in state), None)
+            if present is not None:
+                state[name] = state[present]
 
     def shape(value) -> tuple:
         return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
@@ -307,6 +392,7 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor | tuple]
             f"the {where} does not fit {type(model).__name__}: " + "; ".join(parts)
             + ". Is it from another architecture or configuration?"
         )
+    return state
 
 
 def state_dict_fingerprint(state: Mapping[str, torch.Tensor]) -> str:

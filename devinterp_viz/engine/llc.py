@@ -78,8 +78,10 @@ def estimate_llc(
         list of ``(x, y)`` examples of one shape is stacked into ``(xs, ys)``.
     loss_fn : callable
         ``loss_fn(model, batch) -> scalar tensor``, the mean loss on the batch, computed with
-        the ``model`` it is given. A criterion ``criterion(outputs, targets)`` is wrapped as
-        ``lambda model, batch: criterion(model(batch[0]), batch[1])``.
+        the ``model`` it is given. It may also return devinterp's ``evaluate``-style
+        ``(loss, outputs)`` or a Hugging Face output with a ``.loss`` (``lambda m, b: m(**b)``
+        for batches holding ``labels``). A criterion ``criterion(outputs, targets)`` is refused
+        with the one-line wrapper to write: ``lambda model, batch: criterion(model(batch[0]), batch[1])``.
     settings : SamplerSettings, optional
         The sampler's settings as one value (default: the defaults); keywords override it.
     **sampler_settings

@@ -110,6 +110,15 @@ def _slots(model: nn.Module) -> dict[str, list[Slot]]:
     return slots
 
 
+def the_loss(value: Any) -> Any:
+    """The loss in what a ``loss_fn`` returned: the value itself, the first of devinterp's
+    ``evaluate``-style ``(loss, outputs)``, or a Hugging Face output's ``.loss``."""
+    if isinstance(value, (tuple, list)) and value:
+        return value[0]
+    loss = getattr(value, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) and not isinstance(value, torch.Tensor) else value
+
+
 class FlatLoss:
     """``L(w)`` for a flat vector ``w`` of the selected weights; everything else fixed at w*.
 
@@ -203,7 +212,7 @@ class FlatLoss:
             for (table, key), tensor in swaps:
                 table[key] = tensor
             with _fused_attention_off() if self._fused_attention else nullcontext():
-                return self.loss_fn(self.model, batch)
+                return the_loss(self.loss_fn(self.model, batch))
         finally:
             for table, key, tensor in originals:
                 table[key] = tensor

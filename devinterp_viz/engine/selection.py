@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Callable, Protocol, Union
 
 import torch
 from torch import nn
@@ -83,79 +83,60 @@ class MultiheadAttentionAdapter:
         return masks
 
 
-class StackedHeadsAdapter:
-    """Heads of attention modules that store per-head weights on a leading head axis.
-
-    This is TransformerLens' layout (``HookedTransformer`` attention: ``W_Q``, ``W_K``, ``W_V``
-    of shape (heads, d_model, d_head), ``W_O`` of shape (heads, d_head, d_model), biases
-    ``b_Q``, ``b_K``, ``b_V`` of shape (heads, d_head)); any module with that layout is
-    recognised without registration. ``b_O`` is shared by all heads and belongs to none.
-    """
-
-    PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
-
-    @staticmethod
-    def matches(module: nn.Module) -> bool:
-        weight = getattr(module, "W_Q", None)
-        return isinstance(weight, torch.Tensor) and weight.dim() == 3 and isinstance(getattr(module, "W_O", None), torch.Tensor)
-
-    def num_heads(self, module: nn.Module) -> int:
-        return int(module.W_Q.shape[0])
-
-    def head_masks(self, module: nn.Module, head: int) -> dict[str, torch.Tensor]:
-        masks = {}
-        for name in self.PER_HEAD:
-            param = getattr(module, name, None)
-            if isinstance(param, nn.Parameter) and param.dim() >= 2 and param.shape[0] == self.num_heads(module):
-                mask = torch.zeros_like(param, dtype=torch.bool)
-                mask[head] = True
-                masks[name] = mask
-        return masks
-
-
 _HEAD_ADAPTERS: dict[type, HeadAdapter] = {nn.MultiheadAttention: MultiheadAttentionAdapter()}
-_STACKED_HEADS = StackedHeadsAdapter()
+#: Adapters that recognise a module by its layout: (predicate, adapter), tried in order after the types.
+_LAYOUT_ADAPTERS: list[tuple[Callable[[nn.Module], bool], HeadAdapter]] = []
 
 
-def register_head_adapter(module_type: type, adapter: HeadAdapter) -> None:
-    """Teach the engine the heads of another attention module type.
+def register_head_adapter(module_type: type | Callable[[nn.Module], bool], adapter: HeadAdapter) -> None:
+    """Teach the engine the heads of another attention module type (or layout).
 
     Parameters
     ----------
-    module_type : type
-        The attention module class (e.g. a toy transformer's attention layer, or
-        TransformerLens' ``Attention``).
+    module_type : type or callable
+        The attention module class (e.g. a toy transformer's attention layer), or a predicate
+        ``module -> bool`` recognising a layout (how :mod:`devinterp_viz.adapters.heads` finds
+        Hugging Face and TransformerLens attention without importing them).
     adapter : HeadAdapter
         Object with ``num_heads(module)`` and ``head_masks(module, head)``.
     """
     if not (hasattr(adapter, "num_heads") and hasattr(adapter, "head_masks")):
         raise TypeError("a head adapter needs num_heads(module) and head_masks(module, head) methods")
-    _HEAD_ADAPTERS[module_type] = adapter
+    if isinstance(module_type, type):
+        _HEAD_ADAPTERS[module_type] = adapter
+    elif callable(module_type):
+        _LAYOUT_ADAPTERS.append((module_type, adapter))
+    else:
+        raise TypeError(f"register_head_adapter needs a module class or a predicate, got a {type(module_type).__name__}")
 
 
 def _adapter_for(module: nn.Module) -> HeadAdapter | None:
     for klass in type(module).__mro__:
         if klass in _HEAD_ADAPTERS:
             return _HEAD_ADAPTERS[klass]
-    return _STACKED_HEADS if StackedHeadsAdapter.matches(module) else None
+    return next((adapter for matches, adapter in _LAYOUT_ADAPTERS if matches(module)), None)
 
 
 def attention_heads(model: nn.Module) -> list[HeadSelection]:
     """Every attention head of ``model`` that a registered adapter knows, in module order.
+
+    An attention module inside one already found (a wrapper's original module) is part of it.
 
     Raises
     ------
     ValueError
         When the model has no attention module any adapter knows.
     """
-    heads = [
-        HeadSelection(name, h)
-        for name, module in model.named_modules()
-        if (adapter := _adapter_for(module)) is not None
-        for h in range(adapter.num_heads(module))
-    ]
+    heads, inside = [], None
+    for name, module in model.named_modules():
+        if inside is not None and name.startswith(inside):
+            continue  # part of an attention module already found (a wrapper's original module)
+        adapter = _adapter_for(module)
+        if adapter is not None:
+            heads += [HeadSelection(name, h) for h in range(adapter.num_heads(module))]
+            inside = f"{name}." if name else ""
     if not heads:
-        known = ", ".join(sorted(t.__name__ for t in _HEAD_ADAPTERS))
+        known = ", ".join([*sorted(t.__name__ for t in _HEAD_ADAPTERS), *(type(a).__name__ for _, a in _LAYOUT_ADAPTERS)])
         raise ValueError(
             f"{type(model).__name__} has no attention module with a registered head adapter "
             f"(known: {known}). Register one with dvz.register_head_adapter(ModuleType, adapter)."
@@ -177,8 +158,10 @@ def _head_param_masks(model: nn.Module, head: HeadSelection) -> dict[str, torch.
     count = adapter.num_heads(module)
     if not 0 <= head.head < count:
         raise ValueError(f"{head!r}: head index {head.head} is out of range; {head.module!r} has {count} heads (0..{count - 1}).")
-    prefix = f"{head.module}." if head.module else ""
-    return {prefix + local: mask for local, mask in adapter.head_masks(module, head.head).items()}
+    # the model's own name of each parameter (a wrapper such as TransformerLens' bridge may reach a
+    # module by one path and name its parameters by another)
+    names = {id(param): name for name, param in model.named_parameters()}
+    return {names[id(module.get_parameter(local))]: mask for local, mask in adapter.head_masks(module, head.head).items()}
 
 
 # ------------------------------------------------------------------------ resolution

@@ -124,8 +124,7 @@ class _ModelOutputs(_OutputSource):
             self._work = copy.deepcopy(self.model).eval()
             if self.device is not None:
                 self._work.to(self.device)
-        state = self.trajectory.state_dict(index)
-        check_compatible(self.model, state, where=self.label(index))
+        state = check_compatible(self.model, self.trajectory.state_dict(index), where=self.label(index))
         self._work.load_state_dict(state)
         with torch.no_grad():
             return self.output_fn(self._work, self.probe)
