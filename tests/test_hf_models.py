@@ -77,8 +77,9 @@ def projection_input(model, module_name, out_name, tokens):
     return seen["x"].reshape(*seen["x"].shape[:-1], HEADS, HEAD_DIM)
 
 
-def perturbed(model, selection, keep):
-    """A copy of ``model`` with the selection's entries of parameters for which ``keep(name)`` holds replaced by noise."""
+def perturbed(model, selection, keep, value=None):
+    """A copy of ``model`` with the selection's entries of parameters for which ``keep(name)`` holds set to
+    ``value`` (default: noise)."""
     import copy
 
     other = copy.deepcopy(model)
@@ -88,8 +89,16 @@ def perturbed(model, selection, keep):
         for name in selection.names:
             if keep(name):
                 mask = selection.masks.get(name, torch.ones_like(params[name], dtype=torch.bool))
-                params[name][mask] = torch.randn(int(mask.sum()), generator=generator)
+                params[name][mask] = torch.randn(int(mask.sum()), generator=generator) if value is None else value
     return other
+
+
+def one_head(family, index):
+    """(model, output projection's name, K/V group size, tokens, head, its selection, the projection's prefix)."""
+    model, out_name, group = build(family)
+    tokens = torch.randint(2, VOCAB, (3, SEQ), generator=torch.Generator().manual_seed(0))
+    head = dvz.attention_heads(model)[index]
+    return model, out_name, group, tokens, head, dvz.resolve_selection(model, head), f"{head.module}.{out_name}."
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -108,11 +117,7 @@ def test_each_family_has_its_heads_found_and_a_head_moves_its_qkv_slices_biases_
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_heads_query_key_value_weights_reach_only_that_heads_output(family):
-    model, out_name, group = build(family)
-    tokens = torch.randint(2, VOCAB, (3, SEQ), generator=torch.Generator().manual_seed(0))
-    head = dvz.attention_heads(model)[1]
-    selection = dvz.resolve_selection(model, head)
-    projection = f"{head.module}.{out_name}."
+    model, out_name, group, tokens, head, selection, projection = one_head(family, 1)
     before = projection_input(model, head.module, out_name, tokens)
     after = projection_input(perturbed(model, selection, lambda name: not name.startswith(projection)), head.module,
                              out_name, tokens)
@@ -123,16 +128,8 @@ def test_a_heads_query_key_value_weights_reach_only_that_heads_output(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_heads_output_slice_is_what_reads_that_head(family):
-    model, out_name, group = build(family)
-    tokens = torch.randint(2, VOCAB, (3, SEQ), generator=torch.Generator().manual_seed(0))
-    head = dvz.attention_heads(model)[2]
-    selection = dvz.resolve_selection(model, head)
-    projection = f"{head.module}.{out_name}."
-    zeroed = perturbed(model, selection, lambda name: name.startswith(projection))
-    with torch.no_grad():
-        for name, param in zeroed.named_parameters():
-            if name.startswith(projection):
-                param[selection.masks.get(name, torch.ones_like(param, dtype=torch.bool))] = 0.0
+    model, out_name, group, tokens, head, selection, projection = one_head(family, 2)
+    zeroed = perturbed(model, selection, lambda name: name.startswith(projection), value=0.0)
     module = model.get_submodule(f"{head.module}.{out_name}")
 
     def drop_head(mod, args):

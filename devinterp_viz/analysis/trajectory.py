@@ -328,7 +328,7 @@ def _state_dict_in(state: object, path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"{path} holds a dict ({keys}) with no state dict of tensors in it (looked under "
             f"{', '.join(NESTED_STATE_KEYS)}). Save model.state_dict(), or give the trajectory that part: "
-            f"Trajectory([(step, torch.load(path)['<key>']), ...])."
+            f"Trajectory([(step, torch.load(path, weights_only=True)['<key>']), ...])."
         )
     raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}).")
 
