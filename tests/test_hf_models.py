@@ -146,6 +146,48 @@ def test_a_heads_output_slice_is_what_reads_that_head(family):
     torch.testing.assert_close(output(zeroed, tokens), expected, atol=1e-5, rtol=1e-4)
 
 
+GROUPED = [family for family, build_family in FAMILIES.items() if build_family()[2] > 1]
+
+
+@pytest.mark.parametrize("family", GROUPED)
+def test_a_kv_group_moves_the_key_value_slices_its_heads_share_and_reaches_only_their_outputs(family):
+    model, out_name, group, tokens, head, _, projection = one_head(family, 2)
+    groups = dvz.kv_groups(model)
+    assert len(groups) == 2 * HEADS // group
+    kv = dvz.resolve_selection(model, groups[head.head // group])
+    has_bias = any(name.endswith("bias") for name in kv.names)
+    assert kv.num_selected == 2 * (WIDTH * HEAD_DIM + (HEAD_DIM if has_bias else 0)), kv.rows
+    for member in range(group * (head.head // group), group * (head.head // group + 1)):
+        head_selection = dvz.resolve_selection(model, dvz.HeadSelection(head.module, member))
+        assert all((head_selection.masks[n] & kv.masks[n]).equal(kv.masks[n]) for n in kv.names)  # each head moves it too
+    before = projection_input(model, head.module, out_name, tokens)
+    after = projection_input(perturbed(model, kv, lambda name: True), head.module, out_name, tokens)
+    changed = [(after[..., k, :] - before[..., k, :]).abs().max().item() > 1e-4 for k in range(HEADS)]
+    assert changed == [k // group == head.head // group for k in range(HEADS)], changed
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layer_selections_split_each_layer_into_its_attention_and_mlp_and_name_the_embeddings(family):
+    model, _, _ = build(family)
+    parts = dvz.layer_selections(model)
+    names = [name for name, _ in model.named_parameters()]
+    layers = sorted({h.module.rpartition(".")[0] for h in dvz.attention_heads(model)})
+    assert [k for k in parts if k in layers] == layers and "embedding" in parts
+    assert ("unembedding" in parts) == (model.get_output_embeddings() is not None)
+    norms = {f"{m}.{p}" for m, module in model.named_modules() if "Norm" in type(module).__name__
+             for p, _ in module.named_parameters(recurse=False)}
+    for layer in layers:
+        attention, mlp = set(parts[f"{layer}.attention"]), set(parts[f"{layer}.mlp"])
+        assert attention and mlp and not attention & mlp and attention | mlp <= set(parts[layer])
+        heads = [h for h in dvz.attention_heads(model) if h.module.rpartition(".")[0] == layer]
+        assert set(dvz.resolve_selection(model, heads).names) <= attention  # every head's weights are its attention's
+        left = set(parts[layer]) - attention - mlp
+        assert left <= norms, left  # only normalisation layers are neither
+    uncovered = {n for n in names if n not in set().union(*parts.values())}
+    assert uncovered - norms <= {"pooler.dense.weight", "pooler.dense.bias"}, uncovered  # BERT's pooler is no layer's
+    assert dvz.describe_selection(model, parts[f"{layers[0]}.mlp"], print_table=False).num_selected > 0
+
+
 def test_a_gpt2_heads_refined_llc_runs_and_moves_the_selected_weights_only():
     model, _, _ = build("gpt2")
     tokens = torch.randint(2, VOCAB, (32, SEQ), generator=torch.Generator().manual_seed(0))
@@ -189,6 +231,9 @@ def test_transformerlens_4_bridge_heads_are_the_projections_it_runs(monkeypatch)
     params = dict(bridge.named_parameters())
     assert all(params[name].grad is not None and params[name].grad[selection.masks[name]].abs().sum() > 0
                for name in selection.names)  # every selected weight is one the forward pass uses
+    parts = dvz.layer_selections(bridge)  # found through the bridge's own module paths
+    assert {"embedding", "unembedding"} <= set(parts) and sum(k.endswith(".mlp") for k in parts) == 2
+    assert len(dvz.kv_groups(bridge)) == 2 * HEADS  # no grouping: each head is its own K/V group
 
 
 def test_hf_batches_numpy_arrays_and_devinterp_style_losses_are_taken_as_people_write_them():

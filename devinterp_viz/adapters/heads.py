@@ -110,16 +110,25 @@ class SeparateProjectionsAdapter:
     def num_heads(self, module: nn.Module) -> int:
         return int(module.q_proj.out_features // module.head_dim)
 
+    def num_kv_groups(self, module: nn.Module) -> int:
+        return int(module.k_proj.out_features // module.head_dim)
+
     def head_masks(self, module: nn.Module, head: int) -> dict[str, torch.Tensor]:
         size = module.head_dim
-        group = head // (self.num_heads(module) // (module.k_proj.out_features // size))
         out_name = "o_proj" if _is_linear(getattr(module, "o_proj", None)) else "out_proj"
         masks = {f"{out_name}.weight": _columns(self._out(module).weight, head * size, (head + 1) * size)}
-        for name, index in (("q_proj", head), ("k_proj", group), ("v_proj", group)):
-            projection = getattr(module, name)
-            masks[f"{name}.weight"] = _rows(projection.weight, index * size, (index + 1) * size)
-            if projection.bias is not None:
-                masks[f"{name}.bias"] = _rows(projection.bias, index * size, (index + 1) * size)
+        masks.update(self._projection_rows(module, "q_proj", head))
+        return {**masks, **self.kv_masks(module, head // (self.num_heads(module) // self.num_kv_groups(module)))}
+
+    def kv_masks(self, module: nn.Module, group: int) -> dict[str, torch.Tensor]:
+        return {**self._projection_rows(module, "k_proj", group), **self._projection_rows(module, "v_proj", group)}
+
+    @staticmethod
+    def _projection_rows(module: nn.Module, name: str, index: int) -> dict[str, torch.Tensor]:
+        size, projection = module.head_dim, getattr(module, name)
+        masks = {f"{name}.weight": _rows(projection.weight, index * size, (index + 1) * size)}
+        if projection.bias is not None:
+            masks[f"{name}.bias"] = _rows(projection.bias, index * size, (index + 1) * size)
         return masks
 
 
@@ -168,17 +177,25 @@ class BridgeAttentionAdapter:
         q = self._layer(module, "q")
         return int((q.nf if hasattr(q, "nf") else q.out_features) // module.head_dim)
 
+    def num_kv_groups(self, module: nn.Module) -> int:
+        k = self._layer(module, "k")
+        return int((k.nf if hasattr(k, "nf") else k.out_features) // module.head_dim)
+
     def head_masks(self, module: nn.Module, head: int) -> dict[str, torch.Tensor]:
-        size, heads = module.head_dim, self.num_heads(module)
+        size = module.head_dim
         out = self._layer(module, "o")
         masks = {"o._original_component.weight": _input_slice(out, head * size, (head + 1) * size)}
-        for part in ("q", "k", "v"):
-            layer = self._layer(module, part)
-            width = layer.nf if hasattr(layer, "nf") else layer.out_features
-            index = head if part == "q" else head // (heads // (width // size))  # a K/V group with fewer K/V heads
-            masks[f"{part}._original_component.weight"] = _output_slice(layer, index * size, (index + 1) * size)
-            if layer.bias is not None:
-                masks[f"{part}._original_component.bias"] = _rows(layer.bias, index * size, (index + 1) * size)
+        masks.update(self._part_rows(module, "q", head))
+        return {**masks, **self.kv_masks(module, head // (self.num_heads(module) // self.num_kv_groups(module)))}
+
+    def kv_masks(self, module: nn.Module, group: int) -> dict[str, torch.Tensor]:
+        return {**self._part_rows(module, "k", group), **self._part_rows(module, "v", group)}
+
+    def _part_rows(self, module: nn.Module, part: str, index: int) -> dict[str, torch.Tensor]:
+        size, layer = module.head_dim, self._layer(module, part)
+        masks = {f"{part}._original_component.weight": _output_slice(layer, index * size, (index + 1) * size)}
+        if layer.bias is not None:
+            masks[f"{part}._original_component.bias"] = _rows(layer.bias, index * size, (index + 1) * size)
         return masks
 
 
@@ -201,13 +218,28 @@ class StackedHeadsAdapter:
     def num_heads(self, module: nn.Module) -> int:
         return int(module.W_Q.shape[0])
 
+    KEY_VALUE = ("W_K", "W_V", "b_K", "b_V", "_W_K", "_W_V", "_b_K", "_b_V")
+
+    def num_kv_groups(self, module: nn.Module) -> int:
+        grouped = getattr(module, "_W_K", None)
+        return int((grouped if isinstance(grouped, torch.Tensor) else module.W_K).shape[0])
+
     def head_masks(self, module: nn.Module, head: int) -> dict[str, torch.Tensor]:
-        heads, masks = self.num_heads(module), {}
+        return self._slices(module, self.PER_HEAD, head, self.num_heads(module))
+
+    def kv_masks(self, module: nn.Module, group: int) -> dict[str, torch.Tensor]:
+        return self._slices(module, self.KEY_VALUE, group, self.num_kv_groups(module))
+
+    @staticmethod
+    def _slices(module: nn.Module, names: tuple[str, ...], index: int, count: int) -> dict[str, torch.Tensor]:
+        """Masks of slice ``index // (count // rows)`` of each per-head parameter in ``names`` with ``rows``
+        leading entries (a K/V group's slice when there are fewer K/V heads than ``count``)."""
+        masks = {}
         for name, param in module.named_parameters(recurse=False):
-            if name not in self.PER_HEAD or param.dim() < 2 or heads % param.shape[0]:
+            if name not in names or param.dim() < 2 or count % param.shape[0]:
                 continue
             mask = torch.zeros_like(param, dtype=torch.bool)
-            mask[head // (heads // param.shape[0])] = True  # a K/V group's slice when there are fewer K/V heads
+            mask[index // (count // param.shape[0])] = True
             masks[name] = mask
         return masks
 

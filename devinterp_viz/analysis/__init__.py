@@ -1,6 +1,7 @@
 """Analyses over engine results (numpy/scikit-learn): calibration, trajectories, sweeps, stages."""
 
 from devinterp_viz.analysis.calibration import CalibrationResult, calibrate
+from devinterp_viz.analysis.covariances import Covariance, bif, cross_covariance, loss_kernel, susceptibilities
 from devinterp_viz.analysis.essential_dynamics import (
     EssentialDynamics,
     JointEssentialDynamics,
@@ -19,6 +20,7 @@ from devinterp_viz.analysis.trajectory import Trajectory
 
 __all__ = [
     "CalibrationResult",
+    "Covariance",
     "EssentialDynamics",
     "HeadClustering",
     "HeadSignatures",
@@ -29,11 +31,15 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "TrajectoryGeometry",
+    "bif",
     "calibrate",
     "compare_with_stages",
+    "cross_covariance",
     "default_output_fn",
     "essential_dynamics",
     "joint_essential_dynamics",
+    "loss_kernel",
     "stages",
+    "susceptibilities",
     "sweep_llc",
 ]

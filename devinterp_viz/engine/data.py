@@ -15,7 +15,6 @@ from torch.utils._pytree import keystr, tree_flatten, tree_flatten_with_path, tr
 
 MAX_FULL_EVAL_ROWS = 200_000  # L(w*) is evaluated on the whole data set up to this many rows
 NUM_INIT_LOSS_BATCHES = 32  # otherwise on this many fixed, seeded batches
-EVAL_BATCH_MULTIPLE = 16  # L(w*) needs no gradients: evaluate it in chunks of 16 minibatches
 
 
 class TensorBatches:
@@ -90,16 +89,17 @@ class TensorBatches:
         """The batch(es) at ``index`` (any shape); leaves get ``index.shape`` as leading dims."""
         return self._build([leaf[index] for leaf in self._leaves])
 
-    def init_loss_batches(self, seed: int) -> Iterator[tuple[Any, int]]:
+    def init_loss_batches(self, seed: int, chunk_rows: int | None = None) -> Iterator[tuple[Any, int]]:
         """Fixed batches on which L(w*) is evaluated, with their sizes.
 
-        The whole data set (in chunks of ``EVAL_BATCH_MULTIPLE × batch_size`` rows; the chunks'
-        mean losses are weighted by their sizes) when it has at most ``MAX_FULL_EVAL_ROWS``
+        The whole data set (in chunks of ``chunk_rows`` rows, one minibatch when None; the
+        chunks' mean losses are weighted by their sizes) when it has at most ``MAX_FULL_EVAL_ROWS``
         examples, otherwise ``NUM_INIT_LOSS_BATCHES`` batches drawn with a generator seeded by
-        ``seed``.
+        ``seed``. L(w*) is evaluated with its gradient, so a chunk holds the activations of
+        ``chunk_rows`` rows: as many as one sampler step of all chains keeps it within a step's memory.
         """
         if self.num_examples <= MAX_FULL_EVAL_ROWS:
-            chunk = self.batch_size * EVAL_BATCH_MULTIPLE
+            chunk = chunk_rows or self.batch_size
             for start in range(0, self.num_examples, chunk):
                 stop = min(start + chunk, self.num_examples)
                 yield self._build([leaf[start:stop] for leaf in self._leaves]), stop - start
@@ -157,7 +157,7 @@ class LoaderBatches:
     def to_device(self, batch: Any) -> Any:
         return tree_map(lambda x: x.to(self.device) if isinstance(x, torch.Tensor) else x, batch)
 
-    def init_loss_batches(self, seed: int) -> Iterator[tuple[Any, int]]:
+    def init_loss_batches(self, seed: int, chunk_rows: int | None = None) -> Iterator[tuple[Any, int]]:
         """The loader's first ``NUM_INIT_LOSS_BATCHES`` batches (all of them if fewer), order seeded."""
         gen = torch.Generator().manual_seed(seed)
         iterator = self.chain_iterator(gen)

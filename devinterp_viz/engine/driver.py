@@ -280,6 +280,7 @@ def run_chains(
     chain_chunk_size: int | None = None,
     graph: bool | str = "auto",
     init_grad: torch.Tensor | None = None,
+    observe: Callable[[torch.Tensor, int], None] | None = None,
 ) -> ChainRun:
     """Advance ``num_chains`` chains from w* and record the minibatch loss at every draw.
 
@@ -308,6 +309,9 @@ def run_chains(
         Evaluate vectorised chains through a traced graph (see :mod:`devinterp_viz.engine.graph`).
     init_grad : torch.Tensor, shape (n,), optional
         ∇L(w*) over the fixed evaluation batches, for the ``descent`` trace (NaN without it).
+    observe : callable, optional
+        ``observe(positions, draw)`` at every draw, with the chains' positions (chains, n) the
+        draw's losses are measured at (see :class:`~devinterp_viz.engine.observables.Observables`).
     """
     device = hyper.w_star.device
     dim = hyper.w_star.numel()
@@ -335,29 +339,35 @@ def run_chains(
             if not reuse_batch:
                 batch, shared = streams.batch()
             loss, grad = evaluator(state.position, batch, shared)
-            offset = state.position - hyper.w_star
-            drift = torch.add(hyper.nbeta * grad, offset, alpha=hyper.localization)
             since_burnin = step - num_burnin_steps
             recording = since_burnin >= 0 and since_burnin % num_steps_bw_draws == 0
-            sq_dist = torch.linalg.vector_norm(hyper.masked(offset), dim=1).square() if recording or pending else None
-            if pending is not None:  # the pending move's batch at both of its ends: exact, and no extra gradient
-                info, old_loss, old_sq_dist, draw = pending
-                mala[:, draw] = mala_log_acceptance(info, old_loss, loss, old_sq_dist, sq_dist, drift, hyper).exp()
-                pending = None
+            draw = since_burnin // num_steps_bw_draws
+            drift = state.position - hyper.w_star  # δ = w − w* first (zero on frozen coordinates: they never move)
+            sq_dist = torch.linalg.vector_norm(drift, dim=1).square() if recording or pending else None
             if recording:
-                draw = since_burnin // num_steps_bw_draws
+                _record_offset_traces(traces, draw, drift, grad, sq_dist, hyper, init_grad)
+            drift.mul_(hyper.localization).add_(grad, alpha=hyper.nbeta)  # now ∇U = nβ ∇L + γ δ, in δ's memory
+            if pending is not None:  # the pending move's batch at both of its ends: exact, and no extra gradient
+                info, old_loss, old_sq_dist, old_draw = pending
+                mala[:, old_draw] = mala_log_acceptance(info, old_loss, loss, old_sq_dist, sq_dist, drift, hyper).exp()
+                pending = info = None
+            if recording:
                 losses[:, draw] = loss.detach()
                 distances[:, draw] = sq_dist
-                _record_sampler_traces(traces, draw, offset, drift, grad, hyper, init_grad)
+                _record_drift_traces(traces, draw, drift, grad, hyper)
+                if observe is not None:
+                    observe(state.position, draw)
                 draws_done = draw + 1
                 if on_draw is not None and (draws_done - streamed >= stream_every or draws_done == num_draws):
                     streamed = _stream(on_draw, losses, streamed, draws_done)
             state, info = sampler.step(state, grad, drift, streams.noise(), hyper)
+            del grad, drift  # the step may have used their memory
             # A minibatch step's acceptance compares both ends on the step's own batch (different
             # batches would measure their disagreement, not the step), so at MALA_DRAWS draws the
             # next step reuses the batch and its evaluation serves both purposes.
             measure = recording and info is not None and step + 1 < total_steps and (shared or draw % mala_every == 0)
             pending = (info, loss, sq_dist, draw) if measure else None
+            info = None  # a step's delta is held only while its acceptance is pending
             reuse_batch = measure and not shared
             bar.update(1)
             if step % DIVERGENCE_CHECK_EVERY == DIVERGENCE_CHECK_EVERY - 1 and not bool(torch.isfinite(loss).any()):
@@ -378,14 +388,22 @@ def run_chains(
     )
 
 
-def _record_sampler_traces(traces, draw: int, offset, drift, grad, hyper: Hyper, init_grad) -> None:
-    """Fill column ``draw`` of every :data:`SAMPLER_TRACES` entry from this step's (chains, n) tensors."""
-    moving_drift = hyper.masked(drift)
-    traces["virial"][:, draw] = (offset * moving_drift).sum(1)  # frozen coordinates have δ = 0
-    traces["stein"][:, draw] = (moving_drift * grad).sum(1)
-    traces["drift_sq"][:, draw] = moving_drift.square().sum(1)
+def _record_offset_traces(traces, draw: int, offset, grad, sq_dist, hyper: Hyper, init_grad) -> None:
+    """Fill column ``draw`` of the traces that need δ = w − w* (shape (chains, n)), before the drift overwrites it.
+
+    virial = δ · ∇U = nβ δ · ∇L + γ |δ|² (frozen coordinates have δ = 0).
+    """
+    offset_grad = torch.einsum("cn,cn->c", offset, grad)
+    traces["virial"][:, draw] = hyper.nbeta * offset_grad + hyper.localization * sq_dist
     if init_grad is not None:
         traces["descent"][:, draw] = hyper.nbeta * (offset @ init_grad)
+
+
+def _record_drift_traces(traces, draw: int, drift, grad, hyper: Hyper) -> None:
+    """Fill column ``draw`` of the traces of the drift ∇U (shape (chains, n)) over the moving coordinates."""
+    moving_drift = hyper.masked(drift)
+    traces["stein"][:, draw] = torch.einsum("cn,cn->c", moving_drift, grad)
+    traces["drift_sq"][:, draw] = torch.linalg.vector_norm(moving_drift, dim=1).square()
 
 
 def _stream(on_draw: OnDraw, losses: torch.Tensor, start: int, stop: int) -> int:

@@ -24,6 +24,7 @@ from devinterp_viz.engine.checks import (
 )
 from devinterp_viz.engine.data import make_batches
 from devinterp_viz.engine.driver import OnDraw, run_chains
+from devinterp_viz.engine.observables import Observables, PerSampleLoss, check_observables
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.progress import Stop
 from devinterp_viz.engine.results import LLCResult
@@ -56,6 +57,9 @@ def estimate_llc(
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
     model_mode: str = "eval",
+    observables: Mapping[str, Any] | None = None,
+    per_sample_loss: PerSampleLoss | None = None,
+    observable_dtype: str = "float32",
     **sampler_settings: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
@@ -125,6 +129,17 @@ def estimate_llc(
         its own ``training`` flag (research on dropout posteriors, say); BatchNorm in train mode
         then updates the copy's statistics, never the model's. ``result.config["model_mode"]``
         records it.
+    observables : dict of str to data, optional
+        Named data sets (tensors or tuples/dicts of tensors, numpy arrays converted) on which
+        ``per_sample_loss`` is evaluated at every draw of every chain, without gradients:
+        ``result.observables[name]`` of shape (chains, draws, samples), the input of
+        ``dvz.loss_kernel``, ``dvz.bif`` and ``dvz.susceptibilities``.
+    per_sample_loss : callable, optional
+        ``per_sample_loss(model, batch) -> tensor`` of shape (batch,), or (batch, positions)
+        for per-token losses (flattened to tokens; ``result.observable_index[name]`` gives each
+        token's (sequence, position)). Required with ``observables``.
+    observable_dtype : {"float32", "float16"}
+        How the recorded values are stored (float16 halves a long per-token run's memory).
 
     Returns
     -------
@@ -155,6 +170,7 @@ def estimate_llc(
         model, data, loss_fn, {"params": params}, settings=sampler_settings_of(settings, sampler_settings, estimate_llc),
         device=device, on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize,
         chain_chunk_size=chain_chunk_size, graph=graph, on_start=on_start, model_mode=model_mode,
+        observables=observables, per_sample_loss=per_sample_loss, observable_dtype=observable_dtype,
     )
     return results["params"]
 
@@ -178,6 +194,9 @@ def estimate_llc_selections(
     graph: bool | str = "auto",
     on_start: Callable[[float, float], None] | None = None,
     model_mode: str = "eval",
+    observables: Mapping[str, Any] | None = None,
+    per_sample_loss: PerSampleLoss | None = None,
+    observable_dtype: str = "float32",
     **sampler_settings: Any,
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
@@ -205,6 +224,7 @@ def estimate_llc_selections(
     check_loss_fn(loss_fn)
     check_run_options(chain_chunk_size=chain_chunk_size, model_mode=model_mode, vectorize=vectorize, graph=graph)
     check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop)
+    check_observables(observables, per_sample_loss, observable_dtype)
     if not selections:
         raise ValueError("selections is empty: name at least one selection of weights to sample.")
     chosen_sampler = get_sampler(settings.sampler)
@@ -223,7 +243,11 @@ def estimate_llc_selections(
         row_mask = torch.stack(masks).repeat_interleave(settings.num_chains, dim=0)
     hyper = Hyper(settings.lr, used_nbeta, settings.localization, flat_loss.w_star, row_mask, settings)
     with seeded_model_randomness(settings.seed, target):
-        init_loss, init_grad = evaluate_init_loss(flat_loss, source, settings.seed)
+        step_rows = source.batch_size * (chain_chunk_size or settings.num_chains * len(resolved))
+        recorder = None if observables is None else Observables(
+            observables, per_sample_loss, flat_loss, num_chains=settings.num_chains * len(resolved),
+            num_draws=settings.num_draws, dtype=observable_dtype, chunk_rows=step_rows)
+        init_loss, init_grad = evaluate_init_loss(flat_loss, source, settings.seed, step_rows)
         if on_start is not None:
             on_start(init_loss, used_nbeta)
         run = run_chains(
@@ -243,11 +267,13 @@ def estimate_llc_selections(
             chain_chunk_size=chain_chunk_size,
             graph=graph,
             init_grad=init_grad,
+            observe=None if recorder is None else recorder.record,
         )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
         rows = slice(index * settings.num_chains, (index + 1) * settings.num_chains)
         num_moving = int(masks[index].sum().item())
+        values, token_index = ({}, {}) if recorder is None else recorder.results(rows, run.loss_trace.shape[1])
         config = {
             **settings.to_config(),
             "nbeta": used_nbeta,
@@ -271,6 +297,8 @@ def estimate_llc_selections(
             partial=run.partial,
             num_params=num_moving,
             sampler_traces={name: trace[rows] for name, trace in run.sampler_traces.items()},
+            observables=values,
+            observable_index=token_index,
         )
     return results
 
@@ -305,8 +333,10 @@ def seeded_model_randomness(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> tuple[float, torch.Tensor]:
+def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int, chunk_rows: int | None = None) -> tuple[float, torch.Tensor]:
     """L(w*) and ∇L(w*) over the source's fixed evaluation batches, weighted by batch size.
+
+    ``chunk_rows`` rows are evaluated at once (see ``init_loss_batches``).
 
     Returns
     -------
@@ -320,7 +350,7 @@ def evaluate_init_loss(flat_loss: FlatLoss, source, seed: int) -> tuple[float, t
     """
     total, rows = 0.0, 0
     grad_total = torch.zeros_like(flat_loss.w_star)
-    for batch, size in source.init_loss_batches(seed):
+    for batch, size in source.init_loss_batches(seed, chunk_rows):
         flat = flat_loss.w_star.detach().requires_grad_()
         with torch.enable_grad():
             value = flat_loss(flat, batch)

@@ -203,6 +203,10 @@ class FlatLoss:
 
     def __call__(self, flat: torch.Tensor, batch: Any, frozen: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Loss at one flat weight vector (n,) on one batch; ``frozen`` replaces :attr:`frozen_tensors`."""
+        return the_loss(self.evaluate(self.loss_fn, flat, batch, frozen))
+
+    def evaluate(self, fn: Callable, flat: torch.Tensor, batch: Any, frozen: list[torch.Tensor] | None = None) -> Any:
+        """``fn(model, batch)`` with the model's selected weights at ``flat`` (n,), whatever ``fn`` returns."""
         tensors = self.frozen_tensors if frozen is None else frozen
         swaps = [(slot, tensor) for slots, tensor in zip(self._frozen_slots, tensors) for slot in slots]
         for slots, piece, shape in zip(self._selected_slots, flat.split(self.sizes), self.shapes):
@@ -212,7 +216,7 @@ class FlatLoss:
             for (table, key), tensor in swaps:
                 table[key] = tensor
             with _fused_attention_off() if self._fused_attention else nullcontext():
-                return the_loss(self.loss_fn(self.model, batch))
+                return fn(self.model, batch)
         finally:
             for table, key, tensor in originals:
                 table[key] = tensor

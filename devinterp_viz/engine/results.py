@@ -14,6 +14,8 @@ from devinterp_viz.engine.estimator import llc_per_chain, running_llc
 from devinterp_viz.engine.verdict import Diagnostics, to_jsonable
 
 TRACE_PREFIX = "trace_"  # sampler traces are stored as trace_<name> arrays
+OBSERVABLE_PREFIX = "obs_"  # observables as obs_<name> (chains, draws, samples) arrays
+INDEX_PREFIX = "obsindex_"  # and their token indices as obsindex_<name> (samples, 2)
 RESULT_FORMAT_VERSION = 2  # 2: sampler traces and the verdict's status, causes and next step
 
 
@@ -55,6 +57,12 @@ class LLCResult:
         What the driver recorded for the diagnostics at every draw (``virial``, ``stein``,
         ``drift_sq``, ``descent``: see ``devinterp_viz.engine.driver.SAMPLER_TRACES``); empty
         for imported results.
+    observables : dict of str to np.ndarray, shape (chains, draws, samples)
+        Per-sample (or per-token) losses of the named data sets at every draw, when the run was
+        given ``observables=`` and ``per_sample_loss=``; the input of ``dvz.loss_kernel``,
+        ``dvz.bif`` and ``dvz.susceptibilities``.
+    observable_index : dict of str to np.ndarray or None, shape (samples, 2)
+        (sequence, position) of each token of a per-token observable; None for per-sample ones.
 
     Notes
     -----
@@ -79,6 +87,8 @@ class LLCResult:
     distance_trace: np.ndarray | None = None
     partial: bool = False
     sampler_traces: dict[str, np.ndarray] = field(default_factory=dict)
+    observables: dict[str, np.ndarray] = field(default_factory=dict)
+    observable_index: dict[str, np.ndarray | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.distance_trace is None:
@@ -104,6 +114,8 @@ class LLCResult:
         partial: bool = False,
         num_params: int | None = None,
         sampler_traces: dict[str, np.ndarray] | None = None,
+        observables: dict[str, np.ndarray] | None = None,
+        observable_index: dict[str, np.ndarray | None] | None = None,
     ) -> LLCResult:
         """Build a result (estimate and diagnostics) from loss traces.
 
@@ -127,6 +139,8 @@ class LLCResult:
             Number of sampled parameters; sharpens the explosion test of the diagnostics.
         sampler_traces : dict of str to array_like (chains, draws), optional
             The driver's per-draw diagnostic traces (see :attr:`sampler_traces`).
+        observables, observable_index : dict, optional
+            Recorded per-sample losses and token indices (see :attr:`observables`).
         """
         loss_trace = np.asarray(loss_trace, dtype=np.float64)
         if loss_trace.ndim != 2:
@@ -160,6 +174,8 @@ class LLCResult:
             distance_trace=distance,
             partial=partial,
             sampler_traces=traces,
+            observables=dict(observables or {}),
+            observable_index=dict(observable_index or {}),
         )
 
     @property
@@ -286,6 +302,8 @@ class LLCResult:
                     distance_trace=self.distance_trace,
                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                     **{TRACE_PREFIX + name: trace for name, trace in self.sampler_traces.items()},
+                    **{OBSERVABLE_PREFIX + name: values for name, values in self.observables.items()},
+                    **{INDEX_PREFIX + name: index for name, index in self.observable_index.items() if index is not None},
                 )
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -299,6 +317,7 @@ class LLCResult:
         """Read a result written by :meth:`save`."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes().decode())
+            observables = {key[len(OBSERVABLE_PREFIX):]: np.array(data[key]) for key in data.files if key.startswith(OBSERVABLE_PREFIX)}
             if meta.get("format_version") != RESULT_FORMAT_VERSION:
                 raise ValueError(
                     f"{path} was written by result format {meta.get('format_version')}, this "
@@ -319,5 +338,8 @@ class LLCResult:
                 sampler_traces={
                     key[len(TRACE_PREFIX) :]: np.array(data[key]) for key in data.files if key.startswith(TRACE_PREFIX)
                 },
+                observables=observables,
+                observable_index={name: np.array(data[INDEX_PREFIX + name]) if INDEX_PREFIX + name in data.files else None
+                                  for name in observables},
             )
 

@@ -5,7 +5,10 @@ Every sampler is a pair ``init(position, noise, hyper) -> state`` and
 leading axis is the chain axis; ``info`` is a :class:`StepInfo` for samplers with a
 Metropolis-adjusted counterpart (for the MALA acceptance diagnostic), else None. The driver owns the loop, the random streams and the
 recording; a sampler never draws random numbers itself, so the same noise gives the same
-chain whether chains run vectorised, in chunks or one by one.
+chain whether chains run vectorised, in chunks or one by one. ``step`` owns the ``state``
+and ``drift`` it is given: it may update their tensors in place (the driver never reads
+them again), so a step needs no weight-sized memory beyond the state, the gradient, the drift
+and the noise.
 
 The target is the tempered, localised posterior
 ``p(w) ∝ exp(-nβ L(w) - γ/2 |w - w*|²)`` (Lau et al. 2023); only the selected coordinates
@@ -23,6 +26,7 @@ import torch
 RMSPROP_ALPHA = 0.99  # devinterp's defaults, so settings carry over
 RMSPROP_EPS = 0.1
 SGNHT_DIFFUSION = 0.01
+MALA_BLOCK_ELEMENTS = 1 << 22  # (chains × coordinates) per float64 block of the MALA acceptance
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,10 @@ def sgld_step(state: SGLDState, loss_grad: torch.Tensor, drift: torch.Tensor, no
     -----
     ``Δw = −(ε/2)(nβ ∇L_batch(w) + γ (w − w*)) + √ε ξ``, ξ ~ N(0, I), on selected coordinates.
     """
-    delta = hyper.masked(torch.add(math.sqrt(hyper.lr) * noise, drift, alpha=-0.5 * hyper.lr))
-    return SGLDState(state.position + delta), StepInfo(delta, noise, None)
+    delta = drift.mul_(-0.5 * hyper.lr).add_(noise, alpha=math.sqrt(hyper.lr))  # in the drift's memory
+    if hyper.mask is not None:
+        delta.mul_(hyper.mask)
+    return SGLDState(state.position.add_(delta)), StepInfo(delta, noise, None)
 
 
 # ------------------------------------------------------------------- RMSProp-SGLD
@@ -142,10 +148,12 @@ def rmsprop_sgld_step(
     exact where gradients are small next to eps (G ≈ 1/eps) and is often the better-behaved
     sampler on networks whose curvature varies by orders of magnitude across weights.
     """
-    square_avg = torch.addcmul(RMSPROP_ALPHA * state.square_avg, loss_grad, loss_grad, value=1 - RMSPROP_ALPHA)
-    precond = 1.0 / (square_avg.sqrt() + RMSPROP_EPS)
-    delta = hyper.masked(-0.5 * hyper.lr * precond * drift + (hyper.lr * precond).sqrt() * noise)
-    return RMSPropSGLDState(state.position + delta, square_avg), StepInfo(delta, noise, precond)
+    square_avg = state.square_avg.mul_(RMSPROP_ALPHA).addcmul_(loss_grad, loss_grad, value=1 - RMSPROP_ALPHA)
+    precond = square_avg.sqrt().add_(RMSPROP_EPS).reciprocal_()
+    delta = drift.mul_(precond).mul_(-0.5 * hyper.lr).addcmul_(precond.sqrt(), noise, value=math.sqrt(hyper.lr))
+    if hyper.mask is not None:
+        delta.mul_(hyper.mask)
+    return RMSPropSGLDState(state.position.add_(delta), square_avg), StepInfo(delta, noise, precond)
 
 
 # -------------------------------------------------------------------------- SGNHT
@@ -168,16 +176,13 @@ def sgnht_step(state: SGNHTState, loss_grad: torch.Tensor, drift: torch.Tensor, 
     absorbs the unknown minibatch-noise variance. It has no Metropolis-adjusted
     counterpart, so the step reports no MALA information.
     """
-    momentum = (
-        state.momentum
-        - hyper.lr * drift
-        - state.thermostat[:, None] * state.momentum
-        + math.sqrt(2 * SGNHT_DIFFUSION * hyper.lr) * noise
-    )
-    momentum = hyper.masked(momentum)
+    momentum = state.momentum.mul_((1 - state.thermostat)[:, None]).sub_(drift, alpha=hyper.lr)
+    momentum.add_(noise, alpha=math.sqrt(2 * SGNHT_DIFFUSION * hyper.lr))
+    if hyper.mask is not None:
+        momentum.mul_(hyper.mask)
     moving = momentum.shape[1] if hyper.mask is None else hyper.mask.sum(-1)
-    thermostat = state.thermostat + momentum.square().sum(dim=1) / moving - hyper.lr
-    return SGNHTState(state.position + momentum, momentum, thermostat), None
+    thermostat = state.thermostat + torch.linalg.vector_norm(momentum, dim=1).square() / moving - hyper.lr
+    return SGNHTState(state.position.add_(momentum), momentum, thermostat), None
 
 
 # -------------------------------------------------------------------------- MALA
@@ -221,16 +226,25 @@ def mala_log_acceptance(
     """
     # In float64: the two log-proposal terms are each ~ n/2 (n moving weights) and nearly cancel;
     # in float32 their rounding alone would swamp the acceptance of a large model's small step.
-    step = StepInfo(*(None if t is None else t.double() for t in step))
-    loss, new_loss, sq_dist, new_sq_dist, new_drift = (t.double() for t in (loss, new_loss, sq_dist, new_sq_dist, new_drift))
-    scaled_drift = new_drift if step.precond is None else step.precond * new_drift
-    minus_backward = hyper.masked(torch.add(step.delta, scaled_drift, alpha=-0.5 * hyper.lr))
-    if step.precond is None:
-        backward_sq = torch.linalg.vector_norm(minus_backward, dim=1).square()
-    else:
-        backward_sq = (minus_backward.square() / step.precond).sum(1)
+    # Summed over blocks of coordinates, so the float64 copies never exceed a block.
+    backward_sq = torch.zeros(step.delta.shape[0], dtype=torch.float64, device=step.delta.device)
+    forward_sq = torch.zeros_like(backward_sq)
+    columns = max(1, MALA_BLOCK_ELEMENTS // max(step.delta.shape[0], 1))
+    for start in range(0, step.delta.shape[1], columns):
+        block = slice(start, start + columns)
+        delta, noise, drift = (t[:, block].double() for t in (step.delta, step.noise, new_drift))
+        precond = None if step.precond is None else step.precond[:, block].double()
+        mask = None if hyper.mask is None else hyper.mask[..., block]
+        scaled_drift = drift if precond is None else precond * drift
+        minus_backward = torch.add(delta, scaled_drift, alpha=-0.5 * hyper.lr)
+        if mask is not None:
+            minus_backward.mul_(mask)
+            noise.mul_(mask)
+        backward_sq += (minus_backward.square() if precond is None else minus_backward.square() / precond).sum(1)
+        forward_sq += noise.square().sum(1)
+    loss, new_loss, sq_dist, new_sq_dist = (t.double() for t in (loss, new_loss, sq_dist, new_sq_dist))
     log_q_backward = backward_sq / (-2 * hyper.lr)
-    log_q_forward = torch.linalg.vector_norm(hyper.masked(step.noise), dim=1).square() * -0.5
+    log_q_forward = forward_sq * -0.5
     potential_drop = hyper.nbeta * (loss - new_loss) + 0.5 * hyper.localization * (sq_dist - new_sq_dist)
     return torch.clamp(potential_drop + log_q_backward - log_q_forward, max=0.0)
 

@@ -37,6 +37,30 @@ class HeadSelection:
         return f"HeadSelection({self.label})"
 
 
+@dataclass(frozen=True)
+class KVGroupSelection:
+    """The key and value slices one group of heads shares (grouped-query attention), without their Q or O.
+
+    Parameters
+    ----------
+    module : str
+        Qualified name of the attention module.
+    group : int
+        K/V group index, ``0 <= group < num_kv_groups``; head ``h`` reads group
+        ``h // (num_heads // num_kv_groups)``. Without grouping each head is its own group.
+    """
+
+    module: str
+    group: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.module}.kv{self.group}" if self.module else f"kv{self.group}"
+
+    def __repr__(self) -> str:
+        return f"KVGroupSelection({self.label})"
+
+
 class HeadAdapter(Protocol):
     """Tells the engine how an attention module's heads map onto its weights.
 
@@ -50,6 +74,9 @@ class HeadAdapter(Protocol):
     def num_heads(self, module: nn.Module) -> int: ...
 
     def head_masks(self, module: nn.Module, head: int) -> dict[str, torch.Tensor]: ...
+
+    # Optional, for K/V groups (see :func:`kv_groups`): ``num_kv_groups(module) -> int`` and
+    # ``kv_masks(module, group) -> dict`` of the group's key and value slices.
 
 
 class MultiheadAttentionAdapter:
@@ -144,7 +171,34 @@ def attention_heads(model: nn.Module) -> list[HeadSelection]:
     return heads
 
 
-def _head_param_masks(model: nn.Module, head: HeadSelection) -> dict[str, torch.Tensor]:
+def kv_groups(model: nn.Module) -> list[KVGroupSelection]:
+    """Every K/V group of ``model``'s attention modules whose adapter knows them, in module order.
+
+    With grouped-query attention (Llama, Mistral, Qwen) a head's selection moves its group's K/V
+    slices, shared with the group's other heads; a ``KVGroupSelection`` moves those shared slices alone.
+
+    Raises
+    ------
+    ValueError
+        When no attention module of the model has an adapter that knows its K/V groups.
+    """
+    groups = []
+    for head in attention_heads(model):
+        if head.head == 0:
+            module = model.get_submodule(head.module)
+            adapter = _adapter_for(module)
+            if hasattr(adapter, "kv_masks"):
+                groups += [KVGroupSelection(head.module, g) for g in range(adapter.num_kv_groups(module))]
+    if not groups:
+        raise ValueError(
+            f"no attention module of {type(model).__name__} has an adapter that knows its K/V groups (the "
+            "separate-projection layouts of Llama/Mistral/Qwen, TransformerLens' bridge and HookedTransformer do); "
+            "select the key and value weights by name instead."
+        )
+    return groups
+
+
+def _head_param_masks(model: nn.Module, head: HeadSelection | KVGroupSelection) -> dict[str, torch.Tensor]:
     try:
         module = model.get_submodule(head.module)
     except AttributeError as err:
@@ -155,18 +209,25 @@ def _head_param_masks(model: nn.Module, head: HeadSelection) -> dict[str, torch.
             f"{head!r}: module {head.module!r} is a {type(module).__name__}, which no head adapter "
             "knows; register one with dvz.register_head_adapter."
         )
-    count = adapter.num_heads(module)
-    if not 0 <= head.head < count:
-        raise ValueError(f"{head!r}: head index {head.head} is out of range; {head.module!r} has {count} heads (0..{count - 1}).")
+    if isinstance(head, KVGroupSelection):
+        if not hasattr(adapter, "kv_masks"):
+            raise ValueError(f"{head!r}: the adapter of {head.module!r} ({type(adapter).__name__}) does not know K/V groups.")
+        count, index, local_masks = adapter.num_kv_groups(module), head.group, adapter.kv_masks
+    else:
+        count, index, local_masks = adapter.num_heads(module), head.head, adapter.head_masks
+    if not 0 <= index < count:
+        kind = "K/V group" if isinstance(head, KVGroupSelection) else "head"
+        raise ValueError(f"{head!r}: {kind} index {index} is out of range; {head.module!r} has {count} {kind}s "
+                         f"(0..{count - 1}).")
     # the model's own name of each parameter (a wrapper such as TransformerLens' bridge may reach a
     # module by one path and name its parameters by another)
     names = {id(param): name for name, param in model.named_parameters()}
-    return {names[id(module.get_parameter(local))]: mask for local, mask in adapter.head_masks(module, head.head).items()}
+    return {names[id(module.get_parameter(local))]: mask for local, mask in local_masks(module, index).items()}
 
 
 # ------------------------------------------------------------------------ resolution
 
-ParamSpec = Union[None, str, HeadSelection, Mapping[str, Union[bool, torch.Tensor]], Iterable]
+ParamSpec = Union[None, str, HeadSelection, KVGroupSelection, Mapping[str, Union[bool, torch.Tensor]], Iterable]
 
 
 @dataclass
@@ -217,7 +278,7 @@ def resolve_selection(model: nn.Module, params: ParamSpec = None) -> Selection:
     params : None, str, HeadSelection, dict or iterable of those
         ``None``: every parameter that requires grad. A string: a parameter name, a module
         name (all its parameters) or a glob (``"blocks.*.attn.*"``). A ``HeadSelection``:
-        that head's weights. A dict ``{name: bool or bool mask}``. An iterable combines
+        that head's weights; a ``KVGroupSelection``: a K/V group's shared slices. A dict ``{name: bool or bool mask}``. An iterable combines
         several specifications (their union).
 
     Raises
@@ -294,7 +355,7 @@ def describe_selection(model: nn.Module, params: ParamSpec = None, *, print_tabl
 
 
 def _flatten_spec(params: ParamSpec) -> list:
-    if isinstance(params, (str, HeadSelection, Mapping)):
+    if isinstance(params, (str, HeadSelection, KVGroupSelection, Mapping)):
         return [params]
     if isinstance(params, Iterable):
         items = list(params)
@@ -311,7 +372,7 @@ def _flatten_spec(params: ParamSpec) -> list:
 
 
 def _resolve_one(model: nn.Module, named: dict[str, nn.Parameter], spec) -> dict[str, torch.Tensor | None]:
-    if isinstance(spec, HeadSelection):
+    if isinstance(spec, (HeadSelection, KVGroupSelection)):
         return {n: m.to(named[n].device) for n, m in _head_param_masks(model, spec).items()}
     if isinstance(spec, Mapping):
         out = {}

@@ -1,0 +1,138 @@
+"""Observables recorded at every draw: per-sample (or per-token) losses on named data sets, vectorised over chains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import vmap
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from devinterp_viz.engine.data import as_tensors
+from devinterp_viz.engine.driver import is_vmap_limitation
+from devinterp_viz.engine.potential import FlatLoss
+
+PerSampleLoss = Callable[[nn.Module, Any], torch.Tensor]
+OBSERVABLE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: Any) -> None:
+    """A clear error for observables given without a per-sample loss (or the other way), bad names or dtype."""
+    if observables is None and per_sample_loss is None:
+        return
+    if observables is None or per_sample_loss is None:
+        raise ValueError(
+            "observables= and per_sample_loss= go together: observables={'name': data} names the data sets, "
+            "per_sample_loss(model, batch) -> tensor of shape (batch,) or (batch, positions) says what to record "
+            "on them, e.g. per_sample_loss=lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(-1)."
+        )
+    if not isinstance(observables, Mapping) or not observables or not all(isinstance(k, str) for k in observables):
+        raise TypeError(f"observables must be a non-empty dict {{name: data}} with string names; got {type(observables).__name__}.")
+    if not callable(per_sample_loss):
+        raise TypeError(f"per_sample_loss must be a callable (model, batch) -> tensor; got {type(per_sample_loss).__name__}.")
+    if observable_dtype not in OBSERVABLE_DTYPES:
+        raise ValueError(f"observable_dtype={observable_dtype!r}; choose one of {', '.join(OBSERVABLE_DTYPES)}.")
+
+
+class Observables:
+    """Per-sample losses ``ℓ_i(w)`` of named data sets at every draw of every chain.
+
+    Evaluated without gradients, all chains in one ``torch.func.vmap`` call per chunk of rows
+    (one chain at a time when the model cannot be vmapped), and copied to host memory at once.
+
+    Parameters
+    ----------
+    data : dict of str to data
+        Each a tensor or tuple/dict of tensors with a leading example axis (numpy arrays converted).
+    per_sample_loss : callable
+        ``per_sample_loss(model, batch) -> tensor`` of shape (batch,), or (batch, positions) for
+        per-token losses, which are flattened to (batch · positions,) with :attr:`index` back to
+        (sequence, position).
+    flat_loss : FlatLoss
+        The run's loss, whose private model copy and weight layout the observables share.
+    num_chains, num_draws : int
+    dtype : {"float32", "float16"}
+        Storage of the recorded values (float16 halves the memory of long per-token runs).
+    chunk_rows : int
+        Rows evaluated at once.
+
+    Attributes
+    ----------
+    values : dict of str to np.ndarray, shape (chains, draws, samples)
+    index : dict of str to np.ndarray or None, shape (samples, 2)
+        (sequence, position) of each recorded token; None for per-sample observables.
+    """
+
+    def __init__(self, data: Mapping[str, Any], per_sample_loss: PerSampleLoss, flat_loss: FlatLoss, *,
+                 num_chains: int, num_draws: int, dtype: str = "float32", chunk_rows: int = 64):
+        self.flat_loss, self.per_sample_loss = flat_loss, per_sample_loss
+        self.num_chains, self.num_draws, self.dtype, self.chunk_rows = num_chains, num_draws, OBSERVABLE_DTYPES[dtype], chunk_rows
+        device = flat_loss.w_star.device
+        self.sources = {}
+        for name, value in data.items():
+            leaves, spec = tree_flatten(as_tensors(value, flat_loss.dtype))
+            if not leaves or not all(isinstance(x, torch.Tensor) and x.dim() for x in leaves):
+                raise TypeError(f"observables[{name!r}] must be a tensor or a tuple/dict of tensors with an example axis.")
+            self.sources[name] = ([x.to(device) for x in leaves], spec)
+        self.values: dict[str, np.ndarray] = {}
+        self.index: dict[str, np.ndarray | None] = {}
+        self._vectorized = True
+
+    def record(self, positions: torch.Tensor, draw: int) -> None:
+        """Evaluate every observable at the chains' ``positions`` (chains, n) and store them as draw ``draw``."""
+        for name in self.sources:
+            values = self.evaluate(name, positions)
+            if name not in self.values:
+                self.values[name] = np.full((self.num_chains, self.num_draws, values.shape[1]), np.nan, dtype=self.dtype)
+            self.values[name][:, draw] = values.cpu().numpy()
+
+    def evaluate(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        """The observable ``name`` at each row of ``positions`` (chains, n): shape (chains, samples)."""
+        leaves, spec = self.sources[name]
+        rows = leaves[0].shape[0]
+        parts = []
+        for start in range(0, rows, self.chunk_rows):
+            batch = tree_unflatten([x[start : start + self.chunk_rows] for x in leaves], spec)
+            parts.append(self._per_chain(name, positions, batch))
+        out = torch.cat(parts, dim=1)
+        if out.dim() == 3:  # per token: (chains, sequences, positions)
+            if name not in self.index:
+                sequence, position = np.meshgrid(np.arange(out.shape[1]), np.arange(out.shape[2]), indexing="ij")
+                self.index[name] = np.stack([sequence.ravel(), position.ravel()], axis=1)
+            out = out.reshape(out.shape[0], -1)
+        else:
+            self.index.setdefault(name, None)
+        return out
+
+    def _per_chain(self, name: str, positions: torch.Tensor, batch: Any) -> torch.Tensor:
+        def one(flat):
+            return self._checked(name, self.flat_loss.evaluate(self.per_sample_loss, flat, batch), batch)
+
+        with torch.no_grad():
+            if self._vectorized:
+                try:
+                    return vmap(one, randomness=self.flat_loss.randomness)(positions)
+                except RuntimeError as err:
+                    if not is_vmap_limitation(err):
+                        raise
+                    self._vectorized = False
+            return torch.stack([one(flat) for flat in positions])
+
+    @staticmethod
+    def _checked(name: str, value: Any, batch: Any) -> torch.Tensor:
+        rows = tree_flatten(batch)[0][0].shape[0]
+        if not isinstance(value, torch.Tensor) or value.dim() not in (1, 2) or value.shape[0] != rows:
+            got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"per_sample_loss on observables[{name!r}] returned {got} for a batch of {rows} rows; it must return "
+                f"one loss per row, shape ({rows},), or per token, shape ({rows}, positions) — e.g. "
+                "F.cross_entropy(logits.transpose(1, 2), targets, reduction='none') for a language model."
+            )
+        return value.to(torch.float32)
+
+    def results(self, rows: slice, keep: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+        """The values of chains ``rows`` over the first ``keep`` draws, and the token indices."""
+        return {name: values[rows, :keep] for name, values in self.values.items()}, dict(self.index)
