@@ -30,15 +30,18 @@ SIZES = {
     "160M": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, vocab_size=50304),
 }
 
-CHILD = r"""
+SETUP = r"""
 import json, resource, sys, time
 import torch, transformers
-import devinterp_viz as dvz
 size, chains, draws, seq, batch, chunk = json.loads(sys.argv[1])
 torch.manual_seed(0)
 cfg = transformers.GPTNeoXConfig(intermediate_size=4 * size["hidden_size"], max_position_embeddings=seq, **size)
 model = transformers.GPTNeoXForCausalLM(cfg).eval()
 n = sum(p.numel() for p in model.parameters())
+"""
+
+CHILD = SETUP + r"""
+import devinterp_viz as dvz
 tokens = torch.randint(0, size["vocab_size"], (8 * batch, seq))
 loss_fn = lambda m, b: m(input_ids=b, labels=b).loss
 tiny = torch.nn.Linear(2, 1)  # a warm-up: the modules an estimate imports are not its memory
@@ -54,14 +57,7 @@ print(json.dumps({"weights": n, "seconds": seconds, "steps": draws, "peak": peak
                   "vectorized": res.config["vectorized"], "finite": bool(torch.isfinite(torch.tensor(res.loss_trace)).all())}))
 """
 
-FLOOR = r"""
-import json, resource, sys
-import torch, transformers
-size, chains, draws, seq, batch, chunk = json.loads(sys.argv[1])
-torch.manual_seed(0)
-cfg = transformers.GPTNeoXConfig(intermediate_size=4 * size["hidden_size"], max_position_embeddings=seq, **size)
-model = transformers.GPTNeoXForCausalLM(cfg).eval()
-n = sum(p.numel() for p in model.parameters())
+FLOOR = SETUP + r"""
 tokens = torch.randint(0, size["vocab_size"], ((chunk or chains) * batch, seq))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 model(input_ids=tokens, labels=tokens).loss.backward()

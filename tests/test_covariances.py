@@ -100,6 +100,16 @@ def test_bif_is_minus_the_loss_covariance_and_susceptibilities_its_row_mean_time
     within_error(dvz.susceptibilities(result, "train"), -NBETA * exact.mean(axis=0), relative_limit=0.15)
 
 
+def test_the_response_matrix_is_the_susceptibility_to_a_probes_mean_loss(run):
+    model, x, y, result = run
+    exact, _ = closed_form(model, x, y)
+    matrix = dvz.response_matrix({"all": result, "again": result}, ["train"])
+    assert matrix.shape == (2, 1)
+    np.testing.assert_allclose(matrix.value[:, 0], dvz.susceptibilities(result, "train").value.mean(), rtol=1e-10)
+    # χ for the whole training set: −nβ Var(L) = −nβ mean_ij Cov(ℓ_i, ℓ_j)
+    assert abs(matrix.value[0, 0] + NBETA * exact.mean()) < 4 * matrix.stderr[0, 0] < 0.15 * NBETA * exact.mean()
+
+
 def test_observables_are_per_token_when_the_loss_is_float16_when_asked_and_survive_save_and_load(tmp_path):
     model, x, y = problem()
     tokens = torch.stack([x, 2 * x], dim=1)  # (rows, 2 positions, D): a per-position loss

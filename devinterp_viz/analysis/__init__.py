@@ -1,7 +1,14 @@
 """Analyses over engine results (numpy/scikit-learn): calibration, trajectories, sweeps, stages."""
 
 from devinterp_viz.analysis.calibration import CalibrationResult, calibrate
-from devinterp_viz.analysis.covariances import Covariance, bif, cross_covariance, loss_kernel, susceptibilities
+from devinterp_viz.analysis.covariances import (
+    Covariance,
+    bif,
+    cross_covariance,
+    loss_kernel,
+    response_matrix,
+    susceptibilities,
+)
 from devinterp_viz.analysis.essential_dynamics import (
     EssentialDynamics,
     JointEssentialDynamics,
@@ -39,6 +46,7 @@ __all__ = [
     "essential_dynamics",
     "joint_essential_dynamics",
     "loss_kernel",
+    "response_matrix",
     "stages",
     "susceptibilities",
     "sweep_llc",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,3 +132,30 @@ def susceptibilities(result: LLCResult, name: str) -> Covariance:
         raise ValueError(f"loss_trace {loss.shape[:2]} and observable {name!r} {values.shape[:2]} differ in (chains, draws).")
     cov = cross_covariance(loss, values)
     return Covariance(-result.nbeta * cov.value[0], result.nbeta * cov.stderr[0])
+
+
+def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> Covariance:
+    """Component × probe susceptibilities χ[c, q] = −nβ · Cov_c(L(w) − L(w*), ℓ_q(w)), ℓ_q the mean loss on probe q.
+
+    Parameters
+    ----------
+    results : mapping of str to LLCResult
+        One weight-refined result per component (e.g. ``estimate_llc_selections`` over heads with
+        ``observables=``), each sampled with only that component's weights moving.
+    probes : sequence of str
+        Observables recorded in every result (the probe distributions).
+
+    Returns
+    -------
+    Covariance
+        ``value`` of shape (components, probes), in the order given; the mean over a probe's
+        samples of :func:`susceptibilities`, with its own batch-means error.
+    """
+    value = np.full((len(results), len(probes)), np.nan)
+    stderr = np.full_like(value, np.nan)
+    for row, result in enumerate(results.values()):
+        loss = np.asarray(result.loss_trace, dtype=np.float64)[..., None]
+        for column, probe in enumerate(probes):
+            cov = cross_covariance(loss, _observable(result, probe).mean(axis=2, keepdims=True))
+            value[row, column], stderr[row, column] = -result.nbeta * cov.value[0, 0], result.nbeta * cov.stderr[0, 0]
+    return Covariance(value, stderr)
