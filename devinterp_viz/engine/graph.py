@@ -268,6 +268,7 @@ def _value_and_grad_on_inputs(flat_loss, spec, shared: bool) -> Callable:
     num_frozen = len(flat_loss.frozen_tensors)
 
     def value_and_grad(flats, *rest):
-        return flat_loss.chunk_value_and_grad(flats, rest[num_frozen:], spec, shared, frozen=list(rest[:num_frozen]))
+        return flat_loss.chunk_value_and_grad(flats, rest[num_frozen:], spec, shared, frozen=list(rest[:num_frozen]),
+                                              per_tensor_grads=False)
 
     return value_and_grad

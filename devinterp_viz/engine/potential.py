@@ -6,6 +6,7 @@ import copy
 import threading
 import warnings
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import torch
@@ -110,6 +111,12 @@ def _slots(model: nn.Module) -> dict[str, list[Slot]]:
     return slots
 
 
+def _move_grad(target: torch.Tensor, piece: torch.Tensor) -> None:
+    """Copy a weight tensor's finished gradient into its slice of the flat gradient and free it."""
+    target.copy_(piece.grad)
+    piece.grad = None
+
+
 def the_loss(value: Any) -> Any:
     """The loss in what a ``loss_fn`` returned: the value itself, the first of devinterp's
     ``evaluate``-style ``(loss, outputs)``, or a Hugging Face output's ``.loss``."""
@@ -205,11 +212,16 @@ class FlatLoss:
         """Loss at one flat weight vector (n,) on one batch; ``frozen`` replaces :attr:`frozen_tensors`."""
         return the_loss(self.evaluate(self.loss_fn, flat, batch, frozen))
 
-    def evaluate(self, fn: Callable, flat: torch.Tensor, batch: Any, frozen: list[torch.Tensor] | None = None) -> Any:
-        """``fn(model, batch)`` with the model's selected weights at ``flat`` (n,), whatever ``fn`` returns."""
+    def evaluate(self, fn: Callable, flat: torch.Tensor | list[torch.Tensor], batch: Any,
+                 frozen: list[torch.Tensor] | None = None) -> Any:
+        """``fn(model, batch)`` with the model's selected weights at ``flat`` (n,), whatever ``fn`` returns.
+
+        ``flat`` may also be given as its per-tensor pieces (``flat.split(self.sizes)``).
+        """
         tensors = self.frozen_tensors if frozen is None else frozen
         swaps = [(slot, tensor) for slots, tensor in zip(self._frozen_slots, tensors) for slot in slots]
-        for slots, piece, shape in zip(self._selected_slots, flat.split(self.sizes), self.shapes):
+        pieces = flat if isinstance(flat, (list, tuple)) else flat.split(self.sizes)
+        for slots, piece, shape in zip(self._selected_slots, pieces, self.shapes):
             swaps.extend((slot, piece.view(shape)) for slot in slots)
         originals = [(table, key, table[key]) for (table, key), _ in swaps]
         try:
@@ -248,7 +260,9 @@ class FlatLoss:
 
         The forward pass of all chains (or of ``chunk_size`` chains at a time) is one
         ``torch.func.vmap`` call; one reverse-mode pass then gives every chain's gradient, as
-        the chains' losses are independent. (vmap over the forward plus plain autograd is
+        the chains' losses are independent. Each weight tensor's gradient is moved into the flat
+        gradient as soon as it is complete, so the per-tensor gradients and the flat one never
+        all coexist (a weight-sized tensor per chain less at the peak). (vmap over the forward plus plain autograd is
         measurably cheaper on small models than vmapping ``torch.func.grad``.)
         """
         leaves, spec = tree_flatten(batch)
@@ -270,18 +284,31 @@ class FlatLoss:
         return torch.cat(values), torch.cat(grads)
 
     def chunk_value_and_grad(
-        self, flats: torch.Tensor, leaves, spec, shared_batch: bool, frozen: list[torch.Tensor] | None = None
+        self, flats: torch.Tensor, leaves, spec, shared_batch: bool, frozen: list[torch.Tensor] | None = None,
+        per_tensor_grads: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses (chains,) and gradients (chains, n) of stacked vectors on flat batch ``leaves``.
 
         ``frozen`` replaces :attr:`frozen_tensors` (a traced graph takes them as inputs).
+        ``per_tensor_grads`` moves each tensor's gradient into the flat one as soon as it is done
+        (a hook per tensor: less memory); a traced graph, which cannot record hooks, takes the
+        gradient of the flat vector instead.
         """
         fn = self._vmapped_on_leaves(spec, shared_batch)
-        flats = flats.detach().requires_grad_()
+        frozen = self.frozen_tensors if frozen is None else frozen
         with torch.enable_grad(), warnings.catch_warnings():
             # torch falls back to a loop for fused CPU attention under vmap and says so every
             # step; the result is right, and users cannot act on the message
             warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
-            value = fn(flats, self.frozen_tensors if frozen is None else frozen, *leaves)
-            (grad,) = torch.autograd.grad(value.sum(), flats)
+            if not per_tensor_grads:
+                flats = flats.detach().requires_grad_()
+                value = fn(flats, frozen, *leaves)
+                (grad,) = torch.autograd.grad(value.sum(), flats)
+                return value.detach(), grad
+            grad = torch.zeros_like(flats)  # a tensor the loss does not use keeps a zero gradient
+            pieces = [piece.detach().requires_grad_() for piece in flats.split(self.sizes, dim=1)]
+            for piece, target in zip(pieces, grad.split(self.sizes, dim=1)):
+                piece.register_post_accumulate_grad_hook(partial(_move_grad, target))
+            value = fn(pieces, frozen, *leaves)
+            torch.autograd.backward(value.sum(), inputs=pieces)
         return value.detach(), grad

@@ -5,10 +5,10 @@ Every sampler is a pair ``init(position, noise, hyper) -> state`` and
 leading axis is the chain axis; ``info`` is a :class:`StepInfo` for samplers with a
 Metropolis-adjusted counterpart (for the MALA acceptance diagnostic), else None. The driver owns the loop, the random streams and the
 recording; a sampler never draws random numbers itself, so the same noise gives the same
-chain whether chains run vectorised, in chunks or one by one. ``step`` owns the ``state``
-and ``drift`` it is given: it may update their tensors in place (the driver never reads
-them again), so a step needs no weight-sized memory beyond the state, the gradient, the drift
-and the noise.
+chain whether chains run vectorised, in chunks or one by one. ``step`` owns the ``state``,
+``drift`` and ``noise`` it is given: it may update their tensors in place (the driver never
+reads them again; each noise slot is used once), so a step needs no weight-sized memory beyond
+the state, the gradient, the drift and the noise, and the move it reports lives in the noise's.
 
 The target is the tempered, localised posterior
 ``p(w) ∝ exp(-nβ L(w) - γ/2 |w - w*|²)`` (Lau et al. 2023); only the selected coordinates
@@ -68,15 +68,28 @@ class StepInfo(NamedTuple):
     ----------
     delta : torch.Tensor, shape (chains, n)
         ``w' − w`` (zero on frozen coordinates).
-    noise : torch.Tensor, shape (chains, n)
-        The standard normal ξ the step used.
+    noise_sq : torch.Tensor, shape (chains,), float64
+        ``|ξ|²`` over the moving coordinates of the standard normal ξ the step used.
     precond : torch.Tensor or None, shape (chains, n)
         Diagonal preconditioner G of the step (None = identity).
     """
 
     delta: torch.Tensor
-    noise: torch.Tensor
+    noise_sq: torch.Tensor
     precond: torch.Tensor | None
+
+
+def squared_norms(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ_j (mask · x)²`` per row of ``x`` (chains, n), accumulated in float64 over blocks of coordinates
+    (no weight-sized float64 copy); shape (chains,)."""
+    total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    columns = max(1, MALA_BLOCK_ELEMENTS // max(x.shape[0], 1))
+    for start in range(0, x.shape[1], columns):
+        block = x[:, start : start + columns].to(torch.float64, copy=True)  # a copy even when x is float64
+        if mask is not None:
+            block.mul_(mask[..., start : start + columns])
+        total += block.square_().sum(1)
+    return total
 
 
 class SGLDState(NamedTuple):
@@ -119,10 +132,11 @@ def sgld_step(state: SGLDState, loss_grad: torch.Tensor, drift: torch.Tensor, no
     -----
     ``Δw = −(ε/2)(nβ ∇L_batch(w) + γ (w − w*)) + √ε ξ``, ξ ~ N(0, I), on selected coordinates.
     """
-    delta = drift.mul_(-0.5 * hyper.lr).add_(noise, alpha=math.sqrt(hyper.lr))  # in the drift's memory
+    noise_sq = squared_norms(noise, hyper.mask)
+    delta = noise.mul_(math.sqrt(hyper.lr)).add_(drift, alpha=-0.5 * hyper.lr)  # in the noise's memory
     if hyper.mask is not None:
         delta.mul_(hyper.mask)
-    return SGLDState(state.position.add_(delta)), StepInfo(delta, noise, None)
+    return SGLDState(state.position.add_(delta)), StepInfo(delta, noise_sq, None)
 
 
 # ------------------------------------------------------------------- RMSProp-SGLD
@@ -150,10 +164,11 @@ def rmsprop_sgld_step(
     """
     square_avg = state.square_avg.mul_(RMSPROP_ALPHA).addcmul_(loss_grad, loss_grad, value=1 - RMSPROP_ALPHA)
     precond = square_avg.sqrt().add_(RMSPROP_EPS).reciprocal_()
-    delta = drift.mul_(precond).mul_(-0.5 * hyper.lr).addcmul_(precond.sqrt(), noise, value=math.sqrt(hyper.lr))
+    noise_sq = squared_norms(noise, hyper.mask)
+    delta = noise.mul_(precond.sqrt()).mul_(math.sqrt(hyper.lr)).addcmul_(precond, drift, value=-0.5 * hyper.lr)
     if hyper.mask is not None:
         delta.mul_(hyper.mask)
-    return RMSPropSGLDState(state.position.add_(delta), square_avg), StepInfo(delta, noise, precond)
+    return RMSPropSGLDState(state.position.add_(delta), square_avg), StepInfo(delta, noise_sq, precond)
 
 
 # -------------------------------------------------------------------------- SGNHT
@@ -226,25 +241,21 @@ def mala_log_acceptance(
     """
     # In float64: the two log-proposal terms are each ~ n/2 (n moving weights) and nearly cancel;
     # in float32 their rounding alone would swamp the acceptance of a large model's small step.
-    # Summed over blocks of coordinates, so the float64 copies never exceed a block.
+    # Summed over blocks of coordinates, so the float64 copies never exceed a block (|ξ|² likewise,
+    # by the step: see squared_norms).
     backward_sq = torch.zeros(step.delta.shape[0], dtype=torch.float64, device=step.delta.device)
-    forward_sq = torch.zeros_like(backward_sq)
     columns = max(1, MALA_BLOCK_ELEMENTS // max(step.delta.shape[0], 1))
     for start in range(0, step.delta.shape[1], columns):
         block = slice(start, start + columns)
-        delta, noise, drift = (t[:, block].double() for t in (step.delta, step.noise, new_drift))
+        delta, drift = step.delta[:, block].double(), new_drift[:, block].double()
         precond = None if step.precond is None else step.precond[:, block].double()
-        mask = None if hyper.mask is None else hyper.mask[..., block]
-        scaled_drift = drift if precond is None else precond * drift
-        minus_backward = torch.add(delta, scaled_drift, alpha=-0.5 * hyper.lr)
-        if mask is not None:
-            minus_backward.mul_(mask)
-            noise.mul_(mask)
+        minus_backward = torch.add(delta, drift if precond is None else precond * drift, alpha=-0.5 * hyper.lr)
+        if hyper.mask is not None:
+            minus_backward.mul_(hyper.mask[..., block])
         backward_sq += (minus_backward.square() if precond is None else minus_backward.square() / precond).sum(1)
-        forward_sq += noise.square().sum(1)
     loss, new_loss, sq_dist, new_sq_dist = (t.double() for t in (loss, new_loss, sq_dist, new_sq_dist))
     log_q_backward = backward_sq / (-2 * hyper.lr)
-    log_q_forward = forward_sq * -0.5
+    log_q_forward = step.noise_sq * -0.5
     potential_drop = hyper.nbeta * (loss - new_loss) + 0.5 * hyper.localization * (sq_dist - new_sq_dist)
     return torch.clamp(potential_drop + log_q_backward - log_q_forward, max=0.0)
 
