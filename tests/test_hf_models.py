@@ -252,3 +252,18 @@ def test_hf_batches_numpy_arrays_and_devinterp_style_losses_are_taken_as_people_
                           (batch, evaluate),
                           ([{k: v[i] for k, v in batch.items()} for i in range(32)], lambda m, b: m(**b).loss)):
         np.testing.assert_array_equal(dvz.estimate_llc(model, data, loss_fn, **kwargs).loss_trace, reference.loss_trace)
+
+
+def test_every_chains_vectorised_gradient_is_its_own_gradient_with_tied_weights():
+    from devinterp_viz.engine.potential import FlatLoss
+
+    model, _, _ = build("gpt2")  # GPT-2 ties its unembedding to the token embedding: two uses of one tensor
+    flat_loss = FlatLoss(model, lambda m, b: m(b, labels=b).loss, dvz.resolve_selection(model), torch.device("cpu"))
+    chains = 3
+    generator = torch.Generator().manual_seed(0)
+    flats = flat_loss.w_star + 0.01 * torch.randn(chains, flat_loss.w_star.numel(), generator=generator)
+    batches = torch.randint(2, VOCAB, (chains, 4, SEQ), generator=generator)
+    _, grads = flat_loss.batched_value_and_grad(flats, batches, shared_batch=False, chunk_size=None)
+    for chain in range(chains):
+        _, expected = flat_loss.value_and_grad(flats[chain], batches[chain])
+        torch.testing.assert_close(grads[chain], expected, atol=1e-6, rtol=1e-5)
