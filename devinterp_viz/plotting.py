@@ -273,7 +273,8 @@ def plot_trajectory_geometry(geometry, planes=None, circles: bool = False, evolu
     for col, plane in enumerate(planes, start=1):
         _add_geometry_plane(fig, geometry, tuple(plane), col, circles, evolute, show_colorbar=col == 1)
     title = f"trajectory geometry — {len(geometry.milestones_)} milestone(s)"
-    fig.update_layout(title=title, height=420, width=max(420, 380 * len(planes)), legend=dict(orientation="h", y=-0.2))
+    # no fixed width: the figure fills the notebook's output area (a fixed 1140 px ran off a 970 px one)
+    fig.update_layout(title=title, height=420, autosize=True, legend=dict(orientation="h", y=-0.2))
     return fig
 
 
