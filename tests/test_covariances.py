@@ -174,6 +174,11 @@ def test_a_sweep_records_observables_per_checkpoint_and_its_store_reuses_them_on
     first = sweep({"probe": probe}, squared_error)
     values = [first.results[("all", "data", i)].observables["probe"] for i in range(len(trajectory))]
     assert all(v.shape == (2, 6, 10) for v in values) and not np.array_equal(values[0], values[-1])
+    over_training = first.susceptibilities("probe")
+    assert over_training.shape == (1, 1, len(trajectory), 10)
+    for i in range(len(trajectory)):
+        np.testing.assert_array_equal(over_training.value[0, 0, i],
+                                      dvz.susceptibilities(first.results[("all", "data", i)], "probe").value)
     again = sweep({"probe": probe}, squared_error)  # the same observables: read from the store
     for i, v in enumerate(values):
         np.testing.assert_array_equal(again.results[("all", "data", i)].observables["probe"], v)

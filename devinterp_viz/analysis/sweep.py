@@ -20,6 +20,7 @@ from devinterp_viz.analysis.fingerprint import (
     model_fingerprint,
     value_fingerprint,
 )
+from devinterp_viz.analysis.covariances import Covariance, susceptibilities
 from devinterp_viz.analysis.store import ResultStore, code_fingerprint, result_key
 from devinterp_viz.analysis.trajectory import Trajectory, check_compatible, state_dict_fingerprint
 from devinterp_viz.engine.llc import estimate_llc_selections
@@ -103,6 +104,24 @@ class SweepResult:
         found = [self.results.get((sel, dist, i)) for i in range(len(self.steps))]
         shape = next((r.loss_trace.shape for r in found if r is not None), (0, 0))
         return np.stack([r.loss_trace if r is not None else np.full(shape, np.nan) for r in found])
+
+    def susceptibilities(self, name: str) -> Covariance:
+        """Per-sample susceptibilities of observable ``name`` at every estimate (see :func:`susceptibilities`).
+
+        Returns
+        -------
+        Covariance
+            ``value`` and ``stderr`` of shape (selections, distributions, checkpoints, samples); NaN where
+            not computed — with heads as selections, each head's response to each sample through training.
+        """
+        found = {key: susceptibilities(res, name) for key, res in self.results.items() if not res.config.get("failed")}
+        width = next((cov.shape[0] for cov in found.values()), 0)
+        value = np.full((len(self.selections), len(self.distributions), len(self.steps), width), np.nan)
+        stderr = value.copy()
+        for (sel, dist, index), cov in found.items():
+            at = (self.selections.index(sel), self.distributions.index(dist), index)
+            value[at], stderr[at] = cov.value, cov.stderr
+        return Covariance(value, stderr)
 
     def curve(self, selection: str | None = None, distribution: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, llc_mean, llc_std)`` of one selection under one distribution."""
