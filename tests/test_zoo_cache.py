@@ -37,3 +37,25 @@ def test_an_unfinished_run_is_trained_again(tmp_path):
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown"):
         cached_run("gpt5")
+
+
+def test_zoo_training_shows_its_progress_and_ci_silences_it(capsys, monkeypatch):
+    import torch
+
+    from devinterp_viz.zoo.training import train_with_checkpoints
+
+    def train(ci: str | None) -> str:
+        if ci is None:
+            monkeypatch.delenv("CI", raising=False)
+        else:
+            monkeypatch.setenv("CI", ci)
+        model = torch.nn.Linear(2, 1)
+        batch = (torch.randn(8, 2), torch.randn(8, 1))
+        train_with_checkpoints(model, lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), lambda step: batch,
+                               torch.optim.SGD(model.parameters(), lr=0.1), steps=20, checkpoint_steps=[0, 20],
+                               eval_loss=lambda m: 0.0, config={})
+        return capsys.readouterr().err
+
+    shown = train(None)
+    assert "training" in shown and "/20" in shown  # a bar over the 20 steps
+    assert "training" not in train("1")

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from devinterp_viz.engine.progress import progress_bar
+
 CONFIG_FILE = "trajectory.json"
 
 
@@ -140,22 +142,24 @@ def _train(model, loss_fn, next_batch, optimizer, scheduler, steps, wanted, eval
     losses: list[float] = []
     pending = iter(wanted)
     next_keep = next(pending)
-    for step in range(steps + 1):
-        if step == next_keep:
-            model.eval()
-            trajectory.append((step, state_copy(model)))
-            losses.append(float(eval_loss(model)))
-            if folder is not None:
-                _save_checkpoint(folder / checkpoint_name(step), trajectory[-1][1])
-            next_keep = next(pending, None)
-            model.train()
-        if step == steps:
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model, next_batch(step)).backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+    with progress_bar(steps, "training", True) as bar:  # tqdm.auto: a notebook widget or a terminal bar
+        for step in range(steps + 1):
+            if step == next_keep:
+                model.eval()
+                trajectory.append((step, state_copy(model)))
+                losses.append(float(eval_loss(model)))
+                if folder is not None:
+                    _save_checkpoint(folder / checkpoint_name(step), trajectory[-1][1])
+                next_keep = next(pending, None)
+                model.train()
+            if step == steps:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model, next_batch(step)).backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            bar.update(1)
     model.eval()
     return losses, trajectory
 
