@@ -114,12 +114,13 @@ def bif(result: LLCResult, a: str, b: str | None = None) -> Covariance:
 
 
 def susceptibilities(result: LLCResult, name: str) -> Covariance:
-    """Per-sample (or per-token) susceptibilities χ_i = −nβ · Cov(L(w) − L(w*), ℓ_i(w)).
+    """Per-sample (or per-token) susceptibilities χ_i = −nβ · Cov(L(w), ℓ_i(w) − L(w)) (Baker et al. 2025).
 
-    ``L`` is the run's recorded loss at each draw (``result.loss_trace``); with a run that moves
-    only one component's weights (``params=`` a head), these are that component's
-    susceptibilities to up-weighting each sample (Baker et al. 2025). Covariance is unchanged by
-    the constant L(w*).
+    The first-order response of the posterior mean of the loss L to shifting the data distribution
+    towards sample i (the direction ℓ_i − L: shifting towards the training distribution itself
+    gives 0). ``L`` is the run's recorded loss at each draw (``result.loss_trace``, the minibatch
+    loss: noise independent of w, so no bias); with a run that moves only one component's weights
+    (``params=`` a head in ``estimate_llc``), these are that component's susceptibilities.
 
     Returns
     -------
@@ -130,12 +131,12 @@ def susceptibilities(result: LLCResult, name: str) -> Covariance:
     loss = np.asarray(result.loss_trace, dtype=np.float64)[..., None]
     if loss.shape[:2] != values.shape[:2]:
         raise ValueError(f"loss_trace {loss.shape[:2]} and observable {name!r} {values.shape[:2]} differ in (chains, draws).")
-    cov = cross_covariance(loss, values)
+    cov = cross_covariance(loss, values - loss)
     return Covariance(-result.nbeta * cov.value[0], result.nbeta * cov.stderr[0])
 
 
 def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> Covariance:
-    """Component × probe susceptibilities χ[c, q] = −nβ · Cov_c(L(w) − L(w*), ℓ_q(w)), ℓ_q the mean loss on probe q.
+    """Component × probe susceptibilities χ[c, q] = −nβ · Cov_c(L(w), ℓ_q(w) − L(w)), ℓ_q the mean loss on probe q.
 
     Parameters
     ----------
@@ -156,6 +157,6 @@ def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> 
     for row, result in enumerate(results.values()):
         loss = np.asarray(result.loss_trace, dtype=np.float64)[..., None]
         for column, probe in enumerate(probes):
-            cov = cross_covariance(loss, _observable(result, probe).mean(axis=2, keepdims=True))
+            cov = cross_covariance(loss, _observable(result, probe).mean(axis=2, keepdims=True) - loss)
             value[row, column], stderr[row, column] = -result.nbeta * cov.value[0, 0], result.nbeta * cov.stderr[0, 0]
     return Covariance(value, stderr)
