@@ -5,6 +5,7 @@ Usage (project venv)::
     .venv/bin/python bench/known_answers.py                 # run the grid (cached), print and write tables
     .venv/bin/python bench/known_answers.py --rejudge       # re-diagnose the cached chains with today's verdict
     .venv/bin/python bench/known_answers.py --models gauss4 nc11 --no-write
+    .venv/bin/python bench/known_answers.py --recheck 12    # rerun 12 cached cells per model with today's engine
 
 Every model has an exact answer for the estimator's target ``nβ E_p[L − L(w*)]`` at each
 (nβ, γ): a closed form (|w|²), quadrature (Σ w^{2k}, normal crossings) or a blocked Gibbs
@@ -20,7 +21,9 @@ edge, nβ over three, γ over two, with and without burn-in, short and long chai
 The verdict was tuned on the "tune" models only; the "held-out" ones (other exponents, other
 network shapes, minibatch gradients, a w* that is not a minimum) test it on cases it was not
 fitted to. Runs are cached under ``bench/.known_answers/`` (their traces and settings), so
-``--rejudge`` re-scores a changed verdict in seconds.
+``--rejudge`` re-scores a changed verdict in seconds, and ``--recheck N`` reruns N cached cells
+per model (same seeds) with today's engine and compares estimate and verdict with the cache: a
+changed engine that should not change the numbers is checked without rerunning the grid.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from results_file import cpu_name, write_section
 
 CACHE = Path(__file__).with_name(".known_answers")
 SECTION = "## known_answers (the verdict against exact answers)"
+RECHECK_SECTION = "## known_answers --recheck (today's engine against the cached runs)"
 NBETAS = (10.0, 100.0, 1e3, 1e4)
 LOCALIZATIONS = (1.0, 10.0, 100.0)
 SCHEDULES = ((0, 200), (500, 200), (0, 1000), (2000, 1000))  # (burn-in steps, draws)
@@ -291,6 +295,7 @@ def main() -> None:
     parser.add_argument("--rejudge", action="store_true", help="re-diagnose cached runs with today's verdict")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="models run in parallel")
     parser.add_argument("--calibrate", action="store_true", help="also judge calibrate's recommendations")
+    parser.add_argument("--recheck", type=int, metavar="N", help="rerun N cached cells per model and compare with the cache")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     chosen = args.models or list(models())

@@ -19,6 +19,10 @@ fixture`` in them. Each writes real outputs of tiny runs, verbatim, as JSON:
   draws, 4 burn-in steps, 2 steps between draws), the root dataset of the DataTree returned
   by ``sample`` and the Dataset returned by ``compute_llc``, each as xarray's
   ``to_dict(data="list")`` plus every variable's dtype.
+- ``devinterp2_covariances.json``: on the same model, 4 chains x 60 draws with two observables
+  ("train", "probe") for two weight restrictions ("full", "unembed"): both ``sample`` DataTrees,
+  ``compute_susceptibilities`` of them and ``compute_bif`` (covariance and correlation) of the
+  full run.
 
 The tests rebuild the dicts / xarray objects from these files, so they need no devinterp.
 """
@@ -40,15 +44,16 @@ DATA = HERE.parent / "tests" / "data"
 def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     jobs = [
-        ("devinterp-1.3.2", "devinterp1_peer.py", "devinterp1_results.json"),
-        ("devinterp-2.0.1", "devinterp2_peer.py", "devinterp2_results.json"),
+        ("devinterp-1.3.2", "devinterp1_peer.py", "fixture", "devinterp1_results.json"),
+        ("devinterp-2.0.1", "devinterp2_peer.py", "fixture", "devinterp2_results.json"),
+        ("devinterp-2.0.1", "devinterp2_peer.py", "covariances", "devinterp2_covariances.json"),
     ]
-    for env, script, name in jobs:
+    for env, script, mode, name in jobs:
         python = ensure_env(env)
         out = DATA / name
         print(f"[fixture] {env}: {script} -> {out}", flush=True)
         subprocess.run(
-            [str(python), str(HERE / "peers" / script), "fixture", "--out", str(out)],
+            [str(python), str(HERE / "peers" / script), mode, "--out", str(out)],
             check=True,
             stderr=subprocess.DEVNULL,
             env=dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1"),

@@ -2,7 +2,8 @@
 
 The fixtures are written by bench/make_interop_fixtures.py (devinterp itself is not needed
 here). Tolerances: devinterp computes in float32, so per-chain LLCs are compared to
-``rtol=1e-5, atol=1e-5`` (float32 rounding of losses ~1 times nβ ~10 gives ~1e-6).
+``rtol=1e-5, atol=1e-5`` (float32 rounding of losses ~1 times nβ ~10 gives ~1e-6); covariances of
+float32 losses (~1) over 240 draws to ``atol=1e-6`` (their own float32 sums round at ~1e-7).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devinterp_viz.adapters import from_devinterp
+import devinterp_viz as dvz
+from devinterp_viz.adapters import from_devinterp, susceptibilities_from_devinterp
 from devinterp_viz.engine.results import LLCResult
 
 DATA = Path(__file__).parent / "data"
@@ -259,3 +261,83 @@ def test_v2_netcdf_path(v2_runs, tmp_path):
         pytest.skip(f"cannot write netCDF here: {err}")
     res = from_devinterp(path)
     np.testing.assert_allclose(res.llc_per_chain, llc["llc_per_chain"].values, **TOL)
+
+
+# ----------------------------------------------------------------------------- devinterp 2.x observables
+def test_v2_observables_become_per_token_observables(v2_runs):
+    tree, _, settings = v2_runs["lm"]
+    res = from_devinterp(tree)
+    probe = tree.to_dataset()["loss_probe"].values  # (chain, draw, batch_probe, token_pos)
+    chains, draws, sequences, positions = probe.shape
+    assert set(res.observables) == {"probe"} and res.observables["probe"].shape == (chains, draws, sequences * positions)
+    index = res.observable_index["probe"]
+    for column in (0, 5, sequences * positions - 1):
+        b, t = index[column]
+        np.testing.assert_array_equal(res.observables["probe"][:, :, column], probe[:, :, b, t])
+
+
+@pytest.fixture(scope="module")
+def v2_covariances():
+    xr = pytest.importorskip("xarray")
+    d = json.loads((DATA / "devinterp2_covariances.json").read_text())
+    samples = {name: xr.DataTree(dataset=_dataset(tree["root"])) for name, tree in d["samples"].items()}
+    sus = xr.DataTree.from_dict({f"/{name}": _dataset(ds) for name, ds in d["susceptibilities"]["children"].items()})
+    return samples, sus, _dataset(d["bif_covariance"]["dataset"]), _dataset(d["bif_correlation"]["dataset"]), d["settings"]
+
+
+def _between_chain_term(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ_c (ā_c − ā)(b̄_c − b̄)ᵀ of (chains, draws, p) and (chains, draws, q) arrays."""
+    da = a.mean(axis=1) - a.mean(axis=(0, 1))
+    db = b.mean(axis=1) - b.mean(axis=(0, 1))
+    return da.T @ db
+
+
+def test_v2_bif_is_ours_with_chains_pooled_before_centring(v2_covariances):
+    """devinterp's ``compute_bif(compute_covariance=True)`` centres over all draws of all chains (ddof 1);
+    ours centres within each chain. On devinterp's own draws the two satisfy, exactly,
+    (CT − 1)·theirs = C(T − 1)·(−ours) + T·Σ_c (ℓ̄_c − ℓ̄)(ℓ̄_c − ℓ̄)ᵀ."""
+    samples, _, bif_cov, bif_corr, _ = v2_covariances
+    res = from_devinterp(samples["full"])
+    influences = bif_cov["influences"].values  # (batch_1, batch_2, target_position, target_position_T)
+    # compute_bif concatenates the observables in sorted order along batch: probe (8 rows), then train
+    rows = res.observable_index["probe"]
+    theirs = influences[rows[:, 0][:, None], rows[:, 0][None, :], rows[:, 1][:, None], rows[:, 1][None, :]]
+    values = res.observables["probe"].astype(np.float64)
+    chains, draws, _ = values.shape
+    ours = dvz.bif(res, "probe").value
+    expected = (chains * (draws - 1) * -ours + draws * _between_chain_term(values, values)) / (chains * draws - 1)
+    np.testing.assert_allclose(theirs, expected, rtol=1e-4, atol=1e-6)
+    # their correlation's diagonal blocks are ours normalised the same way
+    corr = bif_corr["influences"].values[rows[:, 0][:, None], rows[:, 0][None, :], rows[:, 1][:, None], rows[:, 1][None, :]]
+    scale = np.sqrt(np.diag(theirs))
+    np.testing.assert_allclose(corr, theirs / np.outer(scale, scale), atol=1e-4)
+
+
+def test_v2_susceptibilities_read_and_related_to_ours(v2_covariances):
+    """devinterp's χ = E_r[φ(L − ℓ)] − E_r[φ]·E_full[L − ℓ], φ = L − L(w*), no factor nβ; with L the
+    sampling task's observable ours is nβ·Cov_r(L, L − ℓ) centred within chains. On devinterp's draws:
+    theirs = [C(T − 1)·ours/nβ + T·Σ_c(L̄_c − L̄)(d̄_c − d̄)]/(CT) + E_r[φ]·(E_r[d] − E_full[d]), d = L − ℓ."""
+    samples, sus, _, _, settings = v2_covariances
+    values = susceptibilities_from_devinterp(sus)
+    assert set(values) == {"unembed"} and set(values["unembed"]) == {"probe"}
+    theirs = values["unembed"]["probe"]  # (sequences, target positions)
+    restricted, full = from_devinterp(samples["unembed"]), from_devinterp(samples["full"])
+    assert theirs.shape == samples["unembed"].to_dataset()["loss_probe"].shape[2:] and restricted.nbeta == settings["n_beta"]
+    ours = dvz.susceptibilities(restricted, "probe", loss_observable="train").value
+    loss = restricted.observables["train"].astype(np.float64).mean(axis=2, keepdims=True)
+    d = loss - restricted.observables["probe"].astype(np.float64)
+    d_full = full.observables["train"].astype(np.float64).mean(axis=2, keepdims=True) - full.observables["probe"]
+    chains, draws, _ = d.shape
+    phi_mean = loss.mean() - float(samples["full"].to_dataset()["init_loss"].values.mean())
+    expected = ((chains * (draws - 1) * ours / restricted.nbeta + draws * _between_chain_term(loss, d)[0]) / (chains * draws)
+                + phi_mean * (d.mean(axis=(0, 1)) - d_full.mean(axis=(0, 1))))
+    index = restricted.observable_index["probe"]
+    np.testing.assert_allclose(theirs[index[:, 0], index[:, 1]], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_susceptibilities_from_devinterp_rejects_other_objects(v2_runs):
+    tree, llc, _ = v2_runs["lm"]
+    with pytest.raises(ValueError, match="'sus' variable over"):
+        susceptibilities_from_devinterp(llc)
+    with pytest.raises(KeyError, match="recorded no observable 'nope'"):
+        dvz.susceptibilities(from_devinterp(tree), "probe", loss_observable="nope")

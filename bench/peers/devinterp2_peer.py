@@ -14,6 +14,9 @@ bench    time ``devinterp.slt.sampling.sample`` + ``compute_llc`` on the problem
 fixture  write the DataTree of ``sample`` and the Dataset of ``compute_llc`` of tiny
          language-model runs as JSON (``xarray``'s ``to_dict``) for tests/data; see
          bench/make_interop_fixtures.py.
+covariances  write the sample DataTrees of two weight restrictions ("full" and "unembed") with
+         two observables, devinterp's ``compute_susceptibilities`` of them and its
+         ``compute_bif`` (covariance and correlation) of the full run, as JSON for tests/data.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
+from devinterp.slt.bif import compute_bif  # noqa: E402
 from devinterp.slt.llc import compute_llc  # noqa: E402
+from devinterp.slt.susceptibilities import compute_susceptibilities  # noqa: E402
 from devinterp.slt.sampling import sample  # noqa: E402
 
 
@@ -141,7 +146,8 @@ def _to_json(obj) -> dict:
         return out
 
     if isinstance(obj, xr.DataTree):
-        assert not obj.children, "fixture expects a flat DataTree"
+        if obj.children:
+            return {"type": "DataTree", "children": {name: encode(child.to_dataset()) for name, child in obj.children.items()}}
         return {"type": "DataTree", "root": encode(obj.to_dataset())}
     return {"type": "Dataset", "dataset": encode(obj)}
 
@@ -186,6 +192,41 @@ def fixture(args) -> None:
         json.dump(out, fh, default=_default)
 
 
+def covariances(args) -> None:
+    set_threads(1)
+    model, dataset, probe = _tiny_lm_problem()
+    train = dataset.select(range(8, 16))  # the sampling task as an observable: a fixed set of training rows
+    observables = {"train": (train, 1), "probe": (probe, 1)}
+    restrictions = {"full": None, "unembed": {"unembed.weight": None, "unembed.bias": None}}
+    settings = dict(lr=1e-3, n_beta=10.0, batch_size=4, localization=100.0, num_init_loss_batches=4,
+                    init_seed=100, num_chains=4, num_draws=60, num_burnin_steps=0, num_steps_bw_draws=1)
+    tmp = tempfile.mkdtemp(prefix="dvz-fixture-di2-")
+    try:
+        samples = {
+            name: sample(model, dataset, observables=observables, param_masks=masks, device="cpu",
+                         output_path=os.path.join(tmp, f"{name}.zarr"), **settings)
+            for name, masks in restrictions.items()
+        }
+        sus = compute_susceptibilities(samples, "train")
+        out = {
+            "producer": "bench/make_interop_fixtures.py",
+            "devinterp_version": _version(),
+            "torch": torch.__version__,
+            "call": "sample(..., param_masks=restriction) per restriction; compute_susceptibilities(samples, 'train'); "
+                    "compute_bif(samples['full'], compute_covariance=...)",
+            "settings": settings,
+            "restrictions": {name: None if masks is None else sorted(masks) for name, masks in restrictions.items()},
+            "samples": {name: _to_json(tree) for name, tree in samples.items()},
+            "susceptibilities": _to_json(sus),
+            "bif_covariance": _to_json(compute_bif(samples["full"], compute_covariance=True, device="cpu")),
+            "bif_correlation": _to_json(compute_bif(samples["full"], compute_covariance=False, device="cpu")),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open(args.out, "w") as fh:
+        json.dump(out, fh, default=_default)
+
+
 def _default(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
@@ -196,7 +237,7 @@ def _default(v):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["bench", "fixture"])
+    p.add_argument("mode", choices=["bench", "fixture", "covariances"])
     p.add_argument("--problem")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=200)
@@ -210,7 +251,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    (bench if args.mode == "bench" else fixture)(args)
+    {"bench": bench, "fixture": fixture, "covariances": covariances}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 
 from devinterp_viz.engine.results import LLCResult
 
-__all__ = ["from_devinterp"]
+__all__ = ["from_devinterp", "susceptibilities_from_devinterp"]
 
 _V2_SAMPLERS = {"sgmcmc_sgld": "sgld", "rmsprop_sgld": "rmsprop_sgld"}
 _CHAIN_KEY = re.compile(r"^llc-chain/(\d+)$")
@@ -43,6 +43,10 @@ def from_devinterp(
           (or its root ``Dataset``): draws are read from ``sampling_loss`` (chain, draw, batch,
           token_pos), averaged over everything but (chain, draw); L(w*) is the mean of
           ``init_loss``; nβ and the settings come from ``attrs["metadata"]["config"]["sampler"]``.
+          Each observable's per-token losses ``loss_<name>`` (chain, draw, batch, token_pos)
+          become ``result.observables[name]`` (chains, draws, batch · token_pos) with
+          ``result.observable_index[name]`` = (sequence, token_pos) per column, so
+          ``dvz.loss_kernel``, ``dvz.bif`` and ``dvz.susceptibilities`` run on devinterp's draws.
         - the ``xarray.Dataset`` returned by devinterp 2.x's ``compute_llc`` or ``llc``
           (``llc_per_chain``, ``loss_trace`` (chain, step), ``init_loss``); nβ is recovered
           from ``llc_per_chain``.
@@ -234,10 +238,91 @@ def _from_v2(obj: Any, kind: str, nbeta: float | None, init_loss: float | None, 
         )
     cfg.update(extra)
     num_params = attrs.get("metrics_numel")
+    observables, index = _v2_observables(ds, draws=loss.shape[1])
     return LLCResult.from_traces(
         loss, init_loss, nbeta, config=cfg, partial=bool(partial),
         num_params=int(num_params) if num_params is not None else None,
+        observables=observables, observable_index=index,
     )
+
+
+def _v2_observables(ds, draws: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """``loss_<name>`` (chain, draw, batch_<name>[, token_pos]) of ``sample``'s DataTree as observables.
+
+    Returns
+    -------
+    observables : dict of str to np.ndarray, shape (chains, draws, samples)
+        float32, tokens flattened sequence-major (batch · token_pos).
+    index : dict of str to np.ndarray or None, shape (samples, 2)
+        (sequence, token_pos) of each column; None for per-sequence losses.
+    """
+    observables: dict[str, np.ndarray] = {}
+    index: dict[str, np.ndarray | None] = {}
+    for var in map(str, ds.data_vars):
+        if not var.startswith("loss_") or ds[var].dims[:2] != ("chain", "draw"):
+            continue
+        name = var[len("loss_"):]
+        values = np.asarray(ds[var].values, dtype=np.float32)
+        if values.shape[1] != draws:
+            raise ValueError(f"{var!r} has {values.shape[1]} draws but the sampling loss has {draws}.")
+        if values.ndim == 4:
+            chains, _, sequences, positions = values.shape
+            observables[name] = values.reshape(chains, draws, sequences * positions)
+            sequence, position = np.meshgrid(np.arange(sequences), np.arange(positions), indexing="ij")
+            index[name] = np.stack([sequence.ravel(), position.ravel()], axis=1)
+        elif values.ndim == 3:
+            observables[name], index[name] = values, None
+    return observables, index
+
+
+def susceptibilities_from_devinterp(tree: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Per-token susceptibilities from devinterp 2.x's ``susceptibilities`` / ``compute_susceptibilities``.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree, str or os.PathLike
+        The DataTree they return (its ``/susceptibilities`` node: ``sus`` (sus_flat, wr) with
+        ``dataset_id``, ``batch`` and ``target_position`` coordinates), or a path to it.
+
+    Returns
+    -------
+    dict of str to dict of str to np.ndarray, shape (sequences, target positions)
+        ``values[restriction][observable][b, t]``: devinterp's χ of sequence ``b``'s token at
+        target position ``t + 1`` (the token it predicts; its index in ``input_ids``).
+
+    Notes
+    -----
+    devinterp computes χ = E_r[φ·(L − ℓ)] − E_r[φ]·E_full[L − ℓ] with φ = L − L(w*), L the
+    sampling task's per-draw loss and ``E_r`` over the restricted run's draws. That is
+    Cov_r(L, L − ℓ) plus a term E_r[φ]·(E_r − E_full)[L − ℓ] (the restricted and full posteriors'
+    means differ), with no factor nβ. ``dvz.susceptibilities`` is −nβ·Cov_r(L, ℓ − L), the
+    first-order response of the posterior mean loss (Baker et al. 2025): divided by nβ it is
+    devinterp's χ up to that centring term (and to which loss stands for L: there the sampling
+    task's observable, here the run's minibatch loss).
+    """
+    if isinstance(tree, (str, os.PathLike)):
+        tree = _open_path(tree)
+    node = tree["susceptibilities"] if _xarray_kind(tree) == "DataTree" and "susceptibilities" in tree.children else tree
+    ds = node.to_dataset() if _xarray_kind(node) == "DataTree" else node
+    if "sus" not in ds.data_vars or "wr" not in ds["sus"].dims:
+        raise ValueError(
+            "this is not devinterp 2.x's susceptibilities output: it needs a 'sus' variable over "
+            f"(sus_flat, wr) (the '/susceptibilities' node); found {sorted(map(str, ds.data_vars))}."
+        )
+    names = list(ds.attrs.get("dataset_id_to_name", []))
+    sus = np.asarray(ds["sus"].transpose("sus_flat", "wr").values, dtype=np.float64)
+    dataset_id = np.asarray(ds["dataset_id"].values, dtype=np.int64)
+    batch = np.asarray(ds["batch"].values, dtype=np.int64)
+    position = np.asarray(ds["target_position"].values, dtype=np.int64) - 1
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for column, restriction in enumerate(map(str, ds["wr"].values)):
+        values[restriction] = {}
+        for i in np.unique(dataset_id):
+            rows = dataset_id == i
+            grid = np.full((batch[rows].max() + 1, position[rows].max() + 1), np.nan)
+            grid[batch[rows], position[rows]] = sus[rows, column]
+            values[restriction][names[i] if i < len(names) else str(i)] = grid
+    return values
 
 
 def _v2_samples(ds, sampler_cfg: dict, nbeta: float | None, init_loss: float | None, cfg: dict):

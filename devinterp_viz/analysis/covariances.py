@@ -113,14 +113,24 @@ def bif(result: LLCResult, a: str, b: str | None = None) -> Covariance:
     return Covariance(-cov.value, cov.stderr)
 
 
-def susceptibilities(result: LLCResult, name: str) -> Covariance:
+def susceptibilities(result: LLCResult, name: str, loss_observable: str | None = None) -> Covariance:
     """Per-sample (or per-token) susceptibilities χ_i = −nβ · Cov(L(w), ℓ_i(w) − L(w)) (Baker et al. 2025).
 
     The first-order response of the posterior mean of the loss L to shifting the data distribution
     towards sample i (the direction ℓ_i − L: shifting towards the training distribution itself
     gives 0). ``L`` is the run's recorded loss at each draw (``result.loss_trace``, the minibatch
-    loss: noise independent of w, so no bias); with a run that moves only one component's weights
-    (``params=`` a head in ``estimate_llc``), these are that component's susceptibilities.
+    loss: noise independent of w, so no bias) unless ``loss_observable`` names an observable of
+    training samples whose per-draw mean stands for it (as devinterp's ``sampling_task`` does);
+    with a run that moves only one component's weights (``params=`` a head in ``estimate_llc``),
+    these are that component's susceptibilities.
+
+    Parameters
+    ----------
+    result : LLCResult
+    name : str
+        The observable whose samples get a susceptibility each.
+    loss_observable : str, optional
+        An observable whose mean over its samples is used as L at each draw.
 
     Returns
     -------
@@ -128,11 +138,18 @@ def susceptibilities(result: LLCResult, name: str) -> Covariance:
         ``value`` of shape (samples,).
     """
     values = _observable(result, name)
-    loss = np.asarray(result.loss_trace, dtype=np.float64)[..., None]
+    loss = _draw_loss(result, loss_observable)
     if loss.shape[:2] != values.shape[:2]:
         raise ValueError(f"loss_trace {loss.shape[:2]} and observable {name!r} {values.shape[:2]} differ in (chains, draws).")
     cov = cross_covariance(loss, values - loss)
     return Covariance(-result.nbeta * cov.value[0], result.nbeta * cov.stderr[0])
+
+
+def _draw_loss(result: LLCResult, loss_observable: str | None) -> np.ndarray:
+    """L at each draw, shape (chains, draws, 1): the minibatch loss trace or an observable's mean."""
+    if loss_observable is not None:
+        return _observable(result, loss_observable).mean(axis=2, keepdims=True)
+    return np.asarray(result.loss_trace, dtype=np.float64)[..., None]
 
 
 def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> Covariance:
