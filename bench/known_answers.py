@@ -289,6 +289,50 @@ def _rate(value: float) -> str:
     return "–" if not math.isfinite(value) else f"{value:.2f}"
 
 
+def recheck_model(name: str, cells: int, seed: int = 0) -> dict:
+    """Rerun ``cells`` cached grid cells of one model (their own seeds) and compare with the cache."""
+    torch.set_num_threads(1)
+    entry = models()[name]
+    model, data, loss_fn, batch_size = entry.build()
+    cached_cells = [(i, c) for i, c in enumerate(grid(entry)) if (CACHE / entry.name / f"{_cell_key(c)}.npz").exists()]
+    chosen = np.random.default_rng(seed).choice(len(cached_cells), min(cells, len(cached_cells)), replace=False)
+    differences, same_verdict = [], 0
+    for index, cell in (cached_cells[i] for i in sorted(chosen)):
+        cached = rejudge(LLCResult.load(CACHE / entry.name / f"{_cell_key(cell)}.npz"))
+        fresh = dvz.estimate_llc(model, data, loss_fn, num_chains=CHAINS, batch_size=batch_size,
+                                 seed=seed + index, progress=False, **cell)
+        if math.isfinite(cached.llc_mean) and math.isfinite(fresh.llc_mean):
+            differences.append(abs(fresh.llc_mean - cached.llc_mean) / max(abs(cached.llc_mean), 1e-12))
+        same_verdict += fresh.diagnostics.status == cached.diagnostics.status
+    return dict(model=name, cells=len(chosen), finite=len(differences), same_verdict=same_verdict,
+                median=float(np.median(differences)) if differences else float("nan"),
+                max=float(np.max(differences)) if differences else float("nan"))
+
+
+def recheck_table(rows: list[dict]) -> str:
+    """Markdown: per model, how far today's engine is from the cached runs."""
+    lines = ["| model | cells rerun | finite λ̂ | relative λ̂ difference, median | max | same verdict |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['cells']} | {r['finite']} | {r['median']:.1e} | {r['max']:.1e} | {r['same_verdict']}/{r['cells']} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def _recheck(args, chosen: list[str]) -> None:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        rows = list(pool.map(recheck_model, chosen, [args.recheck] * len(chosen)))
+    table = recheck_table(rows)
+    print(table)
+    if not args.no_write:
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        write_section(RECHECK_SECTION,
+            f"Run {stamp} on {cpu_name()} ({os.cpu_count()} CPUs), torch {torch.__version__}, "
+            f"{time.perf_counter() - start:.0f} s: `known_answers.py --recheck {args.recheck}` reruns {args.recheck} "
+            "randomly chosen cached cells per model with today's engine (each cell's own seed) and compares "
+            "them with the cached runs, both judged by today's verdict.\n\n" + table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="model names (default: all)")
@@ -299,6 +343,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     chosen = args.models or list(models())
+    if args.recheck:
+        return _recheck(args, chosen)
     start = time.perf_counter()
     rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -40,8 +42,10 @@ def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: 
 class Observables:
     """Per-sample losses ``ℓ_i(w)`` of named data sets at every draw of every chain.
 
-    Evaluated without gradients, all chains in one ``torch.func.vmap`` call per chunk of rows
-    (one chain at a time when the model cannot be vmapped), and copied to host memory at once.
+    Evaluated without gradients per chunk of rows, all chains in one ``torch.func.vmap`` call or one
+    chain at a time, whichever the first chunk measured faster (vmap falls back to a slow loop for
+    operations with no batching rule, e.g. CPU scaled-dot-product attention; it is not used at all
+    when the model cannot be vmapped), and copied to host memory at once.
 
     Parameters
     ----------
@@ -79,7 +83,7 @@ class Observables:
             self.sources[name] = ([x.to(device) for x in leaves], spec)
         self.values: dict[str, np.ndarray] = {}
         self.index: dict[str, np.ndarray | None] = {}
-        self._vectorized = True
+        self._vectorized: bool | None = None  # decided on the first chunk
 
     def record(self, positions: torch.Tensor, draw: int) -> None:
         """Evaluate every observable at the chains' ``positions`` (chains, n) and store them as draw ``draw``."""
@@ -111,15 +115,34 @@ class Observables:
         def one(flat):
             return self._checked(name, self.flat_loss.evaluate(self.per_sample_loss, flat, batch), batch)
 
-        with torch.no_grad():
-            if self._vectorized:
-                try:
-                    return vmap(one, randomness=self.flat_loss.randomness)(positions)
-                except RuntimeError as err:
-                    if not is_vmap_limitation(err):
-                        raise
-                    self._vectorized = False
+        def vectorized():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                return vmap(one, randomness=self.flat_loss.randomness)(positions)
+
+        def looped():
             return torch.stack([one(flat) for flat in positions])
+
+        with torch.no_grad():
+            if self._vectorized is None:
+                self._vectorized = self._vmap_is_faster(vectorized, looped)
+            return vectorized() if self._vectorized else looped()
+
+    @staticmethod
+    def _vmap_is_faster(vectorized: Callable[[], torch.Tensor], looped: Callable[[], torch.Tensor]) -> bool:
+        """Whether one vmap call beats a loop over chains here (each timed on its second run); False if vmap cannot run."""
+        try:
+            vectorized()
+        except RuntimeError as err:
+            if not is_vmap_limitation(err):
+                raise
+            return False
+        seconds = []
+        for run in (vectorized, looped, looped):
+            tick = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - tick)
+        return seconds[0] <= seconds[2]
 
     @staticmethod
     def _checked(name: str, value: Any, batch: Any) -> torch.Tensor:
