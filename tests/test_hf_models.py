@@ -267,3 +267,23 @@ def test_every_chains_vectorised_gradient_is_its_own_gradient_with_tied_weights(
     for chain in range(chains):
         _, expected = flat_loss.value_and_grad(flats[chain], batches[chain])
         torch.testing.assert_close(grads[chain], expected, atol=1e-6, rtol=1e-5)
+
+
+def test_per_token_observables_of_a_gpt2_on_its_own_training_batch_average_to_the_loss_trace():
+    """With the whole data set as one batch, the recorded loss at a draw is the mean of that draw's
+    per-token losses on the same data: the observable is evaluated at the draw's weights, per chain,
+    with the HF batch (a dict) passed as the user's loss gets it."""
+    model, _, _ = build("gpt2")
+    ids = torch.randint(2, VOCAB, (16, SEQ), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def per_token(m, b):
+        logits = m(**b).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), b["input_ids"][:, 1:], reduction="none")
+
+    res = dvz.estimate_llc(model, batch, lambda m, b: per_token(m, b).mean(), lr=1e-4, nbeta=10.0, num_chains=3,
+                           num_draws=5, batch_size=16, progress=False, observables={"train": batch}, per_sample_loss=per_token)
+    recorded = res.observables["train"]
+    assert recorded.shape == (3, 5, 16 * (SEQ - 1)) and res.observable_index["train"].shape == (16 * (SEQ - 1), 2)
+    np.testing.assert_allclose(recorded.mean(axis=2), res.loss_trace, rtol=1e-5)
+    assert np.ptp(res.loss_trace[:, -1]) > 0  # the chains moved apart: each chain's observable is its own
