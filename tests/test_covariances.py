@@ -118,6 +118,27 @@ def test_the_response_matrix_is_the_susceptibility_to_a_probes_mean_loss(run):
     np.testing.assert_allclose(matrix.value[:, 1], 0.0, atol=1e-9 * NBETA * exact.mean())
 
 
+def test_minibatch_susceptibilities_carry_a_uniform_noise_offset_that_a_training_observable_removes():
+    """With minibatches L_b = L + ε (E[ε | w] = 0), Cov(L_b, ℓ_i − L_b) = Cov(L, ℓ_i − L) + E[Var ε]: the same offset
+    for every sample. Over the training samples themselves χ should average to 0; with L_b it averages to exactly
+    nβ(Var L_b − Cov(L_b, L_train)), with the training set recorded as an observable and used for L to exactly 0."""
+    model, x, y = problem()
+    result = dvz.estimate_llc(model, (x, y), loss_fn, observables={"train": (x, y)}, per_sample_loss=per_sample_loss,
+                              lr=LR, nbeta=NBETA, localization=GAMMA, num_chains=4, num_draws=400, batch_size=3,
+                              seed=SEED, progress=False)
+    plain, with_train = dvz.susceptibilities(result, "train"), dvz.susceptibilities(result, "train", loss_observable="train")
+    assert abs(with_train.value.mean()) < 1e-12
+    loss_b = result.loss_trace[..., None]
+    loss_train = result.observables["train"].astype(np.float64).mean(axis=2, keepdims=True)
+    variance = dvz.analysis.covariances.cross_covariance(loss_b, loss_b).value[0, 0]
+    covariance = dvz.analysis.covariances.cross_covariance(loss_b, loss_train).value[0, 0]
+    offset = NBETA * (variance - covariance)
+    np.testing.assert_allclose(plain.value.mean(), offset, rtol=1e-9)
+    assert offset > 10 * with_train.stderr.mean()  # the offset is real, not noise
+    response = dvz.response_matrix({"all": result}, ["train"], loss_observable="train")
+    assert abs(response.value[0, 0]) < 1e-12
+
+
 def test_observables_are_per_token_when_the_loss_is_float16_when_asked_and_survive_save_and_load(tmp_path):
     model, x, y = problem()
     tokens = torch.stack([x, 2 * x], dim=1)  # (rows, 2 positions, D): a per-position loss

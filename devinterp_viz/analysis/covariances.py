@@ -118,11 +118,15 @@ def susceptibilities(result: LLCResult, name: str, loss_observable: str | None =
 
     The first-order response of the posterior mean of the loss L to shifting the data distribution
     towards sample i (the direction ℓ_i − L: shifting towards the training distribution itself
-    gives 0). ``L`` is the run's recorded loss at each draw (``result.loss_trace``, the minibatch
-    loss: noise independent of w, so no bias) unless ``loss_observable`` names an observable of
-    training samples whose per-draw mean stands for it (as devinterp's ``sampling_task`` does);
-    with a run that moves only one component's weights (``params=`` a head in ``estimate_llc``),
-    these are that component's susceptibilities.
+    gives 0); with a run that moves only one component's weights (``params=`` a head in
+    ``estimate_llc``), these are that component's susceptibilities.
+
+    ``L`` at each draw is the mean of ``loss_observable``, an observable of training samples
+    recorded in the same run (as devinterp's ``sampling_task``), or else the run's minibatch loss
+    ``result.loss_trace``. The minibatch loss is an unbiased stand-in in Cov(L, ℓ_i) but not in
+    the −Var(L) term: every χ_i is then shifted by the same +nβ·E[Var(minibatch noise)] (zero with
+    full-batch runs), so compare samples with each other, or record a training observable and pass
+    its name: the mean of χ over that observable's samples is then exactly 0.
 
     Parameters
     ----------
@@ -152,7 +156,7 @@ def _draw_loss(result: LLCResult, loss_observable: str | None) -> np.ndarray:
     return np.asarray(result.loss_trace, dtype=np.float64)[..., None]
 
 
-def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> Covariance:
+def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str], loss_observable: str | None = None) -> Covariance:
     """Component × probe susceptibilities χ[c, q] = −nβ · Cov_c(L(w), ℓ_q(w) − L(w)), ℓ_q the mean loss on probe q.
 
     Parameters
@@ -162,6 +166,9 @@ def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> 
         ``observables=``), each sampled with only that component's weights moving.
     probes : sequence of str
         Observables recorded in every result (the probe distributions).
+    loss_observable : str, optional
+        An observable of training samples whose mean stands for L, as in :func:`susceptibilities`
+        (without it every entry carries the same minibatch-noise offset).
 
     Returns
     -------
@@ -172,7 +179,7 @@ def response_matrix(results: Mapping[str, LLCResult], probes: Sequence[str]) -> 
     value = np.full((len(results), len(probes)), np.nan)
     stderr = np.full_like(value, np.nan)
     for row, result in enumerate(results.values()):
-        loss = np.asarray(result.loss_trace, dtype=np.float64)[..., None]
+        loss = _draw_loss(result, loss_observable)
         for column, probe in enumerate(probes):
             cov = cross_covariance(loss, _observable(result, probe).mean(axis=2, keepdims=True) - loss)
             value[row, column], stderr[row, column] = -result.nbeta * cov.value[0, 0], result.nbeta * cov.stderr[0, 0]
