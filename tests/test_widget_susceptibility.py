@@ -122,6 +122,17 @@ def test_the_widget_sends_what_the_analysis_computes_and_follows_the_selected_co
     assert w.selected_tokens == [2, 5]
 
 
+def test_above_max_kernel_samples_only_the_top_influences_travel(estimates):
+    _, whole = estimates
+    w = dvz.SusceptibilityExplorer(whole, embedding="pca", max_kernel_samples=N - 1, selected_token=2, text_values="influence")
+    assert set(w.detail) == {"component", "checkpoint", "top_index", "top_value", "top_stderr"}
+    top = views.top_influences(dvz.bif(whole, "train"), 8)
+    np.testing.assert_array_equal(w.detail["top_index"], top["index"])
+    np.testing.assert_allclose(w.token_values()[0], dvz.susceptibilities(whole, "train").value)  # no BIF row to show
+    with pytest.raises(ValueError, match="max_kernel_samples must be a non-negative integer"):
+        dvz.SusceptibilityExplorer(whole, embedding="pca", max_kernel_samples=-1)
+
+
 def test_a_sweep_gives_every_checkpoint_and_a_joint_embedding(tmp_path):
     from sweep_helpers import make_model, mse, regression_problem, train_trajectory
 

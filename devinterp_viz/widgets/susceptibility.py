@@ -57,11 +57,13 @@ class SusceptibilityExplorer(DvzWidget):
     distribution : str, optional
         Which of a sweep's data distributions to read.
     embedding : {"auto", "umap", "pca", "tsne"}
-        Embedding method (``"auto"``: UMAP when umap-learn is installed, else PCA).
+        Embedding method (``"auto"``: UMAP when umap-learn is installed, else PCA). UMAP's first
+        call in a process compiles (numba) for up to a minute; ``"pca"`` is instant.
     top_k : int
         Influences listed for the selected token.
     max_kernel_samples : int
-        The loss kernel and influences (samples × samples) are sent up to this many samples.
+        The loss kernel and influences (samples × samples) are sent up to this many samples;
+        above it only the top influences travel and the text shows susceptibilities only.
     random_state : int
 
     Traits (synced)
@@ -115,8 +117,10 @@ class SusceptibilityExplorer(DvzWidget):
         self.probes = _probe_names(probes, recorded)
         if embedding not in EMBEDDING_METHODS:
             raise ValueError(f"embedding={embedding!r}; choose one of {', '.join(EMBEDDING_METHODS)}.")
-        if not isinstance(top_k, int) or top_k < 1:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer (influences listed per token), got {top_k!r}.")
+        if isinstance(max_kernel_samples, bool) or not isinstance(max_kernel_samples, int) or max_kernel_samples < 0:
+            raise ValueError(f"max_kernel_samples must be a non-negative integer (0: never send the kernel), got {max_kernel_samples!r}.")
         self.top_k, self.max_kernel_samples = top_k, max_kernel_samples
         self.chi = susceptibility_grid(self.grid, self.observable)
         self.response = response_grid(self.grid, self.probes)

@@ -167,7 +167,10 @@ export function renderSusceptibility({ model, el }) {
     textTitle.textContent = influence
       ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under ${component}${stepText()}`
       : `Susceptibility of each ${data.per_token ? "token" : "sample"} under ${component}${stepText()}`;
-    if (model.get("text_values") === "influence" && !influence) textTitle.textContent += token < 0 ? " (pick a token to see its influences)" : " (influences not available here)";
+    if (model.get("text_values") === "influence" && !influence) {
+      const why = !detail.top_index ? "" : !("bif" in detail) ? " (more samples than max_kernel_samples: influences not sent)" : isStatic ? " (snapshot: influences of the saved component and checkpoint only)" : " (updating…)";
+      textTitle.textContent += token < 0 ? " (pick a token to see its influences)" : why;
+    }
     colorbar.replaceChildren(
       h("span", { class: "dvz-small" }, fmt(-scale, 3)),
       h("span", { class: "dvz-suscept-gradient", style: `background: linear-gradient(to right, ${rgb(NEGATIVE, 0.85)}, transparent, ${rgb(POSITIVE, 0.85)})` }),
