@@ -133,7 +133,7 @@ def test_above_max_kernel_samples_only_the_top_influences_travel(estimates):
         dvz.SusceptibilityExplorer(whole, embedding="pca", max_kernel_samples=-1)
 
 
-def test_a_sweep_gives_every_checkpoint_and_a_joint_embedding(tmp_path):
+def test_a_sweep_of_two_components_gives_every_checkpoint_and_one_joint_embedding():
     from sweep_helpers import make_model, mse, regression_problem, train_trajectory
 
     x, y = regression_problem()
@@ -142,15 +142,23 @@ def test_a_sweep_gives_every_checkpoint_and_a_joint_embedding(tmp_path):
     def squared_error(model, batch):
         return (model(batch[0]) - batch[1]).square().squeeze(-1)
 
-    sweep = dvz.sweep_llc(trajectory, make_model(), (x, y), mse, observables={"probe": (x[:12], y[:12])},
-                          per_sample_loss=squared_error, lr=1e-4, nbeta=20.0, num_chains=2, num_draws=20, batch_size=32,
-                          progress=False)
-    w = dvz.SusceptibilityExplorer(sweep, embedding="pca")
+    sweep = dvz.sweep_llc(trajectory, make_model(), (x, y), mse, selections={"hidden": "0.*", "readout": "2.*"},
+                          observables={"probe": (x[:12], y[:12]), "rest": (x[12:40], y[12:40])}, per_sample_loss=squared_error,
+                          lr=1e-4, nbeta=20.0, num_chains=2, num_draws=20, batch_size=32, progress=False)
+    w = dvz.SusceptibilityExplorer(sweep, embedding="pca", tokens=np.arange(12), vocabulary=lambda i: f"x{i}")
+    assert w.components == ["hidden", "readout"] and w.data["labels"][:2] == ["x0", "x1"]
     assert w.data["embedding"]["xy"].shape == (3, 12, 2) and w.color_by == "susceptibility"
-    np.testing.assert_array_equal(w.data["chi"]["value"][:, 0], sweep.susceptibilities("probe").value[0, 0])
-    w.checkpoint = 2
-    assert w.detail["checkpoint"] == 2 and w.step == float(sweep.steps[2])
-    np.testing.assert_allclose(w.detail["bif"], dvz.bif(sweep.results[("all", "data", 2)], "probe").value, rtol=1e-5)
+    np.testing.assert_array_equal(w.data["chi"]["value"], np.moveaxis(sweep.susceptibilities("probe").value[:, 0], 0, 1))
+    for t in range(3):
+        at = {c: sweep.results[(c, "data", t)] for c in w.components}
+        np.testing.assert_array_equal(w.data["response"]["value"][t], dvz.response_matrix(at, ["probe", "rest"]).value)
+    # one PCA of every checkpoint's susceptibility vectors together: positions compare across checkpoints
+    vectors = np.moveaxis(sweep.susceptibilities("probe").value[:, 0], 0, -1).reshape(3 * 12, 2)
+    embedded, _ = views.embed(vectors.reshape(1, 36, 2), "pca")
+    np.testing.assert_allclose(w.data["embedding"]["xy"].reshape(36, 2), embedded[0])
+    w.selected_component, w.checkpoint = "readout", 2
+    assert w.detail["checkpoint"] == 2 and w.detail["component"] == "readout" and w.step == float(sweep.steps[2])
+    np.testing.assert_allclose(w.detail["bif"], dvz.bif(sweep.results[("readout", "data", 2)], "probe").value, rtol=1e-5)
 
 
 def test_bad_input_gets_errors_that_say_how_to_fix_it(estimates):

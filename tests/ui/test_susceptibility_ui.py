@@ -103,6 +103,10 @@ def test_a_response_cell_picks_the_component_whose_tokens_the_text_shows_and_the
         assert sorted(set(inside)) == picked, (inside, picked)
         assert page.locator(f"{ROOT} [data-dvz-role='token'][data-picked='true']").count() == len(picked)
         widget_shot(page, "susceptibility-02-lasso")
+        # ... and Python's picks reach the browser: the text underlines them, the embedding highlights them
+        kernel_eval(client, "setattr(w, 'selected_tokens', [0, 9]) or None")
+        page.wait_for_function(f"{q(ROOT + ' [data-dvz-role=embedding]')}.dataset.picked === '2'")
+        assert page.evaluate(f"[...document.querySelectorAll({json.dumps(ROOT + ' [data-picked=true]')})].map((e) => Number(e.dataset.index))") == [0, 9]
 
         # --- a click on a token lists its top influences (the BIF row Python computed) and colours the text by it
         page.click(f"{ROOT} [data-dvz-role='token'][data-index='5']")
