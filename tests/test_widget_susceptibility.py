@@ -79,6 +79,10 @@ def test_one_component_is_embedded_by_its_loss_kernel_rows_and_pca_is_its_first_
     np.testing.assert_allclose(embedded[0].var(axis=0, ddof=1), singular[:2] ** 2 / (N - 1), rtol=1e-6)
     with pytest.raises(ValueError, match="choose one of auto, umap, pca, tsne"):
         views.embed(features, "mds")
+    # above max_kernel_samples: the standardised draws, whose inner products are the kernel (never built)
+    draws, description = views.token_features(grid, "train", chi, max_kernel_samples=N - 1)
+    assert draws.shape == (1, N, 3 * 120) and "standardised loss draws" in description
+    np.testing.assert_allclose(draws[0] @ draws[0].T, features[0], atol=1e-9)
 
 
 def test_the_kernel_order_puts_blocks_of_correlated_samples_together():
@@ -128,6 +132,9 @@ def test_above_max_kernel_samples_only_the_top_influences_travel(estimates):
     assert set(w.detail) == {"component", "checkpoint", "top_index", "top_value", "top_stderr"}
     top = views.top_influences(dvz.bif(whole, "train"), 8)
     np.testing.assert_array_equal(w.detail["top_index"], top["index"])
+    chunked = views.kernel_view(whole, "train", 8, max_samples=N - 1, chunk=5)  # BIF rows five at a time
+    for key in ("index", "value", "stderr"):
+        np.testing.assert_allclose(chunked[f"top_{key}"], top[key], rtol=1e-9)
     np.testing.assert_allclose(w.token_values()[0], dvz.susceptibilities(whole, "train").value)  # no BIF row to show
     with pytest.raises(ValueError, match="max_kernel_samples must be a non-negative integer"):
         dvz.SusceptibilityExplorer(whole, embedding="pca", max_kernel_samples=-1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devinterp_viz.analysis.covariances import Covariance, bif, loss_kernel, response_matrix, susceptibilities
+from devinterp_viz.analysis.covariances import Covariance, bif, cross_covariance, loss_kernel, response_matrix, susceptibilities
 from devinterp_viz.analysis.sweep import SweepResult
 from devinterp_viz.engine.results import LLCResult
 
@@ -118,11 +118,13 @@ def response_grid(grid: ResultGrid, probes: Sequence[str]) -> Covariance:
     return Covariance(value, stderr)
 
 
-def token_features(grid: ResultGrid, name: str, chi: Covariance) -> tuple[np.ndarray, str]:
+def token_features(grid: ResultGrid, name: str, chi: Covariance, max_kernel_samples: int = 2000) -> tuple[np.ndarray, str]:
     """What each sample is embedded by, at every checkpoint.
 
     With several components, each sample's susceptibility vector (its χ under every component,
-    Baker et al. 2025); with one, its row of the loss kernel's correlations (Adam et al. 2025).
+    Baker et al. 2025); with one, its row of the loss kernel's correlations (Adam et al. 2025) or,
+    above ``max_kernel_samples`` samples (the kernel would be samples × samples), its
+    standardised loss draws (:func:`standardized_draws`), whose inner products are that kernel.
 
     Returns
     -------
@@ -132,12 +134,34 @@ def token_features(grid: ResultGrid, name: str, chi: Covariance) -> tuple[np.nda
     """
     if len(grid.components) > 1:
         features, description = np.moveaxis(chi.value, 1, 2), "susceptibility vectors (χ under each component)"
+    elif chi.shape[-1] > max_kernel_samples:
+        draws = {checkpoint: standardized_draws(result, name) for (_, checkpoint), result in grid.results.items()}
+        width = max(d.shape[1] for d in draws.values())
+        features = np.zeros((len(grid.steps), chi.shape[-1], width))
+        for checkpoint, d in draws.items():
+            features[checkpoint, :, : d.shape[1]] = d
+        description = "standardised loss draws (the loss kernel's geometry)"
     else:
         features = np.full((len(grid.steps), chi.shape[-1], chi.shape[-1]), np.nan)
         for (_, checkpoint), result in grid.results.items():
             features[checkpoint] = loss_kernel(result, name, correlation=True).value
         description = "loss-kernel correlation rows"
     return np.where(np.isfinite(features), features, 0.0), description
+
+
+def standardized_draws(result: LLCResult, name: str) -> np.ndarray:
+    """Each sample's loss draws, centred per chain and scaled so that their inner products are the loss kernel's correlations.
+
+    Returns
+    -------
+    np.ndarray, shape (samples, chains · draws)
+        ``Z Zᵀ`` equals ``loss_kernel(result, name, correlation=True).value``.
+    """
+    values = np.asarray(result.observables[name], dtype=np.float64)
+    chains, draws, samples = values.shape
+    centred = values - values.mean(axis=1, keepdims=True)
+    scale = np.sqrt(np.clip((centred**2).sum(axis=(0, 1)), 1e-300, None))
+    return (centred / scale).reshape(chains * draws, samples).T
 
 
 def embed(features: np.ndarray, method: str = "auto", random_state: int = 0) -> tuple[np.ndarray, str]:
@@ -217,39 +241,62 @@ def kernel_order(correlation: np.ndarray) -> np.ndarray:
     return leaves_list(linkage(squareform(distance, checks=False), method="average"))
 
 
-def top_influences(influence: Covariance, k: int) -> dict[str, np.ndarray]:
+def top_influences(influence: Covariance, k: int, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each sample's ``k`` largest influences by magnitude (its BIF row, itself left out).
 
     Parameters
     ----------
     influence : Covariance
-        :func:`bif` of one observable, ``value`` of shape (samples, samples).
+        :func:`bif` of one observable, ``value`` of shape (rows, samples).
     k : int
+    rows : np.ndarray of int, shape (rows,), optional
+        Which samples the rows are (default: all, in order).
 
     Returns
     -------
     dict
-        ``index`` (samples, k) of the other samples, ``value`` and ``stderr`` (samples, k) of
+        ``index`` (rows, k) of the other samples, ``value`` and ``stderr`` (rows, k) of
         their BIF, in decreasing |BIF|.
     """
     value = np.array(influence.value, dtype=float)
-    np.fill_diagonal(value, 0.0)
-    k = min(k, len(value) - 1)
+    rows = np.arange(len(value)) if rows is None else np.asarray(rows)
+    value[np.arange(len(value)), rows] = 0.0
+    k = min(k, value.shape[1] - 1)
     order = np.argsort(-np.abs(value), axis=1, kind="stable")[:, :k]
-    rows = np.arange(len(value))[:, None]
-    return {"index": order, "value": influence.value[rows, order], "stderr": influence.stderr[rows, order]}
+    at = np.arange(len(value))[:, None]
+    return {"index": order, "value": influence.value[at, order], "stderr": influence.stderr[at, order]}
 
 
-def kernel_view(result: LLCResult, name: str, k: int) -> dict[str, np.ndarray]:
+def kernel_view(result: LLCResult, name: str, k: int, max_samples: int | None = None, chunk: int = 256) -> dict[str, np.ndarray]:
     """The loss-kernel and influence panels of one estimate.
+
+    Parameters
+    ----------
+    result : LLCResult
+    name : str
+    k : int
+        Influences kept per sample.
+    max_samples : int, optional
+        Above this many samples only the top influences are computed, ``chunk`` rows of the BIF
+        at a time (memory chunk × samples, never samples × samples).
 
     Returns
     -------
     dict
         ``correlation`` (samples, samples) of the loss kernel, ``order`` (samples,) from
         :func:`kernel_order`, ``bif`` and ``bif_stderr`` (samples, samples), and the
-        :func:`top_influences` as ``top_index``, ``top_value``, ``top_stderr`` (samples, k).
+        :func:`top_influences` as ``top_index``, ``top_value``, ``top_stderr`` (samples, k);
+        above ``max_samples`` the last three only.
     """
+    samples = result.observables[name].shape[-1]
+    if max_samples is not None and samples > max_samples:
+        values = np.asarray(result.observables[name], dtype=np.float64)
+        parts = []
+        for start in range(0, samples, chunk):
+            rows = np.arange(start, min(start + chunk, samples))
+            cov = cross_covariance(values[..., rows], values)
+            parts.append(top_influences(Covariance(-cov.value, cov.stderr), k, rows))
+        return {f"top_{key}": np.concatenate([p[key] for p in parts]) for key in ("index", "value", "stderr")}
     correlation = loss_kernel(result, name, correlation=True).value
     influence = bif(result, name)
     top = top_influences(influence, k)

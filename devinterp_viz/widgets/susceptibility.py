@@ -124,7 +124,7 @@ class SusceptibilityExplorer(DvzWidget):
         self.top_k, self.max_kernel_samples = top_k, max_kernel_samples
         self.chi = susceptibility_grid(self.grid, self.observable)
         self.response = response_grid(self.grid, self.probes)
-        features, description = token_features(self.grid, self.observable, self.chi)
+        features, description = token_features(self.grid, self.observable, self.chi, max_kernel_samples)
         self.embedding, method = embed(features, embedding, random_state)
         index = next(r.observable_index.get(self.observable) for r in self.grid.results.values())
         samples = self.chi.shape[-1]
@@ -197,9 +197,7 @@ class SusceptibilityExplorer(DvzWidget):
             self.error = f"no estimate of {key[0]!r} at checkpoint {key[1]} (the sweep did not compute it)"
             self.detail = {"component": key[0], "checkpoint": key[1]}
             return
-        view = kernel_view(result, self.observable, self.top_k)
-        if self.chi.shape[-1] > self.max_kernel_samples:
-            view = {name: view[name] for name in ("top_index", "top_value", "top_stderr")}
+        view = kernel_view(result, self.observable, self.top_k, self.max_kernel_samples)
         with self.hold_sync():
             self.error = ""
             self.detail = {"component": key[0], "checkpoint": key[1], **{k: np.asarray(v, np.float32) for k, v in view.items()}}
