@@ -4,29 +4,12 @@
 
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
-import { plotly, purge, watchSize } from "../plot.js";
+import { purge, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { categorical, followTheme, onPlot, syncer } from "./linked.js";
+import { NEGATIVE, POSITIVE, chipColor, diverging, draw, finite, responseFigure, rgb } from "./susceptibility_figures.js";
 
-const NEGATIVE = [67, 147, 195];
-const POSITIVE = [214, 96, 77];
 const MAX_TOKENS = 4000; // chips drawn in the text view; the rest are counted
-// this view keeps plotly's lasso and box select (the other views remove them)
-const CONFIG = { displaylogo: false, responsive: false };
-
-const rgb = (c, alpha = 1) => `rgba(${c.join(",")},${alpha})`;
-const diverging = (theme) => [[0, rgb(NEGATIVE)], [0.5, theme.background], [1, rgb(POSITIVE)]];
-
-/** Background of a token chip: red above 0, blue below, opacity by |value| / scale. */
-function chipColor(value, scale) {
-  if (!Number.isFinite(value) || !(scale > 0)) return "transparent";
-  const alpha = Math.min(1, Math.abs(value) / scale) * 0.85;
-  return rgb(value >= 0 ? POSITIVE : NEGATIVE, alpha.toFixed(3));
-}
-
-function draw(el, traces, layout) {
-  return plotly().react(el, traces, layout, CONFIG);
-}
 
 export function renderSusceptibility({ model, el }) {
   const disposers = [];
@@ -115,27 +98,8 @@ export function renderSusceptibility({ model, el }) {
   // ------------------------------------------------------------------ response matrix
   function drawResponse() {
     if (response.offsetWidth === 0 || !data.response) return;
-    const P = data.probes.length;
-    const rows = Array.from({ length: C() }, (_, c) => c);
-    const z = rows.map((c) => Array.from({ length: P }, (_, p) => finite(data.response.value.get(checkpoint, c, p))));
-    const se = rows.map((c) => Array.from({ length: P }, (_, p) => finite(data.response.stderr.get(checkpoint, c, p))));
-    const text = rows.map((c) => data.probes.map((probe, p) => `${data.components[c]} · ${probe}<br>χ = ${fmt(z[c][p], 4)} ± ${fmt(se[c][p], 2)}`));
-    const scale = Math.max(1e-12, ...z.flat().filter((v) => v !== null).map(Math.abs));
-    const tl = themeLayout(theme);
-    const c = cIndex();
-    draw(
-      response,
-      [{ type: "heatmap", z, x: data.probes.map((_, p) => p), y: rows, text, hovertemplate: "%{text}<extra></extra>", colorscale: diverging(theme), zmin: -scale, zmax: scale, colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, title: { text: "χ", side: "right" }, tickfont: { color: theme.font } } }],
-      {
-        ...tl,
-        height: Math.max(160, 70 + 24 * C()),
-        margin: { l: 110, r: 8, t: 8, b: 44 },
-        xaxis: { ...tl.xaxis, tickvals: data.probes.map((_, p) => p), ticktext: data.probes, showgrid: false, zeroline: false },
-        yaxis: { ...tl.yaxis, tickvals: rows, ticktext: data.components, autorange: "reversed", showgrid: false, zeroline: false },
-        shapes: [{ type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: c - 0.5, y1: c + 0.5, line: { color: theme.font, width: 2.5 } }],
-        uirevision: "response",
-      },
-    );
+    const { traces, layout } = responseFigure(data, checkpoint, cIndex(), theme);
+    draw(response, traces, layout);
     response.dataset.component = component;
     onPlot(response, {
       plotly_click: (event) => {
@@ -446,8 +410,4 @@ export function renderSusceptibility({ model, el }) {
     disposers.forEach((dispose) => dispose());
     for (const p of [response, embedding, kernel]) purge(p);
   };
-}
-
-function finite(v) {
-  return Number.isFinite(v) ? v : null;
 }
