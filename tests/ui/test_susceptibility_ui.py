@@ -122,6 +122,16 @@ def test_a_response_cell_picks_the_component_whose_tokens_the_text_shows_and_the
         assert max(abs(a - b) for a, b in zip(shown, expected)) <= 1e-5 * max(map(abs, expected))
         assert page.evaluate(f"{q(ROOT + ' [data-dvz-role=kernel]')}.data[0].z.length") == 32
         widget_shot(page, "susceptibility-03-influence")
+        # a row of the influence table, then a row of the clustered kernel, select that token
+        page.click(f"{ROOT} [data-dvz-role='influences'] tbody tr[data-index='{first}']")
+        assert wait_python(client, "w.selected_token", lambda v: v == first) == first
+        kernel = f"{ROOT} [data-dvz-role='kernel']"
+        page.locator(kernel).scroll_into_view_if_needed()
+        row = kernel_eval(client, f"next(k for k, i in enumerate(w.detail['order']) if int(i) != {first})")
+        row_token = kernel_eval(client, f"int(w.detail['order'][{row}])")
+        page.mouse.click(*point_on(page, kernel, 10, row))
+        assert wait_python(client, "w.selected_token", lambda v: v == row_token) == row_token
+        page.wait_for_function(f"{q(ROOT + ' [data-dvz-role=influences]')}.dataset.token === '{row_token}'")
 
         # --- dark theme
         switch_theme(page, "JupyterLab Dark")
