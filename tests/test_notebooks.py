@@ -16,7 +16,8 @@ EXPECTED = {
                                     "head estimates healthy"],
     "bring_your_own_model.ipynb": ["attn.head0", "whole model: LLCResult", "moving / total", "HeadSelection(transformer.h.0.attn.head1) LLCResult",
                                    "model.layers.0.self_attn.v_proj.weight", "TransformerBridge"],
-    "posterior_covariances.ipynb": ["recorded: {'train': (4, 300, 200)}", "planted mislabels", "mean BIF with the 8 nearest"],
+    "posterior_covariances.ipynb": ["recorded: {'train': (4, 300, 200)}", "planted mislabels", "mean BIF with the 8 nearest",
+                                    "response to the probes: train"],
 }
 
 

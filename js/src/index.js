@@ -11,6 +11,7 @@ import { renderDashboard } from "./views/dashboard.js";
 import { renderHeads } from "./views/heads.js";
 import { renderRefined } from "./views/refined.js";
 import { renderSampler } from "./views/sampler.js";
+import { renderSusceptibility } from "./views/susceptibility.js";
 import viewsCss from "./views/widgets.css";
 
 const css = `${baseCss}\n${viewsCss}`;
@@ -23,6 +24,7 @@ const VIEWS = {
   DevelopmentDashboard: renderDashboard,
   RefinedLLCWidget: renderRefined,
   HeadClusterWidget: renderHeads,
+  SusceptibilityExplorer: renderSusceptibility,
 };
 
 // how many times this module was evaluated in the page (tests assert it is once)
