@@ -2,17 +2,19 @@
 //
 // The checkpoints are every step at which any panel has data; the loss and LLC panels share one
 // x range (zooming one zooms the other, a double-click resets both). Every figure is drawn once
-// per data change; the current and the hovered checkpoint are
-// overlays (linked.js Cursor) moved with a few style writes, so scrubbing costs the same at 10 or
-// 10 000 checkpoints and never waits for the kernel. The checkpoint goes back to Python
+// per data change; the current and the hovered checkpoint are overlays (linked.js Cursor) moved
+// with a few style writes, so scrubbing costs the same at 10 or 10 000 checkpoints and never waits for the kernel. The checkpoint goes back to Python
 // throttled (~10 messages/s while scrubbing, the last value always).
 
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
+import { dashboardControls } from "./dashboard_controls.js";
+import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
 import { defaultStepRange, edFigure, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
-import { Cursor, followTheme, nearestIndex, onPlot, placeLabels, plotly, stepMapper, syncer } from "./linked.js";
+import { applyXRange, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
+import { Cursor, followTheme, nearestIndex, onPlot, stepMapper, syncer } from "./linked.js";
 
 const MARGIN = { l: 62, r: 14, t: 26, b: 40 };
 const PLAY_SECONDS = 12; // a full pass of the trajectory while playing, whatever its length
@@ -30,45 +32,13 @@ export function renderDashboard({ model, el }) {
   let scrubMs = [];
 
   // ------------------------------------------------------------------ controls
-  const playButton = h("button", { role: "play", class: "dvz-button dvz-icon-button", title: "play / pause through every checkpoint (space)", onclick: () => togglePlay() }, "▶");
-  const slider = h("input", {
-    type: "range", role: "scrubber", class: "dvz-scrubber", min: 0, max: 0, step: 1, value: 0, "aria-label": "checkpoint",
-    title: "checkpoint: drag, or ←/→ (shift: 10), PageUp/PageDown, Home/End; every checkpoint with a loss, LLC or dynamics point",
+  const controls = dashboardControls({
+    onPlay: () => togglePlay(),
+    onSwapPlane: () => sync.now("plane", [...model.get("plane")].reverse()),
+    onRun: () => model.send({ type: "run" }),
+    onStop: () => model.send({ type: "stop" }),
   });
-  const stepInput = h("input", { type: "number", role: "step-input", class: "dvz-step-input", title: "go to the checkpoint nearest this training step (Enter)", "aria-label": "training step" });
-  const readout = h("span", { role: "readout", class: "dvz-readout", title: "the selected checkpoint's values; an LLC in brackets is the nearest estimate, not this checkpoint's" });
-  const curveSelect = h("select", { role: "curve", title: "which LLC curve (selection · data distribution) the LLC panel shows" });
-  const planeX = h("select", { role: "plane-x", title: "principal component on the horizontal axis of the essential-dynamics plane" });
-  const planeY = h("select", { role: "plane-y", title: "principal component on the vertical axis of the essential-dynamics plane" });
-  const swapPlane = h("button", { role: "plane-swap", class: "dvz-button dvz-icon-button", title: "swap the plane's axes", onclick: () => sync.now("plane", [...model.get("plane")].reverse()) }, "⇄");
-  const planeNote = h("span", { role: "plane-note", class: "dvz-legend-note", "aria-live": "polite" });
-  const logX = h("input", { type: "checkbox", role: "log-x", title: "training steps on a log axis (step 0 drawn at half the first positive step)" });
-  const logY = h("input", { type: "checkbox", role: "log-y", title: "the loss on a log axis" });
-  const smoothing = h("input", { type: "range", role: "smoothing", class: "dvz-smoothing", min: 0, max: 0.95, step: 0.05, value: 0, "aria-label": "loss smoothing" });
-  const smoothingValue = h("span", { role: "smoothing-value", class: "dvz-legend-note" });
-  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", title: "compute the losses, essential dynamics and LLC sweep in the background", onclick: () => model.send({ type: "run" }) }, "▶ Compute");
-  const stopButton = h("button", { role: "stop", class: "dvz-button", title: "stop computing; what was computed stays", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
-  const statusBadge = h("span", { class: "dvz-status", role: "status", title: "state of the background computation" });
-  const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
-  const planeField = h("span", { class: "dvz-field-inline", title: "which principal components the essential-dynamics plane shows" }, "plane ", planeX, " × ", planeY, " ", swapPlane, " ", planeNote);
-  const curveField = h("span", { title: curveSelect.title }, "LLC of ", curveSelect);
-  const logYField = h("label", { role: "log-y-field", title: logY.title }, logY, " log loss");
-  const smoothingField = h("label", { role: "smoothing-field", title: "display only: exponential moving average of the loss curves (0 = raw); the raw curve stays faint, the readout is raw" }, "smooth ", smoothing, smoothingValue);
-
-  const header = h(
-    "div",
-    { class: "dvz-header" },
-    h("span", { class: "dvz-title" }, "Development"),
-    curveField,
-    planeField,
-    h("label", { title: logX.title }, logX, " log steps"),
-    logYField,
-    smoothingField,
-    runButton,
-    stopButton,
-    statusBadge,
-  );
-  const toolbar = h("div", { class: "dvz-toolbar" }, playButton, slider, h("label", { title: stepInput.title }, "step ", stepInput), readout);
+  const { playButton, slider, stepInput, readout, curveSelect, planeX, planeY, planeNote, logX, logY, smoothing, smoothingValue, runButton, stopButton, statusBadge, errorBox, planeField, curveField, logYField, smoothingField, header, toolbar } = controls;
 
   // ------------------------------------------------------------------ panels
   const panel = (role) => {
@@ -101,51 +71,12 @@ export function renderDashboard({ model, el }) {
     const j = Math.max(0, c.distributions.indexOf(model.get("distribution")));
     return [i, j];
   };
-  // per checkpoint: its own estimate of the curve (-1: none) and the nearest computed one
-  let llcOwn = new Int32Array(0);
-  let llcNearest = new Int32Array(0);
-  function indexEstimates() {
-    const c = data.llc;
-    const N = n();
-    llcOwn = new Int32Array(N).fill(-1);
-    llcNearest = new Int32Array(N).fill(-1);
-    const ij = curveIndex();
-    if (!c || !ij) return;
-    const [, D, M] = c.mean.shape;
-    const base = (ij[0] * D + ij[1]) * M;
-    const done = [];
-    for (let k = 0; k < M; k++) if (!Number.isNaN(c.healthy.data[base + k])) done.push(k);
-    for (let k = 0; k < M; k++) llcOwn[c.index.data[k]] = k;
-    if (!done.length) return;
-    const doneSteps = Float64Array.from(done, (k) => c.steps.data[k]);
-    for (let t = 0; t < N; t++) llcNearest[t] = done[nearestIndex(doneSteps, steps[t])];
-  }
-  /** The LLC at sweep checkpoint k of the shown curve: [mean, std, healthy]. */
-  const estimate = (k) => {
-    const c = data.llc;
-    const ij = curveIndex();
-    if (!c || !ij || k < 0) return [NaN, NaN, NaN];
-    const [, D, M] = c.mean.shape;
-    const offset = (ij[0] * D + ij[1]) * M + k;
-    return [c.mean.data[offset], c.std.data[offset], c.healthy.data[offset]];
-  };
-  /** The first loss series at checkpoint ``index``: its value there, or null when it has none. */
-  const lossAt = (index) => {
-    const series = data.losses?.[0];
-    if (!series) return null;
-    const k = nearestIndex(series.steps.data, steps[index]);
-    return series.steps.data[k] === steps[index] ? series.values.data[k] : null;
-  };
-  /** The dynamics point of checkpoint ``index`` in the plane, or null when it has none. */
-  const edAt = (index) => {
-    const d = data.dynamics;
-    if (!d) return null;
-    const k = nearestIndex(d.steps.data, steps[index]);
-    if (d.steps.data[k] !== steps[index]) return null;
-    const [px, py] = model.get("plane");
-    const K = d.coords.shape[1];
-    return [d.coords.data[k * K + px], d.coords.data[k * K + py], k];
-  };
+  // per checkpoint: its own estimate of the shown curve (-1: none) and the nearest computed one
+  let estimates = { own: new Int32Array(0), nearest: new Int32Array(0) };
+  const indexEstimates = () => (estimates = estimateIndex(data.llc, curveIndex() ?? [0, 0], steps));
+  const estimate = (k) => estimateAt(data.llc, curveIndex() ?? [0, 0], k);
+  const lossAt = (index) => lossAtStep(data.losses?.[0], steps[index]);
+  const edAt = (index) => pointAtStep(data.dynamics, model.get("plane"), steps[index]);
   let xmap = (s) => s;
   // a figure asked to draw while hidden (a detached output, JupyterLab swapping its theme) is
   // drawn when it next gets a size
@@ -165,12 +96,11 @@ export function renderDashboard({ model, el }) {
     }
     // every step panel puts the cursor at the checkpoint's own step: the same pixel in each
     const x = xmap(steps[index]);
-    const lossValue = lossAt(index);
-    cursors.loss[slot].place(data.losses?.length ? x : null, lossValue ?? NaN, index);
-    const own = llcOwn[index] ?? -1;
+    cursors.loss[slot].place(data.losses?.length ? x : null, lossAt(index) ?? NaN, index);
+    const own = estimates.own[index] ?? -1;
     cursors.llc[slot].place(data.llc ? x : null, own >= 0 ? estimate(own)[0] : NaN, index);
     if (slot === 0) {
-      const near = own < 0 ? llcNearest[index] ?? -1 : -1;
+      const near = own < 0 ? estimates.nearest[index] ?? -1 : -1;
       cursors.nearest[0].place(near >= 0 ? xmap(data.llc.steps.data[near]) : null, near >= 0 ? estimate(near)[0] : NaN, index);
     }
     const point = edAt(index);
@@ -178,24 +108,14 @@ export function renderDashboard({ model, el }) {
     if (slot === 0) recordCursorX();
   }
 
-  function llcReadout(index) {
-    const own = llcOwn[index] ?? -1;
-    const k = own >= 0 ? own : llcNearest[index] ?? -1;
-    if (k < 0) return { text: "no LLC estimate yet", exact: false };
-    const [m, s, healthy] = estimate(k);
-    const value = healthy === -1 ? "none (w* not a local minimum)" : `${fmt(m, 4)} ± ${fmt(s, 2)}${healthy === 0 ? " (unhealthy)" : ""}`;
-    if (own >= 0) return { text: `LLC ${value}`, exact: true };
-    return { text: `LLC – (none here; nearest estimate, step ${data.llc.steps.data[k]}: ${value})`, exact: false, step: data.llc.steps.data[k] };
-  }
-
   function updateReadout(index) {
     const parts = [`checkpoint ${index + 1}/${n()}`, `step ${steps[index] ?? "–"}`];
     if (data.losses?.length) parts.push(`${data.losses[0].name} ${lossAt(index) === null ? "–" : fmt(lossAt(index), 4)}`);
     if (data.llc) {
-      const llcText = llcReadout(index);
+      const llcText = llcReadout(data.llc, curveIndex(), estimates, index);
       parts.push(llcText.text);
       root.dataset.llcExact = String(llcText.exact);
-      root.dataset.llcNearestStep = llcText.exact ? String(steps[index]) : String(llcText.step ?? "");
+      root.dataset.llcNearestStep = String(llcText.step ?? "");
     }
     readout.textContent = parts.join(" · ");
   }
@@ -294,11 +214,11 @@ export function renderDashboard({ model, el }) {
     },
     // a double-click resets every step panel to every checkpoint (after plotly's own reset)
     plotly_doubleclick: () => {
-      if (gd !== ed.gd) setTimeout(() => linkX(gd, { "xaxis.autorange": true }), 0);
+      if (gd !== ed.gd) setTimeout(() => linkX({ "xaxis.autorange": true }), 0);
     },
     plotly_relayout: (change) => {
-      if (gd !== ed.gd) linkX(gd, change);
-      else if (Object.keys(change).some((key) => key.startsWith("xaxis") || key.startsWith("yaxis") || key === "autosize")) layoutMilestones();
+      if (gd !== ed.gd) linkX(change);
+      else if (Object.keys(change).some((key) => key.startsWith("xaxis") || key.startsWith("yaxis") || key === "autosize")) spreadAnnotations(ed.gd);
       refreshCursors();
     },
   });
@@ -308,21 +228,12 @@ export function renderDashboard({ model, el }) {
   const stepRange = () => xRange ?? defaultStepRange(steps, xmap, model.get("log_x"));
   const stepPanels = () => [loss.gd, llc.gd].filter((gd) => gd._fullLayout && gd.offsetParent !== null);
   /** A zoom, pan or double-click on one step panel sets the range of all of them. */
-  function linkX(source, change) {
-    let next;
-    if (change["xaxis.autorange"]) next = null;
-    else if (change["xaxis.range[0]"] !== undefined) next = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
-    else if (Array.isArray(change["xaxis.range"])) next = [...change["xaxis.range"]];
-    else return;
+  function linkX(change) {
+    const next = requestedXRange(change);
+    if (next === undefined) return;
     xRange = next;
-    const range = stepRange();
-    root.dataset.xRange = JSON.stringify(range);
-    for (const gd of stepPanels()) {
-      const now = gd._fullLayout.xaxis.range;
-      if (Math.abs(now[0] - range[0]) > 1e-9 || Math.abs(now[1] - range[1]) > 1e-9 || gd._fullLayout.xaxis.autorange) {
-        plotly().relayout(gd, { "xaxis.range": [...range], "xaxis.autorange": false });
-      }
-    }
+    root.dataset.xRange = JSON.stringify(stepRange());
+    applyXRange(stepPanels(), stepRange());
   }
   const plotWidth = (gd) => Math.max(1, (gd.clientWidth || gd.parentElement?.clientWidth || 600) - MARGIN.l - MARGIN.r);
   const stepOptions = (gd) => ({
@@ -381,28 +292,9 @@ export function renderDashboard({ model, el }) {
     const figure = edFigure(theme, d, model.get("plane"));
     react(ed.gd, figure.traces, figure.layout);
     ed.gd.dataset.milestones = String(figure.milestones);
-    layoutMilestones();
+    spreadAnnotations(ed.gd);
     edNote.textContent = `essential dynamics: ${d.coords.shape[0]} checkpoints, colour = training step (bar); ★ milestones (${figure.milestones})`;
     onPlot(ed.gd, hoverHandlers(ed.gd));
-  }
-
-  /** Move the milestone labels apart now that the plane has pixels. */
-  function layoutMilestones() {
-    const fl = ed.gd._fullLayout;
-    const notes = ed.gd.layout?.annotations || [];
-    if (!fl?.xaxis?._length || !notes.length) return;
-    const { xaxis: xa, yaxis: ya } = fl;
-    const labels = notes.map((a) => ({ x: xa._offset + xa.c2p(a.x), y: ya._offset + ya.c2p(a.y), width: 6.2 * a.text.length + 8, height: 16 }));
-    const bounds = { left: xa._offset, top: ya._offset, right: xa._offset + xa._length, bottom: ya._offset + ya._length };
-    const offsets = placeLabels(labels, bounds);
-    const update = {};
-    offsets.forEach(({ ax, ay }, k) => {
-      if (Math.abs(notes[k].ax - ax) > 0.5 || Math.abs(notes[k].ay - ay) > 0.5) {
-        update[`annotations[${k}].ax`] = ax;
-        update[`annotations[${k}].ay`] = ay;
-      }
-    });
-    if (Object.keys(update).length) plotly().relayout(ed.gd, update);
   }
 
   function drawAll() {
