@@ -160,3 +160,31 @@ def test_save_html_of_a_thousand_checkpoints_is_one_small_page(tmp_path):
     page = dash.save_html(tmp_path / "dash.html").read_text()
     assert '"_view": "DevelopmentDashboard"' in page and "<script src=" not in page  # nothing fetched
     assert len(page.encode()) < 5 * 2**20
+
+
+def test_the_checkpoints_are_every_step_with_data_and_the_llc_maps_onto_them(sweep):
+    every = sweep.steps
+    estimated = [0, 5, 20, 39]
+    partial = dvz.SweepResult(every[estimated], ["all"], ["data"])
+    for k, i in enumerate(estimated):
+        partial.results[("all", "data", k)] = sweep.results[("all", "data", i)]
+    late_test_loss = (np.array([every[-1] + 500]), np.array([0.2]))
+    dash = DevelopmentDashboard(sweep=partial, dynamics=dynamics_for(every), losses={"test": late_test_loss})
+    assert dash.steps.tolist() == every.tolist() + [int(every[-1]) + 500]
+    assert dash.data["llc"]["index"].tolist() == estimated
+    np.testing.assert_array_equal(dash.data["llc"]["steps"], every[estimated].astype(np.float32))
+    assert dash.result_at(20) is sweep.results[("all", "data", 20)]
+    with pytest.raises(ValueError, match="nearest_estimate"):
+        dash.result_at(21)
+    step, result = dash.nearest_estimate(23)  # steps 20 and 39 have estimates: 23 is nearer 20 in steps
+    assert (step, result) == (int(every[20]), sweep.results[("all", "data", 20)])
+    assert dash.nearest_estimate(len(every))[0] == int(every[39])
+
+
+def test_display_options_are_checked():
+    dash = DevelopmentDashboard(losses=np.linspace(1, 0.01, 10), smoothing=0.6, log_y=True)
+    assert dash.smoothing == 0.6 and dash.log_y
+    with pytest.raises(traitlets.TraitError, match=r"smoothing must be in \[0, 1\)"):
+        dash.smoothing = 1.0
+    with pytest.raises(ValueError, match="strictly increasing"):
+        DevelopmentDashboard(losses={"train": (np.array([0, 5, 3]), np.ones(3))})

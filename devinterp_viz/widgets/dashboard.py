@@ -29,8 +29,8 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
     Parameters
     ----------
     sweep : SweepResult, optional
-        LLC estimates over the trajectory (:func:`devinterp_viz.sweep_llc`). Its steps are the
-        dashboard's checkpoints when given.
+        LLC estimates over the trajectory (:func:`devinterp_viz.sweep_llc`), at some or all of the
+        checkpoints.
     dynamics : EssentialDynamics, optional
         A fitted essential dynamics (``steps_``, ``trajectory_``, ``explained_variance_ratio_``,
         ``geometry_`` with milestones).
@@ -42,7 +42,10 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         True (default): detect the stages of every LLC curve with :func:`devinterp_viz.stages`;
         False: none; a fitted StageDetector: shown for the first curve.
     steps : array, optional
-        The checkpoints' steps when there is neither a sweep nor dynamics.
+        Training steps of further checkpoints. The dashboard's checkpoints are every step at which
+        any panel has data: the union of these, the sweep's, the dynamics' and the loss series'
+        steps, so the scrubber visits a checkpoint that has a loss or a dynamics point but no LLC
+        (the LLC readout then names the nearest estimate, see :meth:`nearest_estimate`).
     **traits
         Initial values of the traits below.
 
@@ -56,6 +59,11 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         The PC pair of the essential-dynamics panel.
     log_x : bool, default True
         Training steps on a log axis.
+    log_y : bool, default False
+        The loss on a log axis (the browser offers it when every loss is positive).
+    smoothing : float, default 0
+        Display-only exponential moving average of the loss curves, in [0, 1): the weight of the
+        previous smoothed value (0 = raw). The raw curve stays drawn faintly; readouts are raw.
     data : dict (read-only)
         Everything the panels draw, as float32 buffers (see :meth:`_panel_data`).
     status, error : str (read-only)
@@ -71,6 +79,8 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
     distribution = traitlets.Unicode("").tag(sync=True)
     plane = traitlets.List(traitlets.Int(), default_value=[0, 1]).tag(sync=True)
     log_x = traitlets.Bool(True).tag(sync=True)
+    log_y = traitlets.Bool(False).tag(sync=True)
+    smoothing = traitlets.Float(0.0).tag(sync=True)
 
     data = PackedTrait()
     can_run = traitlets.Bool(False).tag(sync=True)
@@ -84,9 +94,8 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
                  steps: Any = None, **traits: Any):
         _check_sources(sweep, dynamics)
         self.sweep, self.dynamics, self.stages = sweep, dynamics, stages
-        master = _master_steps(sweep, dynamics, losses, steps)
-        self._steps = master
-        self._losses = _loss_series(losses, master)
+        self._losses = _loss_series(losses, _own_steps(sweep, dynamics, losses, steps))
+        self._steps = _master_steps(sweep, dynamics, self._losses, steps)
         self._source: dict[str, Any] | None = None
         self._lock = threading.RLock()  # the job's thread adds results while a push reads them
         super().__init__(**traits)
@@ -160,10 +169,31 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
             raise ValueError("this dashboard has no LLC sweep")
         index = self.checkpoint if checkpoint is None else int(checkpoint)
         sel, dist = self.sweep._names(selection or self.selection or None, distribution or self.distribution or None)
-        result = self.sweep.results.get((sel, dist, index))
+        at = np.flatnonzero(np.asarray(self.sweep.steps) == self._steps[index])
+        result = self.sweep.results.get((sel, dist, int(at[0]))) if at.size else None
         if result is None:
-            raise ValueError(f"no estimate at checkpoint {index} (step {self._steps[index]}) for {sel!r} / {dist!r} yet")
+            raise ValueError(f"no estimate at checkpoint {index} (step {self._steps[index]}) for {sel!r} / {dist!r}; "
+                             "nearest_estimate() gives the nearest checkpoint that has one")
         return result
+
+    def nearest_estimate(self, checkpoint: int | None = None, selection: str | None = None,
+                         distribution: str | None = None) -> tuple[int, Any] | None:
+        """The LLC estimate nearest in training steps to a checkpoint (default: the selected one).
+
+        Returns ``(step, LLCResult)`` of the sweep checkpoint nearest to it that has an estimate
+        (the earlier one on a tie), or None when the curve has none yet. This is what the LLC
+        readout names at a checkpoint without its own estimate.
+        """
+        if self.sweep is None:
+            raise ValueError("this dashboard has no LLC sweep")
+        index = self.checkpoint if checkpoint is None else int(checkpoint)
+        sel, dist = self.sweep._names(selection or self.selection or None, distribution or self.distribution or None)
+        done = np.array([k for k in range(len(self.sweep.steps)) if (sel, dist, k) in self.sweep.results], dtype=np.int64)
+        if done.size == 0:
+            return None
+        done_steps = np.asarray(self.sweep.steps, dtype=np.int64)[done]
+        k = int(done[_nearest(done_steps, int(self._steps[index]))])
+        return int(self.sweep.steps[k]), self.sweep.results[(sel, dist, k)]
 
     # ---------------------------------------------------------------- validation
     @traitlets.validate("checkpoint")
@@ -180,6 +210,13 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         if len(plane) != 2 or plane[0] == plane[1] or min(plane) < 0 or (k and max(plane) >= k):
             raise traitlets.TraitError(f"plane must be two different PC indices in [0, {max(k, 2) - 1}], got {plane}")
         return plane
+
+    @traitlets.validate("smoothing")
+    def _valid_smoothing(self, proposal: Any) -> float:
+        value = float(proposal.value)
+        if not 0.0 <= value < 1.0:
+            raise traitlets.TraitError(f"smoothing must be in [0, 1) (0 = raw curves, 0.9 = heavy), got {value}")
+        return value
 
     def _check_traits(self) -> None:
         if self.sweep is not None:
@@ -200,7 +237,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
             "steps": steps.astype(np.float32),
             "losses": [{"name": name, "steps": s.astype(np.float32), "values": v.astype(np.float32),
                         "index": _nearest_indices(steps, s)} for name, (s, v) in self._losses.items()],
-            "llc": _llc_data(self.sweep) if self.sweep is not None else None,
+            "llc": _llc_data(self.sweep, steps) if self.sweep is not None else None,
             "stages": _stage_data(self.sweep, self.stages) if self.sweep is not None and self.stages is not False else [],
             "dynamics": _dynamics_data(self.dynamics, steps) if self.dynamics is not None else None,
         }
@@ -228,7 +265,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
                 if stop.is_set():
                     return
                 values[index] = _full_loss(trajectory.model_at(src["model"], index), src["data"], src["loss_fn"])
-            self._losses = {"loss": (self._steps.copy(), values)}
+            self._losses = {"loss": (np.asarray(trajectory.steps, dtype=np.int64), values)}
             self._throttle.request()
         if src["probe"] is not None and self.dynamics is None and not stop.is_set():
             self.progress = "essential dynamics"
@@ -238,7 +275,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         if stop.is_set():
             return
         self.progress = "LLC sweep"
-        live = SweepResult(self._steps.copy(), [], [], config=dict(src["settings"]))
+        live = SweepResult(np.asarray(trajectory.steps, dtype=np.int64), [], [], config=dict(src["settings"]))
 
         def on_result(sel: str, dist: str, index: int, result: Any) -> None:
             with self._lock:
@@ -274,26 +311,37 @@ def _check_sources(sweep: Any, dynamics: Any) -> None:
                         f"{type(dynamics).__name__}" + (" that is not fitted" if hasattr(dynamics, "fit") else "") + ".")
 
 
-def _master_steps(sweep: Any, dynamics: Any, losses: Any, steps: Any) -> np.ndarray:
+def _own_steps(sweep: Any, dynamics: Any, losses: Any, steps: Any) -> np.ndarray:
+    """The steps a loss series given as bare values (no steps of its own) belongs to."""
     for candidate in (steps, getattr(sweep, "steps", None), getattr(dynamics, "steps_", None)):
         if candidate is not None:
-            out = np.asarray(candidate, dtype=np.int64).reshape(-1)
-            break
-    else:
-        if isinstance(losses, Mapping):
-            pairs = [v for v in losses.values() if isinstance(v, tuple)]
-            if pairs:
-                out = np.asarray(pairs[0][0], dtype=np.int64)
-            else:
-                out = np.arange(len(np.asarray(next(iter(losses.values())))), dtype=np.int64)
-        elif losses is not None:
-            out = np.arange(len(np.asarray(losses)), dtype=np.int64)
-        else:
-            raise ValueError("DevelopmentDashboard needs a sweep, dynamics or losses to show")
+            return np.asarray(candidate, dtype=np.int64).reshape(-1)
+    if isinstance(losses, Mapping):
+        pairs = [v for v in losses.values() if isinstance(v, tuple)]
+        if pairs:
+            return np.asarray(pairs[0][0], dtype=np.int64).reshape(-1)
+        return np.arange(len(np.asarray(next(iter(losses.values())))), dtype=np.int64)
+    if losses is not None:
+        return np.arange(len(np.asarray(losses)), dtype=np.int64)
+    raise ValueError("DevelopmentDashboard needs a sweep, dynamics or losses to show")
+
+
+def _master_steps(sweep: Any, dynamics: Any, losses: dict[str, tuple[np.ndarray, np.ndarray]], steps: Any) -> np.ndarray:
+    """Every step at which some panel has data, shape (checkpoints,): the scrubber's checkpoints."""
+    sources = [("steps", steps), ("the sweep's steps", getattr(sweep, "steps", None)),
+               ("the dynamics' steps_", getattr(dynamics, "steps_", None))]
+    sources += [(f"loss {name!r}", s) for name, (s, _) in losses.items()]
+    found = []
+    for label, candidate in sources:
+        if candidate is None:
+            continue
+        values = np.asarray(candidate, dtype=np.int64).reshape(-1)
+        if np.any(np.diff(values) <= 0):
+            raise ValueError(f"{label} must be strictly increasing training steps, got {values[:8].tolist()}...")
+        found.append(values)
+    out = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
     if out.size == 0:
         raise ValueError("the dashboard needs at least one checkpoint")
-    if np.any(np.diff(out) <= 0):
-        raise ValueError("checkpoint steps must be strictly increasing")
     return out
 
 
@@ -335,7 +383,8 @@ def _nearest_indices(master: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return pick.astype(np.float32)
 
 
-def _llc_data(sweep: Any) -> dict[str, Any]:
+def _llc_data(sweep: Any, master: np.ndarray) -> dict[str, Any]:
+    """LLC curves at the sweep's own checkpoints; ``index``: each one's checkpoint of the dashboard."""
     shape = (len(sweep.selections), len(sweep.distributions), len(sweep.steps))
     healthy = np.full(shape, np.nan, np.float32)
     chains = max((len(r.llc_per_chain) for r in sweep.results.values()), default=0)
@@ -348,9 +397,12 @@ def _llc_data(sweep: Any) -> dict[str, Any]:
             continue
         healthy[i, j, index] = float(bool(res.diagnostics.healthy))
         per_chain[i, j, index, : len(res.llc_per_chain)] = res.llc_per_chain
+    sweep_steps = np.asarray(sweep.steps, dtype=np.int64)
     return {
         "selections": list(sweep.selections),
         "distributions": list(sweep.distributions),
+        "steps": sweep_steps.astype(np.float32),
+        "index": _nearest_indices(master, sweep_steps),
         "mean": mean,
         "std": sweep.llc_std.astype(np.float32),
         "healthy": healthy,

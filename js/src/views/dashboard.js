@@ -1,15 +1,19 @@
 // DevelopmentDashboard view: a checkpoint scrubber driving linked loss / LLC / essential-dynamics panels.
 //
-// Every figure is drawn once per data change; the current and the hovered checkpoint are
-// overlays (linked.js Cursor) moved with a few style writes, so scrubbing costs the same at 10 or
-// 10 000 checkpoints and never waits for the kernel. The checkpoint goes back to Python
+// The checkpoints are every step at which any panel has data; the loss and LLC panels share one
+// x range (zooming one zooms the other, a double-click resets both). Every figure is drawn once
+// per data change; the current and the hovered checkpoint are overlays (linked.js Cursor) moved
+// with a few style writes, so scrubbing costs the same at 10 or 10 000 checkpoints and never waits for the kernel. The checkpoint goes back to Python
 // throttled (~10 messages/s while scrubbing, the last value always).
 
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
-import { edFigure, lossFigure, llcFigure } from "./dashboard_figures.js";
+import { dashboardControls } from "./dashboard_controls.js";
+import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
+import { defaultStepRange, edFigure, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
+import { applyXRange, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
 import { Cursor, followTheme, nearestIndex, onPlot, stepMapper, syncer } from "./linked.js";
 
 const MARGIN = { l: 62, r: 14, t: 26, b: 40 };
@@ -28,33 +32,13 @@ export function renderDashboard({ model, el }) {
   let scrubMs = [];
 
   // ------------------------------------------------------------------ controls
-  const playButton = h("button", { role: "play", class: "dvz-button dvz-icon-button", title: "play / pause (space)", onclick: () => togglePlay() }, "▶");
-  const slider = h("input", { type: "range", role: "scrubber", class: "dvz-scrubber", min: 0, max: 0, step: 1, value: 0, "aria-label": "checkpoint" });
-  const stepInput = h("input", { type: "number", role: "step-input", class: "dvz-step-input", title: "go to the checkpoint nearest this training step", "aria-label": "training step" });
-  const readout = h("span", { role: "readout", class: "dvz-readout" });
-  const curveSelect = h("select", { role: "curve", title: "which LLC curve" });
-  const planeX = h("select", { role: "plane-x", title: "PC on the horizontal axis" });
-  const planeY = h("select", { role: "plane-y", title: "PC on the vertical axis" });
-  const logX = h("input", { type: "checkbox", role: "log-x" });
-  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", onclick: () => model.send({ type: "run" }) }, "▶ Compute");
-  const stopButton = h("button", { role: "stop", class: "dvz-button", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
-  const statusBadge = h("span", { class: "dvz-status", role: "status" });
-  const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
-  const planeField = h("span", { class: "dvz-field-inline" }, "plane ", planeX, " × ", planeY);
-  const curveField = h("span", {}, "LLC of ", curveSelect);
-
-  const header = h(
-    "div",
-    { class: "dvz-header" },
-    h("span", { class: "dvz-title" }, "Development"),
-    curveField,
-    planeField,
-    h("label", { title: "training steps on a log axis" }, logX, " log steps"),
-    runButton,
-    stopButton,
-    statusBadge,
-  );
-  const toolbar = h("div", { class: "dvz-toolbar" }, playButton, slider, h("label", {}, "step ", stepInput), readout);
+  const controls = dashboardControls({
+    onPlay: () => togglePlay(),
+    onSwapPlane: () => sync.now("plane", [...model.get("plane")].reverse()),
+    onRun: () => model.send({ type: "run" }),
+    onStop: () => model.send({ type: "stop" }),
+  });
+  const { playButton, slider, stepInput, readout, curveSelect, planeX, planeY, planeNote, logX, logY, smoothing, smoothingValue, runButton, stopButton, statusBadge, errorBox, planeField, curveField, logYField, smoothingField, header, toolbar } = controls;
 
   // ------------------------------------------------------------------ panels
   const panel = (role) => {
@@ -68,10 +52,13 @@ export function renderDashboard({ model, el }) {
   const cursors = {
     loss: [new Cursor(loss.box, loss.gd, { role: "cursor-loss" }), new Cursor(loss.box, loss.gd, { role: "hover-loss", variant: "hover" })],
     llc: [new Cursor(llc.box, llc.gd, { role: "cursor-llc" }), new Cursor(llc.box, llc.gd, { role: "hover-llc", variant: "hover" })],
+    // the estimate the readout names when the selected checkpoint has none of its own
+    nearest: [new Cursor(llc.box, llc.gd, { kind: "point", role: "nearest-llc", variant: "nearest" })],
     ed: [new Cursor(ed.box, ed.gd, { kind: "point", role: "cursor-ed" }), new Cursor(ed.box, ed.gd, { kind: "point", role: "hover-ed", variant: "hover" })],
   };
   const edNote = h("div", { class: "dvz-legend-note", role: "ed-note" });
-  const grid = h("div", { class: "dvz-dash-grid" }, h("div", { class: "dvz-dash-col" }, loss.box, llc.box), h("div", { class: "dvz-dash-col" }, ed.box, edNote));
+  const llcNote = h("div", { class: "dvz-legend-note", role: "llc-note" });
+  const grid = h("div", { class: "dvz-dash-grid" }, h("div", { class: "dvz-dash-col" }, loss.box, llc.box, llcNote), h("div", { class: "dvz-dash-col" }, ed.box, edNote));
   const root = h("div", { class: "dvz-panelbox dvz-dashboard", tabindex: 0 }, header, errorBox, toolbar, grid);
   el.append(root);
 
@@ -84,28 +71,12 @@ export function renderDashboard({ model, el }) {
     const j = Math.max(0, c.distributions.indexOf(model.get("distribution")));
     return [i, j];
   };
-  const llcAt = (index) => {
-    const c = data.llc;
-    const ij = curveIndex();
-    if (!c || !ij) return [NaN, NaN];
-    const [S, D, N] = c.mean.shape;
-    const offset = (ij[0] * D + ij[1]) * N + index;
-    return [c.mean.data[offset], c.std.data[offset]];
-  };
-  const lossAt = (index) => {
-    const series = data.losses?.[0];
-    if (!series) return [NaN, NaN];
-    const k = nearestIndex(series.steps.data, steps[index]);
-    return [series.steps.data[k], series.values.data[k]];
-  };
-  const edAt = (index) => {
-    const d = data.dynamics;
-    if (!d) return null;
-    const k = nearestIndex(d.steps.data, steps[index]);
-    const [px, py] = model.get("plane");
-    const K = d.coords.shape[1];
-    return [d.coords.data[k * K + px], d.coords.data[k * K + py], k];
-  };
+  // per checkpoint: its own estimate of the shown curve (-1: none) and the nearest computed one
+  let estimates = { own: new Int32Array(0), nearest: new Int32Array(0) };
+  const indexEstimates = () => (estimates = estimateIndex(data.llc, curveIndex() ?? [0, 0], steps));
+  const estimate = (k) => estimateAt(data.llc, curveIndex() ?? [0, 0], k);
+  const lossAt = (index) => lossAtStep(data.losses?.[0], steps[index]);
+  const edAt = (index) => pointAtStep(data.dynamics, model.get("plane"), steps[index]);
   let xmap = (s) => s;
   // a figure asked to draw while hidden (a detached output, JupyterLab swapping its theme) is
   // drawn when it next gets a size
@@ -120,23 +91,32 @@ export function renderDashboard({ model, el }) {
   function placeCursors(index, which) {
     const slot = which === "current" ? 0 : 1;
     if (index === null || index < 0 || index >= n()) {
-      for (const pair of Object.values(cursors)) pair[slot].place(null);
+      for (const pair of Object.values(cursors)) pair[slot]?.place(null);
       return;
     }
-    const step = steps[index];
-    const [lossStep, lossValue] = lossAt(index);
-    cursors.loss[slot].place(data.losses?.length ? xmap(lossStep) : null, lossValue, index);
-    cursors.llc[slot].place(data.llc ? xmap(step) : null, llcAt(index)[0], index);
+    // every step panel puts the cursor at the checkpoint's own step: the same pixel in each
+    const x = xmap(steps[index]);
+    cursors.loss[slot].place(data.losses?.length ? x : null, lossAt(index) ?? NaN, index);
+    const own = estimates.own[index] ?? -1;
+    cursors.llc[slot].place(data.llc ? x : null, own >= 0 ? estimate(own)[0] : NaN, index);
+    if (slot === 0) {
+      const near = own < 0 ? estimates.nearest[index] ?? -1 : -1;
+      cursors.nearest[0].place(near >= 0 ? xmap(data.llc.steps.data[near]) : null, near >= 0 ? estimate(near)[0] : NaN, index);
+    }
     const point = edAt(index);
     cursors.ed[slot].place(point ? point[0] : null, point ? point[1] : null, index);
+    if (slot === 0) recordCursorX();
   }
 
   function updateReadout(index) {
-    const [m, s] = llcAt(index);
-    const [, lv] = lossAt(index);
     const parts = [`checkpoint ${index + 1}/${n()}`, `step ${steps[index] ?? "–"}`];
-    if (data.losses?.length) parts.push(`${data.losses[0].name} ${fmt(lv, 4)}`);
-    if (data.llc) parts.push(`LLC ${fmt(m, 4)} ± ${fmt(s, 2)}`);
+    if (data.losses?.length) parts.push(`${data.losses[0].name} ${lossAt(index) === null ? "–" : fmt(lossAt(index), 4)}`);
+    if (data.llc) {
+      const llcText = llcReadout(data.llc, curveIndex(), estimates, index);
+      parts.push(llcText.text);
+      root.dataset.llcExact = String(llcText.exact);
+      root.dataset.llcNearestStep = String(llcText.step ?? "");
+    }
     readout.textContent = parts.join(" · ");
   }
 
@@ -166,7 +146,14 @@ export function renderDashboard({ model, el }) {
 
   function refreshCursors() {
     for (const pair of Object.values(cursors)) for (const c of pair) c.refresh();
+    recordCursorX();
   }
+  /** The current checkpoint's x pixel in each step panel, on the root (for tests and benchmarks). */
+  function recordCursorX() {
+    root.dataset.dvzCursorX = JSON.stringify(Object.fromEntries(["loss", "llc"].map((k) => [k, cursorX(cursors[k][0])])));
+  }
+  /** A vline cursor's x pixel within its panel (for tests), or null when hidden. */
+  const cursorX = (cursor) => (cursor.el.hidden ? null : Number(cursor.el.style.transform.match(/translate\(([-\d.e]+)px/)?.[1]));
 
   // ------------------------------------------------------------------ scrubbing input
   slider.addEventListener("input", () => setCurrent(Number(slider.value)));
@@ -225,49 +212,71 @@ export function renderDashboard({ model, el }) {
       const point = event.points?.find((p) => p.customdata !== undefined);
       if (point) setCurrent(Number(Array.isArray(point.customdata) ? point.customdata[0] : point.customdata));
     },
+    // a double-click resets every step panel to every checkpoint (after plotly's own reset)
+    plotly_doubleclick: () => {
+      if (gd !== ed.gd) setTimeout(() => linkX({ "xaxis.autorange": true }), 0);
+    },
     plotly_relayout: (change) => {
-      linkX(gd, change);
+      if (gd !== ed.gd) linkX(change);
+      else if (Object.keys(change).some((key) => key.startsWith("xaxis") || key.startsWith("yaxis") || key === "autosize")) spreadAnnotations(ed.gd);
       refreshCursors();
     },
   });
 
-  let linking = false;
-  function linkX(source, change) {
-    if (linking) return;
-    const other = source === loss.gd ? llc.gd : source === llc.gd ? loss.gd : null;
-    if (!other?._fullLayout) return;
-    const update = {};
-    if (change["xaxis.autorange"]) update["xaxis.autorange"] = true;
-    else if (change["xaxis.range[0]"] !== undefined) update["xaxis.range"] = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
-    if (!Object.keys(update).length) return;
-    linking = true;
-    Promise.resolve(react(other, other.data, { ...other.layout, xaxis: { ...other.layout.xaxis, ...(update["xaxis.range"] ? { range: update["xaxis.range"], autorange: false } : { autorange: true }) } }))
-      .finally(() => {
-        linking = false;
-        refreshCursors();
-      });
+  // ------------------------------------------------------------------ shared x range of the step panels
+  let xRange = null; // null: every checkpoint (the default); else the zoomed range in axis units
+  const stepRange = () => xRange ?? defaultStepRange(steps, xmap, model.get("log_x"));
+  const stepPanels = () => [loss.gd, llc.gd].filter((gd) => gd._fullLayout && gd.offsetParent !== null);
+  /** A zoom, pan or double-click on one step panel sets the range of all of them. */
+  function linkX(change) {
+    const next = requestedXRange(change);
+    if (next === undefined) return;
+    xRange = next;
+    root.dataset.xRange = JSON.stringify(stepRange());
+    applyXRange(stepPanels(), stepRange());
   }
+  const plotWidth = (gd) => Math.max(1, (gd.clientWidth || gd.parentElement?.clientWidth || 600) - MARGIN.l - MARGIN.r);
+  const stepOptions = (gd) => ({
+    logX: model.get("log_x"),
+    range: stepRange(),
+    title: stepAxisTitle(steps, xmap, model.get("log_x")),
+    plotWidth: plotWidth(gd),
+  });
 
   function drawLoss() {
     const series = data.losses || [];
     loss.box.hidden = series.length === 0;
+    smoothingField.hidden = series.length === 0;
+    const span = spansDecades(series.map((s) => s.values.data));
+    logYField.hidden = series.length === 0;
+    logY.disabled = !span.positive;
+    logYField.title = span.positive
+      ? `the loss on a log axis (it spans ${span.decades.toFixed(1)} decades)`
+      : "the loss on a log axis: not available, some loss is zero or negative";
     if (!series.length || hidden(loss.gd)) return;
-    const { traces, layout } = lossFigure(theme, series, xmap, model.get("log_x"), MARGIN);
+    const options = { ...stepOptions(loss.gd), logY: model.get("log_y") && span.positive, smoothing: model.get("smoothing") };
+    const { traces, layout } = lossFigure(theme, series, xmap, options, MARGIN);
     react(loss.gd, traces, layout);
+    loss.gd.dataset.logY = String(options.logY);
     onPlot(loss.gd, hoverHandlers(loss.gd));
   }
 
   function drawLLC() {
     const c = data.llc;
     llc.box.hidden = !c;
+    llcNote.hidden = !c;
     if (!c || hidden(llc.gd)) return;
     const [i, j] = curveIndex();
     const stage = data.stages?.[i * c.mean.shape[1] + j];
-    const figure = llcFigure(theme, c, [i, j], stage, steps, xmap, model.get("log_x"), MARGIN);
+    const figure = llcFigure(theme, c, [i, j], stage, xmap, stepOptions(llc.gd), MARGIN);
     llc.gd.dataset.unhealthy = String(figure.unhealthy);
     llc.gd.dataset.undefined = String(figure.undefined);
     react(llc.gd, figure.traces, figure.layout);
     llc.gd.dataset.stages = String(stage?.stages?.length ?? 0);
+    const estimates = c.steps.data.length;
+    llcNote.textContent =
+      `LLC estimated at ${estimates} of ${n()} checkpoints; band: chains' min–max; × unhealthy` +
+      (stage?.stages?.length ? "; shaded: stages the detector found (green: the LLC rises, amber: it falls), dashed: their boundaries" : "");
     onPlot(llc.gd, hoverHandlers(llc.gd));
   }
 
@@ -283,7 +292,8 @@ export function renderDashboard({ model, el }) {
     const figure = edFigure(theme, d, model.get("plane"));
     react(ed.gd, figure.traces, figure.layout);
     ed.gd.dataset.milestones = String(figure.milestones);
-    edNote.textContent = `essential dynamics: ${d.coords.shape[0]} checkpoints, colour = training time; ★ milestones (${figure.milestones})`;
+    spreadAnnotations(ed.gd);
+    edNote.textContent = `essential dynamics: ${d.coords.shape[0]} checkpoints, colour = training step (bar); ★ milestones (${figure.milestones})`;
     onPlot(ed.gd, hoverHandlers(ed.gd));
   }
 
@@ -317,6 +327,9 @@ export function renderDashboard({ model, el }) {
     planeX.value = String(px);
     planeY.value = String(py);
     logX.checked = model.get("log_x");
+    logY.checked = model.get("log_y");
+    smoothing.value = String(model.get("smoothing"));
+    smoothingValue.textContent = ` ${Number(model.get("smoothing")).toFixed(2)}`;
   }
 
   function onData() {
@@ -324,6 +337,7 @@ export function renderDashboard({ model, el }) {
     steps = data.steps?.data ?? new Float32Array(0);
     xmap = stepMapper(steps, model.get("log_x"));
     slider.max = String(Math.max(0, n() - 1));
+    indexEstimates();
     updateOptions();
     drawAll();
     setCurrent(Math.min(model.get("checkpoint"), Math.max(0, n() - 1)), false);
@@ -353,14 +367,28 @@ export function renderDashboard({ model, el }) {
     model.set("distribution", data.llc.distributions[j]);
     model.save_changes();
   });
-  const setPlane = () => {
-    const plane = [Number(planeX.value), Number(planeY.value)];
-    if (plane[0] === plane[1]) return;
+  /** A component chosen for one axis while the other shows it swaps the axes (and says so). */
+  const setPlane = (changed) => {
+    const [oldX, oldY] = model.get("plane");
+    let plane = [Number(planeX.value), Number(planeY.value)];
+    planeNote.textContent = "";
+    if (plane[0] === plane[1]) {
+      plane = changed === planeX ? [plane[0], oldX] : [oldY, plane[1]];
+      planeNote.textContent = `PC${plane[changed === planeX ? 0 : 1] + 1} was already on the other axis: axes swapped (a plane needs two different components)`;
+    }
+    planeX.value = String(plane[0]);
+    planeY.value = String(plane[1]);
     sync.now("plane", plane);
   };
-  planeX.addEventListener("change", setPlane);
-  planeY.addEventListener("change", setPlane);
+  planeX.addEventListener("change", () => setPlane(planeX));
+  planeY.addEventListener("change", () => setPlane(planeY));
   logX.addEventListener("change", () => sync.now("log_x", logX.checked));
+  logY.addEventListener("change", () => sync.now("log_y", logY.checked));
+  smoothing.addEventListener("input", () => {
+    smoothingValue.textContent = ` ${Number(smoothing.value).toFixed(2)}`;
+    model.set("smoothing", Number(smoothing.value)); // redrawn now (change:smoothing); Python hears it throttled
+    sync.throttled("smoothing", Number(smoothing.value));
+  });
 
   // ------------------------------------------------------------------ wiring
   const on = (names, fn) => {
@@ -373,6 +401,7 @@ export function renderDashboard({ model, el }) {
     if (index !== current) setCurrent(index, false);
   });
   on("selection distribution", () => {
+    indexEstimates();
     updateOptions();
     drawLLC();
     refreshCursors();
@@ -385,8 +414,14 @@ export function renderDashboard({ model, el }) {
   });
   on("log_x", () => {
     xmap = stepMapper(steps, model.get("log_x"));
+    xRange = null; // a range in the other axis's units means nothing here
     updateOptions();
     drawAll();
+  });
+  on("log_y smoothing", () => {
+    updateOptions();
+    drawLoss();
+    refreshCursors();
   });
   on("status error can_run progress", updateStatus);
 

@@ -9,36 +9,146 @@ const customIndex = (indices, stepValues) => {
   return out;
 };
 
-function xAxis(tl, title, logX) {
-  return { ...tl.xaxis, type: logX ? "log" : "linear", title: { text: title }, zeroline: false };
+/**
+ * Viridis cut to the part that reads against the plot's background (contrast ratio ≥ 3 at both
+ * ends): its dark half on a light theme, its bright half on a dark one. Early → late.
+ */
+const VIRIDIS_ON_LIGHT = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#1fa088"];
+const VIRIDIS_ON_DARK = ["#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151", "#bddf26", "#fde725"];
+export function timeColorscale(theme) {
+  const stops = theme.dark ? VIRIDIS_ON_DARK : VIRIDIS_ON_LIGHT;
+  return stops.map((color, k) => [k / (stops.length - 1), color]);
 }
 
-/** The training-loss panel: one line per series ({name, steps, values, index}). */
-export function lossFigure(theme, series, xmap, logX, margin) {
+/**
+ * The step panels' shared x axis: one range for every panel (``range`` in axis units: log10 of
+ * the mapped step on a log axis), so the same step lands on the same pixel in each.
+ */
+function xAxis(tl, title, logX, range) {
+  return { ...tl.xaxis, type: logX ? "log" : "linear", title: { text: title }, zeroline: false, range: [...range], autorange: false };
+}
+
+/**
+ * The x range of the step panels when not zoomed: every checkpoint with a little padding.
+ * @param {ArrayLike<number>} steps every checkpoint's step, sorted
+ */
+export function defaultStepRange(steps, xmap, logX) {
+  if (!steps.length) return logX ? [0, 1] : [0, 1];
+  const ends = [xmap(steps[0]), xmap(steps[steps.length - 1])].map((v) => (logX ? Math.log10(v) : v));
+  const pad = Math.max(ends[1] - ends[0], logX ? 0.1 : 1) * 0.03;
+  return [ends[0] - pad, ends[1] + pad];
+}
+
+/** The step axis title; on a log axis it says where step 0 is drawn (it has no log). */
+export function stepAxisTitle(steps, xmap, logX) {
+  if (!logX || !steps.length || steps[0] > 0) return "training step";
+  return `training step (log; step 0 drawn at ${fmtStep(xmap(0))})`;
+}
+const fmtStep = (v) => (v >= 1 ? String(Math.round(v * 100) / 100) : v.toPrecision(2));
+
+/**
+ * Exponential moving average for display (TensorBoard's, debiased so the start is not pulled to
+ * 0); NaN values are skipped and stay NaN. ``weight`` in [0, 1): 0 returns the values.
+ */
+export function smoothed(values, weight) {
+  if (!(weight > 0)) return values;
+  const out = new Float32Array(values.length);
+  let last = 0;
+  let count = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) {
+      out[i] = NaN;
+      continue;
+    }
+    last = last * weight + (1 - weight) * v;
+    count += 1;
+    out[i] = last / (1 - weight ** count);
+  }
+  return out;
+}
+
+/** Whether every finite value is positive and they span at least ``decades`` powers of ten. */
+export function spansDecades(seriesValues, decades = 1) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const values of seriesValues) {
+    for (const v of values) {
+      if (!Number.isFinite(v)) continue;
+      if (v <= 0) return { positive: false, decades: 0 };
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  const span = hi > lo ? Math.log10(hi / lo) : 0;
+  return { positive: Number.isFinite(lo), decades: span, wide: span >= decades };
+}
+
+/**
+ * The training-loss panel: one line per series ({name, steps, values, index}); with ``smoothing``
+ * > 0 the smoothed curve is drawn over the faint raw one (display only).
+ */
+export function lossFigure(theme, series, xmap, { logX, logY, smoothing, range, title }, margin) {
   const tl = themeLayout(theme);
-  const traces = series.map((s, k) => ({
-    type: "scatter",
-    mode: s.steps.data.length > 300 ? "lines" : "lines+markers",
-    x: mapArray(s.steps.data, xmap),
-    y: s.values.data,
-    name: s.name,
-    customdata: customIndex(s.index.data, s.steps.data),
-    marker: { size: 4 },
-    line: { width: 1.6, color: theme.chains[k % theme.chains.length] },
-    hovertemplate: `${s.name}<br>step %{customdata[1]}<br>%{y:.5g}<extra></extra>`,
-  }));
+  const traces = [];
+  series.forEach((s, k) => {
+    const color = theme.chains[k % theme.chains.length];
+    const x = mapArray(s.steps.data, xmap);
+    const custom = customIndex(s.index.data, s.steps.data);
+    const smooth = smoothing > 0;
+    traces.push({
+      type: "scatter",
+      mode: s.steps.data.length > 300 || smooth ? "lines" : "lines+markers",
+      x,
+      y: s.values.data,
+      name: s.name,
+      customdata: custom,
+      marker: { size: 4 },
+      opacity: smooth ? 0.3 : 1,
+      showlegend: !smooth,
+      line: { width: smooth ? 1 : 1.6, color },
+      hovertemplate: `${s.name}<br>step %{customdata[1]}<br>%{y:.5g}<extra></extra>`,
+    });
+    if (smooth) {
+      traces.push({
+        type: "scatter",
+        mode: "lines",
+        x,
+        y: smoothed(s.values.data, smoothing),
+        name: `${s.name} (smoothed)`,
+        customdata: custom,
+        line: { width: 2, color },
+        hovertemplate: `${s.name}, smoothed ${smoothing.toFixed(2)}<br>step %{customdata[1]}<br>%{y:.5g}<extra></extra>`,
+      });
+    }
+  });
   const layout = {
     ...tl,
-    height: 210,
+    height: 220,
     margin: { ...margin },
     showlegend: series.length > 1,
     legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
     hovermode: "closest",
-    xaxis: xAxis(tl, "", logX),
-    yaxis: { ...tl.yaxis, title: { text: "loss" } },
-    uirevision: `loss-${logX}`,
+    xaxis: xAxis(tl, title, logX, range),
+    yaxis: { ...tl.yaxis, title: { text: logY ? "loss (log)" : "loss" }, type: logY ? "log" : "linear" },
+    uirevision: `loss-${logX}-${logY}`,
   };
   return { traces, layout };
+}
+
+/**
+ * A row for each of ``spans`` ([left, right] pixels, in drawing order) so that labels in the same
+ * row do not overlap: the first row where it fits after the row's last label (rows 0 and 1 only;
+ * a third label in a crowded spot goes to the row whose last label ends first).
+ */
+export function labelRows(spans, gap = 4) {
+  const ends = [-Infinity, -Infinity];
+  return spans.map(([left, right]) => {
+    let row = ends.findIndex((end) => left >= end + gap);
+    if (row < 0) row = ends[0] <= ends[1] ? 0 : 1;
+    ends[row] = right;
+    return row;
+  });
 }
 
 /**
@@ -46,8 +156,9 @@ export function lossFigure(theme, series, xmap, logX, margin) {
  * and axis ticks on unhealthy checkpoints, grey ticks where no LLC exists, the stages of `stage`.
  * @returns {{traces, layout, unhealthy: number, undefined: number}}
  */
-export function llcFigure(theme, c, [i, j], stage, steps, xmap, logX, margin) {
+export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, plotWidth }, margin) {
   const [S, D, N] = c.mean.shape;
+  const steps = c.steps.data;
   const base = (i * D + j) * N;
   const mean = c.mean.data.subarray(base, base + N);
   const chains = c.chains.shape[3] || 0;
@@ -69,8 +180,7 @@ export function llcFigure(theme, c, [i, j], stage, steps, xmap, logX, margin) {
     }
   }
   const x = mapArray(steps, xmap);
-  const indices = Float32Array.from({ length: N }, (_, t) => t);
-  const custom = customIndex(indices, steps);
+  const custom = customIndex(c.index.data, steps);
   const bad = { x: [], y: [], customdata: [] };
   const shapes = [];
   const undefinedTicks = [];
@@ -87,7 +197,7 @@ export function llcFigure(theme, c, [i, j], stage, steps, xmap, logX, margin) {
       if (!Number.isFinite(mean[t])) continue;
       bad.x.push(x[t]);
       bad.y.push(mean[t]);
-      bad.customdata.push([t, steps[t]]);
+      bad.customdata.push([c.index.data[t], steps[t]]);
     }
   }
   const unhealthy = shapes.length - undefinedTicks.length;
@@ -104,26 +214,52 @@ export function llcFigure(theme, c, [i, j], stage, steps, xmap, logX, margin) {
   const annotations = [];
   if (stage?.stages) {
     if (stage.smoothed) traces.push({ type: "scatter", mode: "lines", x, y: stage.smoothed.data, name: "smoothed", hoverinfo: "skip", line: { width: 1, dash: "dot", color: theme.fontMuted } });
-    stage.stages.forEach((s, k) => {
+    const toPixel = (mapped) => ((logX ? Math.log10(mapped) : mapped) - range[0]) / (range[1] - range[0]) * plotWidth;
+    const labels = stage.stages.map((s, k) => {
       const rising = s.type === "rising";
+      const text = `stage ${k + 1} ${rising ? "↑" : "↓"}`;
+      const centre = logX ? Math.sqrt(xmap(s.start) * xmap(s.end)) : (s.start + s.end) / 2;
+      return { s, k, rising, text, centre, px: toPixel(centre), width: 6 * text.length + 6 };
+    });
+    const rows = labelRows(labels.map((l) => [l.px - l.width / 2, l.px + l.width / 2]));
+    labels.forEach(({ s, k, rising, text, centre }, n) => {
       shapes.push({ type: "rect", xref: "x", yref: "paper", x0: xmap(s.start), x1: xmap(s.end), y0: 0, y1: 1, layer: "below", line: { width: 0 }, fillcolor: withAlpha(rising ? theme.success : theme.warn, k % 2 ? 0.1 : 0.16) });
-      annotations.push({ xref: "x", yref: "paper", x: logX ? Math.log10(Math.sqrt(xmap(s.start) * xmap(s.end))) : (s.start + s.end) / 2, y: 1, yanchor: "bottom", showarrow: false, text: `${rising ? "↑" : "↓"}${k + 1}`, font: { size: 10, color: theme.fontMuted } });
+      annotations.push({
+        xref: "x", yref: "paper", x: logX ? Math.log10(centre) : centre, y: 1, yanchor: "bottom", yshift: 12 * rows[n], showarrow: false, text,
+        hovertext: `stage ${k + 1}: the LLC ${rising ? "rises" : "falls"} from step ${Math.round(s.start)} to ${Math.round(s.end)}`,
+        font: { size: 10, color: theme.font }, captureevents: true,
+      });
     });
     for (const b of stage.boundaries?.data || []) shapes.push({ type: "line", xref: "x", yref: "paper", x0: xmap(b), x1: xmap(b), y0: 0, y1: 1, line: { width: 1, dash: "dash", color: theme.fontMuted } });
   }
   const layout = {
     ...tl,
     height: 250,
-    margin: { ...margin },
+    margin: { ...margin, t: margin.t + 12 },
     showlegend: false,
     hovermode: "closest",
-    xaxis: xAxis(tl, "training step", logX),
+    xaxis: xAxis(tl, title, logX, range),
     yaxis: { ...tl.yaxis, title: { text: D * S > 1 ? `LLC · ${c.selections[i]} · ${c.distributions[j]}` : "LLC" } },
     shapes,
     annotations,
     uirevision: `llc-${logX}`,
   };
   return { traces, layout, unhealthy, undefined: undefinedTicks.length };
+}
+
+/** The colour bar of "colour = training time": ticks at a few checkpoints, labelled by their step. */
+function timeColorbar(theme, steps) {
+  const m = steps.length;
+  const ticks = m > 1 ? [...new Set([0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(f * (m - 1))))] : [0];
+  return {
+    title: { text: "training step", side: "right", font: { size: 10, color: theme.font } },
+    tickvals: ticks,
+    ticktext: ticks.map((k) => String(steps[k])),
+    tickfont: { size: 9, color: theme.font },
+    thickness: 10,
+    len: 0.9,
+    outlinewidth: 0,
+  };
 }
 
 /**
@@ -143,35 +279,45 @@ export function edFigure(theme, d, [px, py]) {
   if (d.smoothed) traces.push({ type: "scatter", mode: "lines", x: column(d.smoothed, px), y: column(d.smoothed, py), name: "smoothed", hoverinfo: "skip", line: { width: 1.2, color: theme.fontMuted, dash: "dot" } });
   traces.push({
     type: "scatter",
-    mode: m > 400 ? "lines+markers" : "lines+markers",
+    mode: "lines+markers",
     x: xs,
     y: ys,
     customdata: custom,
     name: "trajectory",
     line: { width: 1, color: withAlpha(theme.font, 0.35) },
-    marker: { size: m > 400 ? 3 : 6, color: order, colorscale: "Viridis", showscale: false },
+    marker: {
+      size: m > 400 ? 4 : 7,
+      color: order,
+      colorscale: timeColorscale(theme),
+      line: { width: 0.5, color: withAlpha(theme.font, 0.45) },
+      showscale: true,
+      colorbar: timeColorbar(theme, d.steps.data),
+    },
     hovertemplate: "step %{customdata[1]}<extra></extra>",
   });
   const ms = Array.from(d.milestones.data, (v) => Math.round(v));
   traces.push({
     type: "scatter",
-    mode: "markers+text",
+    mode: "markers",
     x: ms.map((k) => xs[k]),
     y: ms.map((k) => ys[k]),
     customdata: ms.map((k) => [d.index.data[k], d.steps.data[k]]),
-    text: ms.map((k) => `step ${d.steps.data[k]}`),
-    textposition: "top center",
-    textfont: { size: 10, color: theme.font },
     name: "milestones",
     marker: { symbol: "star", size: 14, color: theme.warn, line: { width: 1, color: theme.background } },
     hovertemplate: "milestone at step %{customdata[1]}<extra></extra>",
   });
+  // labels as annotations: the view moves them apart once the figure has pixels (placeLabels)
+  const annotations = ms.map((k) => ({
+    x: xs[k], y: ys[k], xref: "x", yref: "y", text: `step ${d.steps.data[k]}`, showarrow: true, arrowhead: 0, arrowwidth: 1,
+    arrowcolor: theme.fontMuted, ax: 0, ay: -18, font: { size: 10, color: theme.font }, bgcolor: withAlpha(theme.background, 0.8),
+  }));
   const evr = d.explained.data;
   const label = (k) => `PC${k + 1} (${(100 * evr[k]).toFixed(1)}%)`;
   const layout = {
     ...tl,
     height: 460,
     margin: { l: 56, r: 10, t: 26, b: 44 },
+    annotations,
     showlegend: false,
     hovermode: "closest",
     xaxis: { ...tl.xaxis, title: { text: label(px) }, zeroline: false },

@@ -177,6 +177,43 @@ export function followTheme(el, root, visibleEl, initial, onChange, redraw) {
   };
 }
 
+// ------------------------------------------------------------------ label layout
+
+const overlapArea = (a, b) =>
+  Math.max(0, Math.min(a.right, b.right) - Math.max(a.left, b.left)) * Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+
+/**
+ * Offsets that keep text labels of points apart, greedily in order: each label takes the first
+ * spot (above, then around, further out) that overlaps no label placed before, no point and stays
+ * in ``bounds``; when none is free, the spot that overlaps least.
+ * @param {{x: number, y: number, width: number, height: number}[]} labels anchor pixel and label size
+ * @param {{left: number, top: number, right: number, bottom: number}} bounds the plot area, pixels
+ * @param {number} pointRadius the half-size of a point's marker
+ * @returns {{ax: number, ay: number}[]} each label's centre relative to its point (plotly ax/ay)
+ */
+export function placeLabels(labels, bounds, pointRadius = 8) {
+  const directions = [[0, -1], [0.8, -0.8], [-0.8, -0.8], [1, 0], [-1, 0], [0, 1], [0.8, 0.8], [-0.8, 0.8]];
+  const points = labels.map(({ x, y }) => ({ left: x - pointRadius, right: x + pointRadius, top: y - pointRadius, bottom: y + pointRadius }));
+  const placed = [];
+  return labels.map(({ x, y, width, height }) => {
+    let best = null;
+    for (const distance of [18, 32, 48, 66, 86]) {
+      for (const [dx, dy] of directions) {
+        const ax = dx * (distance + width / 2 - 8);
+        const ay = dy * (distance + height / 2 - 4);
+        const box = { left: x + ax - width / 2, right: x + ax + width / 2, top: y + ay - height / 2, bottom: y + ay + height / 2 };
+        const inside = box.left >= bounds.left && box.right <= bounds.right && box.top >= bounds.top && box.bottom <= bounds.bottom;
+        const cost = [...placed, ...points].reduce((sum, other) => sum + overlapArea(box, other), 0) + (inside ? 0 : 1e6);
+        if (!best || cost < best.cost) best = { ax, ay, box, cost };
+        if (cost === 0) break;
+      }
+      if (best.cost === 0) break;
+    }
+    placed.push(best.box);
+    return { ax: best.ax, ay: best.ay };
+  });
+}
+
 /** Bind plotly events once per figure element. */
 export function onPlot(gd, handlers) {
   if (gd.dataset.dvzBound) return;
