@@ -80,15 +80,17 @@ def _checked(result: LLCResult, what: str) -> LLCResult:
     return result
 
 
-def susceptibility_grid(grid: ResultGrid, name: str) -> Covariance:
+def susceptibility_grid(grid: ResultGrid, name: str, loss_observable: str | None = None) -> Covariance:
     """Per-sample susceptibilities of observable ``name`` for every component at every checkpoint.
+
+    ``loss_observable`` is passed to :func:`susceptibilities` (the observable whose mean stands for L).
 
     Returns
     -------
     Covariance
         ``value`` and ``stderr`` of shape (checkpoints, components, samples); NaN where not computed.
     """
-    found = {key: susceptibilities(result, name) for key, result in grid.results.items()}
+    found = {key: susceptibilities(result, name, loss_observable) for key, result in grid.results.items()}
     samples = next(iter(found.values())).shape[0]
     value = np.full((len(grid.steps), len(grid.components), samples), np.nan)
     stderr = value.copy()
@@ -98,7 +100,7 @@ def susceptibility_grid(grid: ResultGrid, name: str) -> Covariance:
     return Covariance(value, stderr)
 
 
-def response_grid(grid: ResultGrid, probes: Sequence[str]) -> Covariance:
+def response_grid(grid: ResultGrid, probes: Sequence[str], loss_observable: str | None = None) -> Covariance:
     """The component × probe response matrix (:func:`response_matrix`) at every checkpoint.
 
     Returns
@@ -112,7 +114,7 @@ def response_grid(grid: ResultGrid, probes: Sequence[str]) -> Covariance:
         present = grid.at(checkpoint)
         if not present:
             continue
-        matrix = response_matrix(present, probes)
+        matrix = response_matrix(present, probes, loss_observable)
         rows = [grid.components.index(c) for c in present]
         value[checkpoint, rows], stderr[checkpoint, rows] = matrix.value, matrix.stderr
     return Covariance(value, stderr)

@@ -47,6 +47,10 @@ class SusceptibilityExplorer(DvzWidget):
         The observable shown as text and embedded (default: the only one recorded, else the first).
     probes : sequence of str, optional
         Columns of the response matrix (default: every recorded observable).
+    loss_observable : str, optional
+        A recorded observable of training samples whose mean stands for L in every susceptibility
+        (see :func:`devinterp_viz.susceptibilities`; without it, minibatch runs shift every χ by
+        the same amount).
     tokens : array, optional
         What each sample is: token ids or strings of shape (sequences, positions) for a per-token
         observable, or (samples,) for a per-sample one (default: ``#index`` labels).
@@ -94,7 +98,7 @@ class SusceptibilityExplorer(DvzWidget):
 
     _view = traitlets.Unicode("SusceptibilityExplorer").tag(sync=True)
     _read_only = ("data", "detail", "error")
-    _extra_kwargs = ("results", "observable", "probes", "tokens", "vocabulary", "classes", "distribution", "embedding",
+    _extra_kwargs = ("results", "observable", "probes", "loss_observable", "tokens", "vocabulary", "classes", "distribution", "embedding",
                      "top_k", "max_kernel_samples", "random_state")
 
     selected_component = traitlets.Unicode("").tag(sync=True)
@@ -107,7 +111,8 @@ class SusceptibilityExplorer(DvzWidget):
     detail = PackedTrait()
     error = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, results: Any, *, observable: str | None = None, probes: Sequence[str] | None = None, tokens: Any = None,
+    def __init__(self, results: Any, *, observable: str | None = None, probes: Sequence[str] | None = None,
+                 loss_observable: str | None = None, tokens: Any = None,
                  vocabulary: Sequence[str] | Callable[[Any], str] | None = None, classes: Any = None,
                  distribution: str | None = None, embedding: str = "auto", top_k: int = 8, max_kernel_samples: int = 600,
                  random_state: int = 0, **traits: Any):
@@ -122,8 +127,8 @@ class SusceptibilityExplorer(DvzWidget):
         if isinstance(max_kernel_samples, bool) or not isinstance(max_kernel_samples, int) or max_kernel_samples < 0:
             raise ValueError(f"max_kernel_samples must be a non-negative integer (0: never send the kernel), got {max_kernel_samples!r}.")
         self.top_k, self.max_kernel_samples = top_k, max_kernel_samples
-        self.chi = susceptibility_grid(self.grid, self.observable)
-        self.response = response_grid(self.grid, self.probes)
+        self.chi = susceptibility_grid(self.grid, self.observable, loss_observable)
+        self.response = response_grid(self.grid, self.probes, loss_observable)
         features, description = token_features(self.grid, self.observable, self.chi, max_kernel_samples)
         self.embedding, method = embed(features, embedding, random_state)
         index = next(r.observable_index.get(self.observable) for r in self.grid.results.values())
