@@ -24,9 +24,9 @@ export function renderRefined({ model, el }) {
   const tree = h("div", { class: "dvz-tree", role: "tree" });
   const count = h("div", { class: "dvz-small", role: "selection-count" });
   const preview = h("ul", { class: "dvz-chosen dvz-small", role: "selection-preview", title: "the tensors the ticked weights belong to: weights that move / weights of the tensor" });
-  const nameInput = h("input", { type: "text", role: "selection-name", placeholder: "name (optional)", size: 14, title: "name of the ticked selection when it is added (default: the ticked nodes' names)" });
-  const addButton = h("button", { role: "add-selection", class: "dvz-button", title: "keep the ticked weights as a named selection and clear the ticks, to tick the next one", onclick: () => model.send({ type: "add_selection", name: nameInput.value.trim() }) }, "+ add selection");
-  const headsButton = h("button", { role: "add-heads", class: "dvz-button", title: "add one selection per attention head", onclick: () => model.send({ type: "add_heads" }) }, "each head");
+  const nameInput = h("input", { type: "text", role: "selection-name", placeholder: "name of the ticked selection (optional)", style: "flex: 1 1 100%; box-sizing: border-box", title: "name of the ticked selection when it is added (default: the ticked nodes' names)" });
+  const addButton = h("button", { role: "add-selection", class: "dvz-button", style: "white-space: nowrap", title: "keep the ticked weights as a named selection and clear the ticks, to tick the next one", onclick: () => model.send({ type: "add_selection", name: nameInput.value.trim() }) }, "+ add selection");
+  const headsButton = h("button", { role: "add-heads", class: "dvz-button", style: "white-space: nowrap", title: "add one selection per attention head", onclick: () => model.send({ type: "add_heads" }) }, "each head");
   const chosen = h("ul", { class: "dvz-chosen", role: "selections" });
   const dists = h("div", { class: "dvz-dists", role: "distributions" });
   const controls = settingControls(model, { now: sync.now, later: sync.throttled });
@@ -34,6 +34,8 @@ export function renderRefined({ model, el }) {
   // batch size decides the estimate as much as burn-in does: shown with the main settings, not folded
   const batchField = settings.querySelector("[data-dvz-role='batch-size']")?.closest(".dvz-field");
   if (batchField) settings.querySelector("[data-dvz-role='more-settings']")?.before(batchField);
+  const moreSummary = settings.querySelector("[data-dvz-role='more-settings'] > summary");
+  if (moreSummary) moreSummary.title = "more sampler settings, whose defaults suit most runs";
   const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", style: "white-space: nowrap", title: "sweep every selection listed above (the ticks are added first) over the trajectory", onclick: () => model.send({ type: "run", name: nameInput.value.trim() }) }, "▶ Run");
   const stopButton = h("button", { role: "stop", class: "dvz-button", style: "white-space: nowrap", title: "stop the sweep; the estimates finished so far are kept (and stored)", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
   const progress = h("span", { class: "dvz-muted dvz-small", role: "progress" });
@@ -49,7 +51,7 @@ export function renderRefined({ model, el }) {
     tree,
     count,
     preview,
-    h("div", { class: "dvz-buttons" }, nameInput, addButton, headsButton),
+    h("div", { class: "dvz-buttons", style: "flex-wrap: wrap" }, nameInput, addButton, headsButton),
     h("div", { class: "dvz-section-title", title: "Run sweeps every selection of this list" }, "Selections Run sweeps"),
     chosen,
     h("div", { class: "dvz-section-title" }, "Data"),
@@ -270,7 +272,7 @@ export function renderRefined({ model, el }) {
     if (plot.offsetWidth === 0) return;
     if (!c.mean || !c.selections?.length) {
       purge(plot);
-      plot.replaceChildren(h("div", { class: "dvz-muted dvz-empty" }, "Check weights in the tree, choose data, press Run."));
+      plot.replaceChildren(h("div", { class: "dvz-muted dvz-empty" }, "Tick weights, modules or heads in the tree, choose data, press Run."));
       root.dataset.dvzCurves = "0";
       return;
     }
@@ -342,6 +344,14 @@ export function renderRefined({ model, el }) {
   });
 
   // ------------------------------------------------------------------ wiring
+  // Enter commits a typed value (a setting, the name): JupyterLab must not take the key for the notebook
+  const commitOnEnter = (event) => {
+    if (!event.target.matches?.("input[type=text], input[type=number]")) return;
+    event.stopPropagation();
+    if (event.key === "Enter") event.target.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  root.addEventListener("keydown", commitOnEnter);
+  disposers.push(() => root.removeEventListener("keydown", commitOnEnter));
   normalize.addEventListener("change", () => sync.now("normalize", normalize.checked));
   logX.addEventListener("change", () => sync.now("log_x", logX.checked));
   const on = (names, fn) => {
