@@ -68,8 +68,9 @@ def controls_without_tooltip(page, root: str) -> list[str]:
         .map((e) => e.outerHTML.slice(0, 80))""")
 
 
-def tick_texts(page, plot: str, axis: str = "xtick") -> list[str]:
-    return page.eval_on_selector_all(f"{plot} .{axis} text", "(ts) => ts.map((t) => t.textContent)")
+def tick_texts(page, plot: str, axis: str = "x") -> list[str]:
+    """The tick labels of every ``axis`` ("x" or "y") of a figure's subplots (not its colour bar)."""
+    return page.eval_on_selector_all(f"{plot} .cartesianlayer .{axis}axislayer-above text", "(ts) => ts.map((t) => t.textContent)")
 
 
 def test_run_runs_the_head_ticked_after_a_selection_exists_with_the_settings_typed(lab, page):
@@ -160,7 +161,7 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
         # the probe's tokens are printable labels of the zoo's vocabulary, on the detail and the overview
         tokens = kernel_eval(client, "token_texts(probe)")
         for plot in ("attention", "attention-overview"):
-            for axis in ("xtick", "ytick"):
+            for axis in ("x", "y"):
                 texts = tick_texts(page, f"{HEADS} [data-dvz-role='{plot}']", axis)
                 assert texts and set(texts) <= set(tokens) and all(t.isprintable() and t.strip() for t in texts), (plot, texts)
         assert "NUL" in tokens or any(len(t) > 1 for t in tokens)  # control characters were among them
@@ -192,7 +193,7 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
         assert len({after[next(iter(heads))] for heads in new.values()}) == 4  # still one colour per cluster
         # the overview: a click on a head's pattern selects it everywhere
         box = page.eval_on_selector(f"{HEADS} [data-dvz-role='attention-overview']",
-                                    "(gd) => { const r = gd.querySelector('.subplot.x3y3 .nsewdrag').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }")
+                                    "(gd) => { const r = gd.querySelector('.draglayer .x3y3 .nsewdrag').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }")
         third = kernel_eval(client, "w.heads[int(w.clustering.order_[2])]")
         page.mouse.click(*box)
         assert wait_python(client, "w.selected_head", lambda v: v == third) == third

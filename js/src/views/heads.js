@@ -185,7 +185,7 @@ export function renderHeads({ model, el }) {
         text: rows.map((i) => columns.map((c) => `${heads()[i]}<br>${c}`)),
         hovertemplate: "%{text}<br>%{z:.3f}<extra></extra>",
         colorscale: "Viridis",
-        colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, x: 1.02, xanchor: "left", tickfont: { color: theme.font }, title: { text: (SCALED[model.get("normalize")] ?? "rLLC").replace(" ", "<br>"), side: "top", font: { size: 10 } } },
+        colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, x: 1.02, xanchor: "left", tickfont: { color: theme.font }, title: { text: SCALED[model.get("normalize")] ?? "rLLC", side: "right", font: { size: 10 } } },
         xaxis: "x",
         yaxis: "y",
       },
@@ -282,7 +282,7 @@ export function renderHeads({ model, el }) {
     };
     const [xr, yr] = [range(xs), range(ys)];
     const height = 300;
-    const margin = { l: 40, r: 8, t: 8, b: 36 };
+    const margin = { l: 52, r: 8, t: 8, b: 44 };
     const plotWidth = embedding.offsetWidth - margin.l - margin.r;
     const plotHeight = height - margin.t - margin.b;
     const px = xs.map((x) => ((x - xr[0]) / (xr[1] - xr[0])) * plotWidth);
@@ -312,8 +312,8 @@ export function renderHeads({ model, el }) {
       margin,
       showlegend: false,
       hovermode: "closest",
-      xaxis: { ...tl.xaxis, title: { text: `${method} 1` }, zeroline: false, range: xr },
-      yaxis: { ...tl.yaxis, title: { text: `${method} 2` }, zeroline: false, range: yr },
+      xaxis: { ...tl.xaxis, title: { text: `${method} 1`, standoff: 6 }, automargin: true, zeroline: false, range: xr },
+      yaxis: { ...tl.yaxis, title: { text: `${method} 2`, standoff: 6 }, automargin: true, zeroline: false, range: yr },
       uirevision: "embedding",
     });
     embedding.dataset.selected = selected;
@@ -334,7 +334,7 @@ export function renderHeads({ model, el }) {
     const rows = order().map((i) => {
       const cells = names.map((_, k) => {
         const v = s.values.data[k * H() + i];
-        return h("td", { title: fmt(v, 4), style: "white-space: nowrap" }, h("span", { class: "dvz-bar", style: `width:${Math.max(0, Math.min(1, v)) * 50}px` }), fmt(v, 2));
+        return h("td", { title: fmt(v, 4) }, h("span", { class: "dvz-bar", style: `width:${Math.max(0, Math.min(1, v)) * 36}px` }), fmt(v, 2));
       });
       return h(
         "tr",
@@ -349,12 +349,17 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ attention patterns
-  /** Every ``step``-th token position as a tick, so that labels of ``pixels`` per token stay apart. */
-  function tokenTicks(n, pixels) {
-    const step = Math.max(1, Math.ceil(12 / Math.max(pixels, 1e-6)));
+  /**
+   * Every ``step``-th token position as a tick, so that labels ``pixels`` apart per token never
+   * touch: side by side on an x axis (the widest label plus a gap), stacked on a y axis.
+   */
+  function tokenTicks(n, pixels, axis, size) {
     const tokens = data.tokens;
-    const tickvals = Array.from({ length: n }, (_, t) => t).filter((t) => t % step === 0);
-    return { tickvals, ticktext: tickvals.map((t) => (tokens?.[t] !== undefined ? tokens[t] : String(t))), tickangle: 0 };
+    const labels = Array.from({ length: n }, (_, t) => (tokens?.[t] !== undefined ? tokens[t] : String(t)));
+    const room = axis === "x" ? textWidth(labels, size) + 6 : size + 4;
+    const step = Math.max(1, Math.ceil(room / Math.max(pixels, 1e-6)));
+    const tickvals = labels.map((_, t) => t).filter((t) => t % step === 0);
+    return { tickvals, ticktext: tickvals.map((t) => labels[t]), tickangle: 0, tickfont: { size } };
   }
 
   const tokenAt = (t) => (data.tokens?.[t] !== undefined ? `${t} “${data.tokens[t]}”` : String(t));
@@ -374,8 +379,8 @@ export function renderHeads({ model, el }) {
     const size = (attentionPlot.offsetWidth - margin.l - margin.r - 60) / K;
     react(
       attentionPlot,
-      [{ type: "heatmap", z: patternOf(i), text: hoverOf(Q, K), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention", side: "top", font: { size: 10 } } }, hovertemplate: "%{text}<br>attention %{z:.3f}<extra></extra>" }],
-      { ...tl, height: 280, margin, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, ...tokenTicks(K, size), title: { text: "key", standoff: 4 }, automargin: true, showgrid: false, tickfont: { size: 9 } }, yaxis: { ...tl.yaxis, ...tokenTicks(Q, (280 - margin.t - margin.b) / Q), title: { text: "query", standoff: 4 }, automargin: true, autorange: "reversed", showgrid: false, tickfont: { size: 9 } }, uirevision: "attention" },
+      [{ type: "heatmap", z: patternOf(i), text: hoverOf(Q, K), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } }, hovertemplate: "%{text}<br>attention %{z:.3f}<extra></extra>" }],
+      { ...tl, height: 280, margin, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, ...tokenTicks(K, size, "x", 9), title: { text: "key", standoff: 4 }, automargin: true, showgrid: false }, yaxis: { ...tl.yaxis, ...tokenTicks(Q, (280 - margin.t - margin.b) / Q, "y", 9), title: { text: "query", standoff: 4 }, automargin: true, autorange: "reversed", showgrid: false }, uirevision: "attention" },
     );
     attentionPlot.dataset.head = selected;
   }
@@ -397,7 +402,7 @@ export function renderHeads({ model, el }) {
     const height = margin.t + margin.b + rowsCount * cell;
     const plotHeight = rowsCount * cell;
     const tl = themeLayout(theme);
-    const layout = { ...tl, height, margin, showlegend: false, annotations: [], coloraxis: { colorscale: "Viridis", cmin: 0, cmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention", side: "top", font: { size: 10 } } } }, uirevision: "overview" };
+    const layout = { ...tl, height, margin, showlegend: false, annotations: [], coloraxis: { colorscale: "Viridis", cmin: 0, cmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } } }, uirevision: "overview" };
     const traces = heads_.map((i, n) => {
       const row = Math.floor(n / columns);
       const col = n % columns;
@@ -408,8 +413,8 @@ export function renderHeads({ model, el }) {
       const ydomain = [y1 - (1 - gap / 2) / rowsCount, y1 - gap / rowsCount];
       const pixels = ((xdomain[1] - xdomain[0]) * plotWidth) / K;
       const bottom = row === rowsCount - 1 || n + columns >= heads_.length;
-      layout[`xaxis${suffix}`] = { ...tl.xaxis, domain: xdomain, anchor: `y${suffix}`, showgrid: false, zeroline: false, ...tokenTicks(K, pixels), showticklabels: bottom, tickfont: { size: 8 } };
-      layout[`yaxis${suffix}`] = { ...tl.yaxis, domain: ydomain, anchor: `x${suffix}`, autorange: "reversed", showgrid: false, zeroline: false, ...tokenTicks(Q, ((ydomain[1] - ydomain[0]) * plotHeight) / Q), showticklabels: col === 0, tickfont: { size: 8 } };
+      layout[`xaxis${suffix}`] = { ...tl.xaxis, domain: xdomain, anchor: `y${suffix}`, showgrid: false, zeroline: false, ...tokenTicks(K, pixels, "x", 8), showticklabels: bottom };
+      layout[`yaxis${suffix}`] = { ...tl.yaxis, domain: ydomain, anchor: `x${suffix}`, autorange: "reversed", showgrid: false, zeroline: false, ...tokenTicks(Q, ((ydomain[1] - ydomain[0]) * plotHeight) / Q, "y", 8), showticklabels: col === 0 };
       layout.annotations.push({ text: `<b>${shortName(heads()[i])}</b> · cluster ${labelOf(i)}`, font: { size: 10, color: colorOf(i) }, showarrow: false, xref: "paper", yref: "paper", x: (xdomain[0] + xdomain[1]) / 2, y: ydomain[1], yshift: 3, yanchor: "bottom", xanchor: "center" });
       return { type: "heatmap", z: patternOf(i), text: hoverOf(Q, K), coloraxis: "coloraxis", xaxis: `x${suffix}`, yaxis: `y${suffix}`, customdata: [i], name: heads()[i], hovertemplate: `${heads()[i]}<br>%{text}<br>attention %{z:.3f}<extra></extra>` };
     });
@@ -448,7 +453,7 @@ export function renderHeads({ model, el }) {
       react(
         curvePlot,
         data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })),
-        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 40 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step" } }, yaxis: { ...tl.yaxis, title: { text: "refined LLC" } }, uirevision: "curve" },
+        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 44 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step", standoff: 6 }, automargin: true }, yaxis: { ...tl.yaxis, title: { text: "refined LLC", standoff: 6 }, automargin: true }, uirevision: "curve" },
       );
     }
     curvePlot.dataset.head = selected;
