@@ -146,7 +146,7 @@ def clusters_of(client) -> dict[int, set[str]]:
 
 
 def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, page):
-    page.set_viewport_size({"width": 820, "height": 1000})
+    page.set_viewport_size({"width": 820, "height": 3200})  # 820 px wide; tall enough for the whole widget's screenshots
     name = write_notebook(lab, "heads_zoo.ipynb", HEADS_ZOO_CELL)
     open_and_run(page, lab, name, HEADS)
     client = lab.kernel_client(name)
@@ -179,6 +179,7 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
         labels_left = page.eval_on_selector(f"{HEADS} [data-dvz-role='heatmap']", "(gd) => Math.min(...[...gd.querySelectorAll('.ytick text')].map((t) => t.getBoundingClientRect().left))")
         assert dendrogram_right < labels_left, (dendrogram_right, labels_left)
         assert int(page.get_attribute(f"{HEADS} [data-dvz-role='embedding']", "data-labelled")) >= 4
+        assert page.get_attribute(HEADS, "data-narrow") == "true"  # the notebook beside the file browser: one column
         assert not controls_without_tooltip(page, HEADS)
         shot(page, HEADS, "heads-01-820px-light")
         # recluster into 4: clusters that are the same heads as before keep their colour

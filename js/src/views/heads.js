@@ -5,7 +5,7 @@
 
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
-import { purge, react, watchSize } from "../plot.js";
+import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
@@ -43,9 +43,10 @@ export function renderHeads({ model, el }) {
   const detailScores = h("div", { class: "dvz-small", role: "detail-scores" });
   const curvePlot = h("div", { class: "dvz-plot", role: "head-curve" });
   const attentionPlot = h("div", { class: "dvz-plot", role: "attention" });
+  const detailGrid = h("div", { class: "dvz-detail-grid" }, curvePlot, attentionPlot);
   const overview = h("div", { class: "dvz-plot", role: "attention-overview" });
   const overviewBox = h("div", { role: "overview" }, h("div", { class: "dvz-section-title" }, "Attention of every head on the probe"), overview);
-  const detail = h("div", { class: "dvz-detail", role: "detail" }, detailTitle, detailScores, h("div", { class: "dvz-detail-grid" }, curvePlot, attentionPlot));
+  const detail = h("div", { class: "dvz-detail", role: "detail" }, detailTitle, detailScores, detailGrid);
   const root = h(
     "div",
     { class: "dvz-panelbox dvz-heads" },
@@ -53,7 +54,7 @@ export function renderHeads({ model, el }) {
     errorBox,
     h(
       "div",
-      { class: "dvz-heads-grid" },
+      { class: "dvz-heads-grid", role: "heads-grid" },
       h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Signatures (dendrogram order)"), multiplesKey, multiples, heatmap),
       h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Embedding"), embedding, h("div", { class: "dvz-section-title" }, "Behaviour"), scores),
     ),
@@ -395,7 +396,7 @@ export function renderHeads({ model, el }) {
     const heads_ = order();
     const margin = { l: 58, r: 70, t: 20, b: 44 };
     const plotWidth = width - margin.l - margin.r;
-    const columns = Math.max(1, Math.min(heads_.length, Math.floor(plotWidth / 150)));
+    const columns = Math.max(1, Math.min(heads_.length, Math.floor(plotWidth / 100)));
     const rowsCount = Math.ceil(heads_.length / columns);
     const cell = plotWidth / columns;
     const gap = 0.12; // of a cell: room for its title
@@ -522,6 +523,34 @@ export function renderHeads({ model, el }) {
     }
   });
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), drawAll));
+  // a narrow widget (a side panel, a small window) stacks its panels in one column, redrawn to fit
+  const NARROW = 640;
+  let narrow = null;
+  disposers.push(
+    watchSize(root, () => {
+      const now = root.offsetWidth > 0 && root.offsetWidth < NARROW;
+      if (root.offsetWidth === 0 || now === narrow) return;
+      narrow = now;
+      root.dataset.narrow = String(now);
+      const grid = root.querySelector("[data-dvz-role='heads-grid']");
+      grid.style.gridTemplateColumns = now ? "minmax(0, 1fr)" : "";
+      detailGrid.style.gridTemplateColumns = now ? "minmax(0, 1fr)" : "";
+      showSelection();
+    }),
+  );
+  // figures laid out in pixels (labels placed, ticks thinned) are redrawn when their width changes
+  const redraw = coalesce(showSelection);
+  for (const figure of [embedding, curvePlot, attentionPlot, overview]) {
+    let width = 0;
+    disposers.push(
+      watchSize(figure, () => {
+        if (figure.offsetWidth > 0 && Math.abs(figure.offsetWidth - width) > 1) {
+          width = figure.offsetWidth;
+          redraw();
+        }
+      }),
+    );
+  }
   // figures asked to draw while hidden (a detached output, a theme swap) are drawn when they get a size
   let drawnWidth = 0;
   disposers.push(
