@@ -193,12 +193,14 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
             assert {after[h] for h in heads} == {before[h] for h in heads}, heads
         assert len({after[next(iter(heads))] for heads in new.values()}) == 4  # still one colour per cluster
         # the overview: a click on a head's pattern selects it everywhere
+        cell, other = kernel_eval(client, "next([k, w.heads[int(i)]] for k, i in enumerate(w.clustering.order_) if w.heads[int(i)] != w.selected_head)")
+        subplot = "xy" if cell == 0 else f"x{cell + 1}y{cell + 1}"
         box = page.eval_on_selector(f"{HEADS} [data-dvz-role='attention-overview']",
-                                    "(gd) => { const r = gd.querySelector('.draglayer .x3y3 .nsewdrag').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }")
-        third = kernel_eval(client, "w.heads[int(w.clustering.order_[2])]")
+                                    f"(gd) => {{ const r = gd.querySelector('.draglayer .{subplot} .nsewdrag').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }}")
         page.mouse.click(*box)
-        assert wait_python(client, "w.selected_head", lambda v: v == third) == third
-        page.wait_for_function(f"{q(HEADS)}.dataset.selected === {json.dumps(third)}")
+        assert wait_python(client, "w.selected_head", lambda v: v == other) == other
+        page.wait_for_function(f"{q(HEADS)}.dataset.selected === {json.dumps(other)}")
+        assert page.get_attribute(f"{HEADS} [data-dvz-role='attention']", "data-head") == other
         shot(page, HEADS, "heads-02-four-clusters-light")
         switch_theme(page, "JupyterLab Dark")
         page.wait_for_selector(f"{HEADS}[data-dvz-theme='dark']", timeout=30_000)
