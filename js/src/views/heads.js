@@ -7,6 +7,7 @@ import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
+import { attentionHover, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, textWidth, tokenTicks } from "./heads_figures.js";
 import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -83,17 +84,6 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ small multiples (SVG sparklines)
-  /** An SVG line segment (the key's sample of distribution j's line style). */
-  function sample(j) {
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("width", "24");
-    svg.setAttribute("height", "8");
-    const line = document.createElementNS(SVG, "line");
-    for (const [k, v] of Object.entries({ x1: 0, y1: 4, x2: 24, y2: 4, stroke: theme.font, "stroke-width": 1.6, "stroke-dasharray": DASHES[j % DASHES.length] })) line.setAttribute(k, v);
-    svg.append(line);
-    return svg;
-  }
-
   function drawMultiplesKey() {
     const steps = data.steps.data;
     const shown = distIndex();
@@ -101,7 +91,7 @@ export function renderHeads({ model, el }) {
     multiplesKey.replaceChildren(
       h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
       h("span", { title: "each sparkline's y axis" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, from the curve's min to its max`),
-      ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, sample(j), data.distributions[j])),
+      ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
     );
   }
 
@@ -152,13 +142,6 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ heatmap + dendrogram
-  /** Width in pixels of the widest of ``labels`` in the figures' tick font (for laying out in pixels). */
-  function textWidth(labels, size) {
-    const context = (textWidth.canvas ||= document.createElement("canvas")).getContext("2d");
-    context.font = `${size}px ${theme.fontFamily || "sans-serif"}`;
-    return Math.max(0, ...labels.map((label) => context.measureText(label).width));
-  }
-
   function drawHeatmap() {
     const width = heatmap.offsetWidth;
     if (width === 0) return;
@@ -176,7 +159,7 @@ export function renderHeads({ model, el }) {
     const plotWidth = Math.max(120, width - margin.l - margin.r);
     const rowLabels = rows.map((i) => shortName(heads()[i]));
     const dendrogramEnd = Math.min(0.3, 56 / plotWidth);
-    const heatStart = Math.min(0.6, (56 + 10 + textWidth(rowLabels, 10)) / plotWidth);
+    const heatStart = Math.min(0.6, (56 + 10 + textWidth(rowLabels, 10, theme.fontFamily)) / plotWidth);
     const traces = [
       {
         type: "heatmap",
@@ -191,24 +174,8 @@ export function renderHeads({ model, el }) {
         yaxis: "y",
       },
     ];
+    traces.push(...dendrogramTraces(clusters.dendrogram, theme.fontMuted));
     const shapes = [];
-    const icoord = clusters.dendrogram?.icoord;
-    const dcoord = clusters.dendrogram?.dcoord;
-    if (icoord && icoord.shape[0]) {
-      for (let m = 0; m < icoord.shape[0]; m++) {
-        traces.push({
-          type: "scatter",
-          mode: "lines",
-          x: Array.from(dcoord.data.subarray(m * 4, m * 4 + 4)),
-          y: Array.from(icoord.data.subarray(m * 4, m * 4 + 4), (v) => (v - 5) / 10),
-          xaxis: "x2",
-          yaxis: "y",
-          line: { color: theme.fontMuted, width: 1 },
-          hoverinfo: "skip",
-          showlegend: false,
-        });
-      }
-    }
     for (let j = 1; j < js.length; j++) shapes.push({ type: "line", xref: "x", yref: "paper", x0: j * N - 0.5, x1: j * N - 0.5, y0: 0, y1: 1, line: { color: theme.background, width: 3 } });
     const r = rows.indexOf(heads().indexOf(selected));
     if (r >= 0) shapes.push({ type: "rect", xref: "paper", x0: heatStart, x1: 1, yref: "y", y0: r - 0.5, y1: r + 0.5, line: { color: theme.font, width: 2.5 } });
@@ -234,40 +201,6 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ embedding
-  /**
-   * Where each head's label goes: above, below, right or left of its point, the first place that
-   * overlaps neither another label nor a point; a label with no free place is left to the hover.
-   */
-  function placeLabels(px, py, names, plotWidth, plotHeight, first) {
-    const size = 9;
-    const boxes = [];
-    const points = px.map((x, i) => ({ x0: x - 6, x1: x + 6, y0: py[i] - 6, y1: py[i] + 6 }));
-    const hits = (a, b) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
-    const places = {
-      "top center": (x, y, w) => ({ x0: x - w / 2, x1: x + w / 2, y0: y - 8 - size - 2, y1: y - 6 }),
-      "bottom center": (x, y, w) => ({ x0: x - w / 2, x1: x + w / 2, y0: y + 6, y1: y + 8 + size + 2 }),
-      "middle right": (x, y, w) => ({ x0: x + 7, x1: x + 9 + w, y0: y - size / 2 - 2, y1: y + size / 2 + 2 }),
-      "middle left": (x, y, w) => ({ x0: x - 9 - w, x1: x - 7, y0: y - size / 2 - 2, y1: y + size / 2 + 2 }),
-    };
-    const text = names.map(() => "");
-    const position = names.map(() => "top center");
-    const visit = [first, ...names.map((_, i) => i).filter((i) => i !== first)].filter((i) => i >= 0);
-    for (const i of visit) {
-      const w = textWidth([names[i]], size) + 4;
-      for (const [name, place] of Object.entries(places)) {
-        const box = place(px[i], py[i], w);
-        const inside = box.x0 >= 0 && box.x1 <= plotWidth && box.y0 >= 0 && box.y1 <= plotHeight;
-        if (inside && !boxes.some((b) => hits(b, box)) && !points.some((p, k) => k !== i && hits(p, box))) {
-          boxes.push(box);
-          text[i] = names[i];
-          position[i] = name;
-          break;
-        }
-      }
-    }
-    return { text, position };
-  }
-
   function drawEmbedding() {
     if (embedding.offsetWidth === 0 || !clusters.embedding) return;
     const e = clusters.embedding.data;
@@ -275,12 +208,8 @@ export function renderHeads({ model, el }) {
     const tl = themeLayout(theme);
     const xs = idx.map((i) => e[2 * i]);
     const ys = idx.map((i) => e[2 * i + 1]);
-    const range = (values) => {
-      const lo = Math.min(...values);
-      const hi = Math.max(...values);
-      const pad = (hi - lo || 1) * 0.12;
-      return [lo - pad, hi + pad];
-    };
+    const padded = (lo, hi) => [lo - (hi - lo || 1) * 0.12, hi + (hi - lo || 1) * 0.12];
+    const range = (values) => padded(Math.min(...values), Math.max(...values));
     const [xr, yr] = [range(xs), range(ys)];
     const height = 300;
     const margin = { l: 52, r: 8, t: 8, b: 44 };
@@ -288,7 +217,7 @@ export function renderHeads({ model, el }) {
     const plotHeight = height - margin.t - margin.b;
     const px = xs.map((x) => ((x - xr[0]) / (xr[1] - xr[0])) * plotWidth);
     const py = ys.map((y) => (1 - (y - yr[0]) / (yr[1] - yr[0])) * plotHeight);
-    const labels = placeLabels(px, py, idx.map((i) => shortName(heads()[i])), plotWidth, plotHeight, heads().indexOf(selected));
+    const labels = placeLabels(px, py, idx.map((i) => shortName(heads()[i])), [plotWidth, plotHeight], heads().indexOf(selected), theme.fontFamily);
     const traces = [
       {
         type: "scatter",
@@ -350,26 +279,6 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ attention patterns
-  /**
-   * Every ``step``-th token position as a tick, so that labels ``pixels`` apart per token never
-   * touch: side by side on an x axis (the widest label plus a gap), stacked on a y axis.
-   */
-  function tokenTicks(n, pixels, axis, size) {
-    const tokens = data.tokens;
-    const labels = Array.from({ length: n }, (_, t) => (tokens?.[t] !== undefined ? tokens[t] : String(t)));
-    const room = axis === "x" ? textWidth(labels, size) + 6 : size + 4;
-    const step = Math.max(1, Math.ceil(room / Math.max(pixels, 1e-6)));
-    const tickvals = labels.map((_, t) => t).filter((t) => t % step === 0);
-    return { tickvals, ticktext: tickvals.map((t) => labels[t]), tickangle: 0, tickfont: { size } };
-  }
-
-  const tokenAt = (t) => (data.tokens?.[t] !== undefined ? `${t} “${data.tokens[t]}”` : String(t));
-  const patternOf = (i) => {
-    const [, Q, K] = data.attention.shape;
-    return Array.from({ length: Q }, (_, q) => Array.from(data.attention.data.subarray((i * Q + q) * K, (i * Q + q + 1) * K)));
-  };
-  const hoverOf = (Q, K) => Array.from({ length: Q }, (_, q) => Array.from({ length: K }, (_, k) => `query ${tokenAt(q)}<br>key ${tokenAt(k)}`));
-
   function drawAttention(i) {
     const att = data.attention;
     attentionPlot.hidden = !att;
@@ -380,8 +289,8 @@ export function renderHeads({ model, el }) {
     const size = (attentionPlot.offsetWidth - margin.l - margin.r - 60) / K;
     react(
       attentionPlot,
-      [{ type: "heatmap", z: patternOf(i), text: hoverOf(Q, K), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } }, hovertemplate: "%{text}<br>attention %{z:.3f}<extra></extra>" }],
-      { ...tl, height: 280, margin, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, ...tokenTicks(K, size, "x", 9), title: { text: "key", standoff: 4 }, automargin: true, showgrid: false }, yaxis: { ...tl.yaxis, ...tokenTicks(Q, (280 - margin.t - margin.b) / Q, "y", 9), title: { text: "query", standoff: 4 }, automargin: true, autorange: "reversed", showgrid: false }, uirevision: "attention" },
+      [{ type: "heatmap", z: patternOf(att, i), text: attentionHover(data.tokens, Q, K), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } }, hovertemplate: "%{text}<br>attention %{z:.3f}<extra></extra>" }],
+      { ...tl, height: 280, margin, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, ...tokenTicks(data.tokens, K, size, "x", 9, theme.fontFamily), title: { text: "key", standoff: 4 }, automargin: true, showgrid: false }, yaxis: { ...tl.yaxis, ...tokenTicks(data.tokens, Q, (280 - margin.t - margin.b) / Q, "y", 9, theme.fontFamily), title: { text: "query", standoff: 4 }, automargin: true, autorange: "reversed", showgrid: false }, uirevision: "attention" },
     );
     attentionPlot.dataset.head = selected;
   }
@@ -390,43 +299,11 @@ export function renderHeads({ model, el }) {
   function drawOverview() {
     const att = data.attention;
     overviewBox.hidden = !att;
-    const width = overview.offsetWidth;
-    if (!att || width === 0) return;
-    const [, Q, K] = att.shape;
-    const heads_ = order();
-    const margin = { l: 58, r: 70, t: 20, b: 44 };
-    const plotWidth = width - margin.l - margin.r;
-    const columns = Math.max(1, Math.min(heads_.length, Math.floor(plotWidth / 100)));
-    const rowsCount = Math.ceil(heads_.length / columns);
-    const cell = plotWidth / columns;
-    const gap = 0.12; // of a cell: room for its title
-    const height = margin.t + margin.b + rowsCount * cell;
-    const plotHeight = rowsCount * cell;
-    const tl = themeLayout(theme);
-    const layout = { ...tl, height, margin, showlegend: false, annotations: [], coloraxis: { colorscale: "Viridis", cmin: 0, cmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } } }, uirevision: "overview" };
-    const traces = heads_.map((i, n) => {
-      const row = Math.floor(n / columns);
-      const col = n % columns;
-      const suffix = n === 0 ? "" : String(n + 1);
-      const x0 = col / columns;
-      const y1 = 1 - row / rowsCount;
-      const xdomain = [x0 + (gap / 2) / columns, x0 + (1 - gap / 2) / columns];
-      const ydomain = [y1 - (1 - gap / 2) / rowsCount, y1 - gap / rowsCount];
-      const pixels = ((xdomain[1] - xdomain[0]) * plotWidth) / K;
-      const bottom = row === rowsCount - 1 || n + columns >= heads_.length;
-      layout[`xaxis${suffix}`] = { ...tl.xaxis, domain: xdomain, anchor: `y${suffix}`, showgrid: false, zeroline: false, ...tokenTicks(K, pixels, "x", 8), showticklabels: bottom };
-      layout[`yaxis${suffix}`] = { ...tl.yaxis, domain: ydomain, anchor: `x${suffix}`, autorange: "reversed", showgrid: false, zeroline: false, ...tokenTicks(Q, ((ydomain[1] - ydomain[0]) * plotHeight) / Q, "y", 8), showticklabels: col === 0 };
-      layout.annotations.push({ text: `<b>${shortName(heads()[i])}</b> · cluster ${labelOf(i)}`, font: { size: 10, color: colorOf(i) }, showarrow: false, xref: "paper", yref: "paper", x: (xdomain[0] + xdomain[1]) / 2, y: ydomain[1], yshift: 3, yanchor: "bottom", xanchor: "center" });
-      return { type: "heatmap", z: patternOf(i), text: hoverOf(Q, K), coloraxis: "coloraxis", xaxis: `x${suffix}`, yaxis: `y${suffix}`, customdata: [i], name: heads()[i], hovertemplate: `${heads()[i]}<br>%{text}<br>attention %{z:.3f}<extra></extra>` };
-    });
-    layout.annotations.push(
-      { text: "key", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0, yshift: -30, yanchor: "top", font: { size: 11 } },
-      { text: "query", showarrow: false, xref: "paper", yref: "paper", x: 0, xshift: -36, y: 0.5, textangle: -90, xanchor: "right", font: { size: 11 } },
-    );
-    const r = heads_.indexOf(heads().indexOf(selected));
-    layout.shapes = r < 0 ? [] : [{ type: "rect", xref: `x${r === 0 ? "" : r + 1} domain`, yref: `y${r === 0 ? "" : r + 1} domain`, x0: -0.02, x1: 1.02, y0: -0.02, y1: 1.01, line: { color: theme.font, width: 2 } }];
+    if (!att || overview.offsetWidth === 0) return;
+    const cells = order().map((i) => ({ head: heads()[i], index: i, title: `<b>${shortName(heads()[i])}</b> · cluster ${labelOf(i)}`, color: colorOf(i) }));
+    const { traces, layout } = overviewFigure({ attention: att, tokens: data.tokens, cells, selected: heads().indexOf(selected), width: overview.offsetWidth, theme });
     react(overview, traces, layout);
-    overview.dataset.heads = String(heads_.length);
+    overview.dataset.heads = String(cells.length);
     overview.dataset.selected = selected;
     onPlot(overview, {
       plotly_click: (event) => {
