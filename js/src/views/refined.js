@@ -364,7 +364,7 @@ export function renderRefined({ model, el }) {
   });
   on("checked status", drawTree);
   on("count checked", drawCount);
-  on("selections previews checked count curves status", drawSelections);
+  on("previews checked count curves status", drawSelections);
   let keptCount = model.get("selections").length;
   on("selections", () => {
     // a selection was kept: the name box is ready for the next one
