@@ -10,7 +10,8 @@ import traitlets
 import devinterp_viz as dvz
 from tests.widget_fakes import synthetic_head_sweep
 from devinterp_viz.widgets._transport import ARRAY_TAG, pack
-from devinterp_viz.widgets.heads import HeadClusterWidget
+from devinterp_viz.widgets.heads import HeadClusterWidget, stable_colours, token_labels
+from devinterp_viz.zoo.languages import VOCAB_SIZE, make_distribution, token_text, token_texts
 from devinterp_viz.zoo.transformer import AttentionOnlyTransformer, TransformerConfig, attention_patterns, head_scores
 
 
@@ -111,3 +112,57 @@ def test_a_widget_built_from_signatures_cannot_switch_normalisation(sweep):
     assert widget.normalize == "zscore" and not widget.can_renormalize
     with pytest.raises(traitlets.TraitError, match="build it from the head sweep"):
         widget.normalize = "max"
+
+
+def colour_of_each_head(widget):
+    clusters = widget.clusters
+    return clusters["colors"][clusters["labels"].astype(int)].astype(int)
+
+
+def test_a_cluster_keeps_its_colour_when_reclustering_keeps_most_of_its_heads(sweep):
+    widget = HeadClusterWidget(sweep)  # 3 clusters: colour = label at first
+    np.testing.assert_array_equal(widget.clusters["colors"], np.arange(3))
+    before = colour_of_each_head(widget)
+    for k in (2, 4, 3):
+        widget.n_clusters = k
+        after = colour_of_each_head(widget)
+        labels = widget.clustering.labels_
+        assert len(set(widget.clusters["colors"].tolist())) == k  # one colour per cluster
+        for cluster in range(k):  # the new cluster takes the colour most of its heads had, when free
+            heads = labels == cluster
+            shared = np.bincount(before[heads], minlength=10).argmax()
+            if (before == shared).sum() <= heads.sum():  # that colour's old cluster fits inside this one
+                assert after[heads][0] == shared, (k, cluster)
+        before = after
+    widget.n_clusters = 0  # auto: the same three clusters again, so the same colours
+    np.testing.assert_array_equal(colour_of_each_head(widget), before)
+
+
+def test_colours_match_by_overlap_whatever_the_labels_are_called():
+    # the same three groups, renumbered: each keeps its colour
+    previous = np.array([0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(stable_colours(previous, np.array([5, 3, 7]), np.array([2, 2, 0, 0, 1, 1])), [3, 7, 5])
+    # a group split in two: the larger part keeps the colour, the other takes the first free one
+    np.testing.assert_array_equal(stable_colours(np.array([0, 0, 0, 1]), np.array([0, 1]), np.array([0, 0, 2, 1])), [0, 1, 2])
+    np.testing.assert_array_equal(stable_colours(None, None, np.array([1, 0, 2])), [0, 1, 2])
+
+
+def test_the_zoo_languages_tokens_all_have_printable_distinct_labels():
+    labels = [token_text(t) for t in range(VOCAB_SIZE)]
+    assert len(set(labels)) == VOCAB_SIZE and all(label.isprintable() and label.strip() for label in labels)
+    assert (token_text(ord("a")), token_text(0), token_text(10), token_text(32), token_text(127)) == ("a", "NUL", "\\n", "␣", "DEL")
+    probe = make_distribution("repeated", 1, 16)[0]
+    assert token_texts(probe) == [token_text(t) for t in probe.tolist()]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        token_text(VOCAB_SIZE)
+
+
+def test_token_labels_are_printable_for_any_vocabulary(sweep):
+    probe = make_distribution("repeated", 1, 16)[0]
+    widget = HeadClusterWidget(sweep, attention=np.ones((8, 16, 16)) / 16, tokens=probe, token_text=token_text)
+    assert widget.data["tokens"] == token_texts(probe)
+    as_characters = HeadClusterWidget(sweep, tokens=[chr(int(t)) for t in probe]).data["tokens"]  # chr() of control codes
+    assert all(label.isprintable() and label for label in as_characters)
+    assert token_labels(["\x01", " ", "ab", ""]) == ["\\x01", "␣", "ab", "∅"]
+    with pytest.raises(TypeError, match="token_text must be a function"):
+        HeadClusterWidget(sweep, tokens=probe, token_text="ascii")

@@ -60,7 +60,14 @@ def test_the_weight_count_follows_the_checked_nodes_live(transformer):
     widget = RefinedLLCWidget(trajectory, transformer, torch.zeros(4, 16, dtype=torch.long), tms_loss)
     assert widget.count["num_selected"] == 0
     widget.checked = ["h:blocks.0.attn:1", "p:unembed.bias"]
-    assert widget.count == {"num_selected": 4 * 16 * 8 + 128, "num_total": sum(p.numel() for p in transformer.parameters()), "error": ""}
+    count = widget.count
+    assert (count["num_selected"], count["num_total"], count["error"]) == (
+        4 * 16 * 8 + 128, sum(p.numel() for p in transformer.parameters()), "")
+    # the preview: every tensor the ticks touch, how many of its weights move (describe_selection's rows)
+    rows = {name: (selected, numel) for name, _, selected, numel in dvz.describe_selection(
+        transformer, widget.spec(), print_table=False).rows if selected}
+    assert {t["name"]: (t["selected"], t["numel"]) for t in count["tensors"]} == rows
+    assert rows["blocks.0.attn.W_Q"] == (16 * 8, 2 * 16 * 8) and rows["unembed.bias"] == (128, 128)
     with pytest.raises(traitlets.TraitError, match="unknown tree nodes"):
         widget.checked = ["p:nope"]
 
@@ -71,7 +78,13 @@ def test_selections_are_named_unique_and_heads_can_be_added_at_once(transformer)
                               selections={"layer 0": "blocks.0"})
     widget.checked = ["p:unembed.weight"]
     assert widget.add_selection() == "unembed.weight"
+    assert widget.checked == []  # the ticks were kept: the tree is ready for the next selection
+    with pytest.raises(ValueError, match="tick at least one"):
+        widget.add_selection()
+    widget.checked = ["p:unembed.weight"]
     assert widget.add_selection() == "unembed.weight (2)"
+    assert widget.previews["unembed.weight (2)"]["tensors"] == [
+        {"name": "unembed.weight", "shape": [128, 16], "selected": 128 * 16, "numel": 128 * 16}]
     widget.add_selections("heads")
     names = [s["name"] for s in widget.selections]
     assert names[:3] == ["layer 0", "unembed.weight", "unembed.weight (2)"] and "blocks.1.attn.head1" in names
@@ -93,6 +106,21 @@ def test_run_streams_each_selection_curve_and_marks_health(tms_run):
     np.testing.assert_array_equal(curves["healthy"][:, 0], sweep.healthy[:, 0].astype(np.float32))
     assert curves["counts"] == [12, 6] and curves["done"] == curves["total"] == 10
     assert pushed == sorted(pushed) and pushed[-1] == 10 and len(pushed) >= 2  # the curves grew as checkpoints finished
+
+
+def test_run_adds_the_ticks_first_so_it_runs_what_is_ticked(tms_run):
+    widget = widget_for(tms_run, num_draws=10)
+    widget.checked = ["p:W"]
+    widget.run(wait=True)  # nothing kept yet: the ticks become the first selection
+    assert [s["items"] for s in widget.selections] == [["p:W"]] and widget.curves["selections"] == ["W"]
+    widget.checked = ["p:b"]  # a new tick after a selection exists
+    assert widget.pending()
+    widget.run(wait=True, name="bias")
+    assert [s["name"] for s in widget.selections] == ["W", "bias"] and not widget.pending()
+    assert sorted(widget.sweep.selections) == ["W", "bias"]
+    assert np.isfinite(widget.curves["mean"][1]).all() and widget.curves["done"] == widget.curves["total"] == 10
+    widget.run(wait=True)  # the ticks are kept already: nothing is added twice
+    assert len(widget.selections) == 2
 
 
 def test_data_refined_runs_every_chosen_distribution(tms_run):

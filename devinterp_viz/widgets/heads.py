@@ -19,7 +19,10 @@ class HeadClusterWidget(DvzWidget):
     heatmap ordered by the dendrogram (drawn beside it); the 2-D embedding of the heads coloured
     by cluster; the behavioural scores beside each head's cluster; and, for the selected head,
     its curve under every distribution, its scores and its attention pattern on a probe
-    sequence. Clicking a head in any view selects it everywhere (the ``selected_head`` trait).
+    sequence, beside an overview of every head's pattern. Clicking a head in any view selects it
+    everywhere (the ``selected_head`` trait). Clusters are numbered as
+    :attr:`HeadClustering.labels_` (from 0); a cluster keeps its colour across reclusterings
+    when it is mostly the same heads (matched by overlap).
     The number of clusters, the distribution switch and the normalisation of the curves
     recluster in Python (:class:`devinterp_viz.HeadSignatures` and
     :class:`devinterp_viz.HeadClustering` on the chosen signatures).
@@ -42,7 +45,12 @@ class HeadClusterWidget(DvzWidget):
         key) or ``zoo.transformer.attention_patterns`` output (layers, batch, heads, query, key),
         whose first sequence is used.
     tokens : sequence, optional
-        The probe sequence's tokens (axis labels of the attention pattern).
+        The probe sequence's tokens (axis labels of the attention pattern): strings, or token
+        ids turned into labels by ``token_text``. Characters that do not print (control
+        characters) are shown escaped, a space as "␣".
+    token_text : callable, optional
+        ``token_text(token_id) -> str`` for the labels of token ids, e.g.
+        :func:`devinterp_viz.zoo.languages.token_text` for the zoo's languages; default: the id.
     normalize : {"max", "zscore", None}
         For signatures fitted from ``sweep`` (the ``normalize`` trait; None = "none").
     method, max_clusters, random_state
@@ -66,13 +74,14 @@ class HeadClusterWidget(DvzWidget):
         ``attention`` (heads, query, key) or None, ``tokens``.
     clusters : dict (read-only)
         ``labels``, ``order``, ``embedding`` (heads, 2), ``n_clusters``, ``silhouette``,
-        ``embedding_method``, ``dendrogram`` {``icoord``, ``dcoord``} (merges, 4).
+        ``embedding_method``, ``dendrogram`` {``icoord``, ``dcoord``} (merges, 4), ``colors``
+        (n_clusters,): the palette index of each cluster label, kept by overlap across reclusterings.
     error : str (read-only)
     """
 
     _view = traitlets.Unicode("HeadClusterWidget").tag(sync=True)
     _read_only = ("data", "clusters", "error", "can_recluster", "can_renormalize")
-    _extra_kwargs = ("sweep", "signatures", "clustering", "scores", "attention", "tokens", "method",
+    _extra_kwargs = ("sweep", "signatures", "clustering", "scores", "attention", "tokens", "token_text", "method",
                      "max_clusters", "random_state")
 
     selected_head = traitlets.Unicode("").tag(sync=True)
@@ -86,7 +95,8 @@ class HeadClusterWidget(DvzWidget):
     can_renormalize = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, sweep: Any = None, *, signatures: Any = None, clustering: Any = None, scores: Mapping | None = None,
-                 attention: Any = None, tokens: Any = None, normalize: str | None = "max", method: str = "agglomerative",
+                 attention: Any = None, tokens: Any = None, token_text: Any = None, normalize: str | None = "max",
+                 method: str = "agglomerative",
                  max_clusters: int = 8, random_state: int = 0, **traits: Any):
         from devinterp_viz.analysis.heads import HeadSignatures
 
@@ -108,8 +118,9 @@ class HeadClusterWidget(DvzWidget):
             raise ValueError(f"distribution {self.distribution!r} is not in the signatures; they have {self.signatures.distributions_}")
         if self.selected_head and self.selected_head not in heads:
             raise ValueError(f"selected_head {self.selected_head!r} is not one of the heads {heads}")
-        self._tokens = tokens
-        self.data = self._panel_data(tokens)
+        self._tokens = token_labels(tokens, token_text)
+        self._colours: tuple[np.ndarray, np.ndarray] | None = None  # (labels, palette index per label) shown last
+        self.data = self._panel_data(self._tokens)
         if clustering is not None and self.n_clusters == 0 and self.distribution == "all":
             self._show(clustering, suggested=clustering.n_clusters_ if clustering.n_clusters is None else None)
         else:
@@ -194,9 +205,12 @@ class HeadClusterWidget(DvzWidget):
         tree = dendrogram(fitted.linkage_, no_plot=True)
         silhouette = {str(k): float(v) for k, v in fitted.silhouette_.items()}
         best = max(fitted.silhouette_, key=fitted.silhouette_.get) if fitted.silhouette_ else None
+        colours = stable_colours(*(self._colours or (None, None)), fitted.labels_)
+        self._colours = (np.asarray(fitted.labels_), colours)
         with self.hold_sync():
             self.error = ""
             self.clusters = {
+                "colors": colours.astype(np.float32),
                 "labels": np.asarray(fitted.labels_, np.float32),
                 "order": np.asarray(fitted.order_, np.float32),
                 "embedding": np.asarray(fitted.embedding_, np.float32),
@@ -221,7 +235,7 @@ class HeadClusterWidget(DvzWidget):
             "normalized": normalized,
             "scores": {"names": list(self._scores), "values": np.stack(list(self._scores.values())).astype(np.float32)} if self._scores else None,
             "attention": self._attention,
-            "tokens": [str(t) for t in (tokens.tolist() if hasattr(tokens, "tolist") else tokens)] if tokens is not None else None,
+            "tokens": tokens,
         }
 
     # ------------------------------------------------------------- reading
@@ -234,6 +248,66 @@ class HeadClusterWidget(DvzWidget):
 
 
 _NORMALIZE_NAMES = {"max": "max", "zscore": "zscore", None: "none"}  # HeadSignatures' value -> trait value
+PALETTE_SIZE = 10  # colours of the browser's categorical palette (js/src/views/linked.js)
+
+
+def stable_colours(previous_labels: np.ndarray | None, previous_colours: np.ndarray | None,
+                   labels: np.ndarray) -> np.ndarray:
+    """Palette index of each cluster of ``labels``, matched to the colours shown before by overlap.
+
+    Parameters
+    ----------
+    previous_labels : array of int, shape (heads,), or None
+        The cluster of each head shown before (None: nothing shown yet, colour = label).
+    previous_colours : array of int, shape (previous clusters,), or None
+        The palette index of each previous cluster.
+    labels : array of int, shape (heads,)
+        The new clusters.
+
+    Returns
+    -------
+    np.ndarray of int, shape (clusters,)
+        Palette index per new label: the new clusters and the old colours are paired to share
+        the most heads (the assignment problem, solved exactly); clusters left over take the
+        lowest unused indices.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labels = np.asarray(labels, dtype=int)
+    k = int(labels.max()) + 1 if labels.size else 0
+    if previous_labels is None:
+        return np.arange(k) % PALETTE_SIZE
+    old = np.asarray(previous_colours, dtype=int)[np.asarray(previous_labels, dtype=int)]  # colour of each head
+    overlap = np.zeros((k, PALETTE_SIZE), dtype=int)
+    np.add.at(overlap, (labels, old % PALETTE_SIZE), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    colours = np.full(k, -1)
+    for row, col in zip(rows, cols):
+        if overlap[row, col] > 0:
+            colours[row] = col
+    free = [c for c in range(PALETTE_SIZE) if c not in set(colours.tolist())]
+    for row in np.flatnonzero(colours < 0):
+        colours[row] = free.pop(0) if free else row % PALETTE_SIZE
+    return colours
+
+
+def token_labels(tokens: Any, token_text: Any = None) -> list[str] | None:
+    """Printable axis labels for a probe sequence's tokens (strings or ids; see the widget's ``tokens``)."""
+    if tokens is None:
+        return None
+    values = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
+    if token_text is not None:
+        if not callable(token_text):
+            raise TypeError(f"token_text must be a function token id -> str, got a {type(token_text).__name__}")
+        return [printable(str(token_text(t))) for t in values]
+    return [printable(t) if isinstance(t, str) else str(t) for t in values]
+
+
+def printable(text: str) -> str:
+    """``text`` with a space shown as "␣" and every character that does not print escaped (``\\x01``)."""
+    if text == " ":
+        return "␣"
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) or "∅"
 
 
 def _head_scores(scores: Mapping | None, heads: int) -> dict[str, np.ndarray]:

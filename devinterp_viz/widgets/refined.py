@@ -26,12 +26,15 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
     """Weight- and data-refined LLC over a training trajectory, chosen in a tree and run live.
 
     The model's parameters are shown as its module tree (attention modules known to an
-    engine head adapter expand into their heads) with checkboxes and the number of weights the
-    checked nodes move, counted by :func:`devinterp_viz.resolve_selection`. "Add selection"
-    keeps the checked set as a named selection; Run sweeps every (selection × chosen
-    distribution) over the trajectory with :func:`devinterp_viz.sweep_llc` in a background
-    thread, streaming each curve in as checkpoints finish and writing every estimate to the
-    store, so reopening the widget with the same store and selections shows them at once.
+    engine head adapter expand into their heads) with checkboxes, the number of weights the
+    checked nodes move and which tensors they touch, resolved by
+    :func:`devinterp_viz.resolve_selection` (what :func:`devinterp_viz.describe_selection`
+    prints). The ticks are the selection being built: "Add selection" keeps them as a named
+    selection and clears them; Run first adds ticks not yet kept (so Run always runs what is
+    ticked), then sweeps every (selection × chosen distribution) over the trajectory with
+    :func:`devinterp_viz.sweep_llc` in a background thread, streaming each curve in as
+    checkpoints finish and writing every estimate to the store, so reopening the widget with
+    the same store and selections shows them at once.
 
     Parameters
     ----------
@@ -83,7 +86,10 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
     tree : dict (read-only)
         ``nodes``: ``{id, label, kind ("module" | "param" | "head"), parent, numel, shape, type}``.
     count : dict (read-only)
-        ``num_selected``, ``num_total`` of ``checked`` and an ``error`` message ("" if none).
+        ``num_selected``, ``num_total`` of ``checked``, an ``error`` message ("" if none) and
+        ``tensors``: ``{name, shape, selected, numel}`` of every tensor the ticks move.
+    previews : dict (read-only)
+        Selection name → ``{num_selected, tensors}``, the same breakdown for every selection.
     available : list of str (read-only)
     curves : dict (read-only)
         ``steps`` (checkpoints,), ``selections``, ``distributions``, ``mean`` / ``std`` /
@@ -93,7 +99,7 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
     """
 
     _view = traitlets.Unicode("RefinedLLCWidget").tag(sync=True)
-    _read_only = ("tree", "count", "available", "curves", "status", "error", "can_run", "setting_spec")
+    _read_only = ("tree", "count", "previews", "available", "curves", "status", "error", "can_run", "setting_spec")
     _extra_kwargs = ("trajectory", "model", "data", "loss_fn", "store", "run") + RUN_OPTIONS
 
     checked = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
@@ -104,6 +110,7 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
 
     tree = PackedTrait()
     count = PackedTrait()
+    previews = traitlets.Dict().tag(sync=True)
     available = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
     curves = PackedTrait()
     can_run = traitlets.Bool(True).tag(sync=True)
@@ -141,16 +148,18 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
         self.tree = {"nodes": self._nodes}
         self._throttle = Throttle(self._push_curves, hz=self.push_hz)
         self._listen({
-            "run": lambda message: self.run(),
+            "run": lambda message: self.run(name=message.get("name") or None),
             "stop": lambda message: self.stop(wait=False),
             "add_selection": lambda message: self.add_selection(message.get("name") or None),
             "add_heads": lambda message: self.add_selections("heads"),
             "remove_selection": lambda message: self.remove_selection(str(message.get("name"))),
         })
         self.observe(self._update_count, names="checked")
+        self.observe(self._update_previews, names="selections")
         if selections is not None:
             self.add_selections(selections)
         self._update_count()
+        self._update_previews()
         self._push_curves()
         if run or (run is None and store is not None and self._tmp_store is None and selections is not None):
             self.run()
@@ -192,10 +201,11 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
         return spec_of(self._nodes, self.checked if items is None else items)
 
     def add_selection(self, name: str | None = None, items: list[str] | None = None) -> str:
-        """Keep ``items`` (default: the checked nodes) as a named selection; returns its name."""
+        """Keep ``items`` (default: the checked nodes, then unchecked) as a named selection; returns its name."""
+        from_ticks = items is None
         items = list(self.checked if items is None else items)
         if not items:
-            raise ValueError("check at least one node of the parameter tree first")
+            raise ValueError("tick at least one weight, module or head in the parameter tree first")
         resolve_selection(self.model, self.spec(items))  # raises on an empty selection
         name = (name or describe_items(self._nodes, items)).strip()
         taken = {s["name"] for s in self.selections}
@@ -203,7 +213,14 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
         while name in taken:
             name, k = f"{base} ({k})", k + 1
         self.selections = [*self.selections, {"name": name, "items": items}]
+        if from_ticks:
+            self.checked = []
         return name
+
+    def pending(self) -> bool:
+        """Whether the ticks are a selection not kept yet (Run adds it first)."""
+        kept = {frozenset(s["items"]) for s in self.selections}
+        return bool(self.checked) and frozenset(self.checked) not in kept
 
     def add_selections(self, selections: Mapping[str, Any] | str) -> None:
         """Add named selections given as params specifications (or "heads": every attention head)."""
@@ -222,32 +239,53 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
     def remove_selection(self, name: str) -> None:
         self.selections = [s for s in self.selections if s["name"] != name]
 
+    def preview(self, items: list[str] | None = None) -> dict[str, Any]:
+        """What tree nodes (default: the checked ones) move: ``{num_selected, tensors}``.
+
+        ``tensors`` lists ``{name, shape, selected, numel}`` for every tensor with a moving
+        weight, in the model's order (:attr:`Selection.rows` of :func:`resolve_selection`).
+        """
+        chosen = resolve_selection(self.model, self.spec(items))
+        tensors = [{"name": name, "shape": list(shape), "selected": int(selected), "numel": int(numel)}
+                   for name, shape, selected, numel in chosen.rows if selected]
+        return {"num_selected": int(chosen.num_selected), "tensors": tensors}
+
     def _update_count(self, change: Any = None) -> None:
         total = int(sum(n["numel"] for n in self._nodes if n["kind"] == "param"))
         if not self.checked:
-            self.count = {"num_selected": 0, "num_total": total, "error": ""}
+            self.count = {"num_selected": 0, "num_total": total, "error": "", "tensors": []}
             return
         try:
-            chosen = resolve_selection(self.model, self.spec())
-            self.count = {"num_selected": int(chosen.num_selected), "num_total": total, "error": ""}
+            self.count = {**self.preview(), "num_total": total, "error": ""}
         except (ValueError, TypeError) as err:
-            self.count = {"num_selected": 0, "num_total": total, "error": str(err)}
+            self.count = {"num_selected": 0, "num_total": total, "error": str(err), "tensors": []}
+
+    def _update_previews(self, change: Any = None) -> None:
+        previews = {}
+        for entry in self.selections:
+            try:
+                previews[entry["name"]] = self.preview(entry["items"])
+            except (ValueError, TypeError):
+                previews[entry["name"]] = {"num_selected": 0, "tensors": []}
+        self.previews = previews
 
     # ------------------------------------------------------------------ run
     def settings(self) -> dict[str, Any]:
         """The keyword arguments of the sweep for every estimate: the settings and run options."""
         return {**self.sampler_settings().to_config(), **self._run_options}
 
-    def run(self, wait: bool = False) -> Any:
+    def run(self, wait: bool = False, name: str | None = None) -> Any:
         """Sweep every selection × chosen distribution over the trajectory (background thread).
 
-        Estimates already in the store come back at once; the rest stream in. Returns the
-        :class:`SweepResult` when ``wait=True`` (also kept as ``widget.sweep``).
+        Ticks not kept as a selection yet are added first (named ``name``, default after their
+        nodes), so Run always runs what is ticked. Estimates already in the store come back at
+        once; the rest stream in. Returns the :class:`SweepResult` when ``wait=True`` (also kept
+        as ``widget.sweep``).
         """
-        if not self.selections and self.checked:
-            self.add_selection()
+        if self.pending():
+            self.add_selection(name)
         if not self.selections:
-            raise ValueError("nothing to run: check weights in the tree and add a selection")
+            raise ValueError("nothing to run: tick weights, modules or heads in the tree first")
         if not self.chosen_distributions:
             raise ValueError("choose at least one data distribution")
         plan = {

@@ -211,3 +211,33 @@ _SAMPLERS = {
     "code": _code,
     "repeated": _repeated,
 }
+
+
+#: Names of the ASCII control characters (token ids 0–31), shown instead of their invisible glyphs.
+CONTROL_NAMES = ("NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "\\t", "\\n", "VT", "FF", "\\r", "SO",
+                 "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB", "ESC", "FS", "GS",
+                 "RS", "US")
+
+
+def token_text(token: int) -> str:
+    """A printable label for a token of these languages (ASCII code points).
+
+    Printable characters stand for themselves, a space is "␣", control characters get their
+    names ("NUL", "\\n", …, "DEL"), so no token renders as an empty box.
+
+    Raises
+    ------
+    ValueError
+        When ``token`` is not in ``[0, VOCAB_SIZE)``.
+    """
+    token = int(token)
+    if not 0 <= token < VOCAB_SIZE:
+        raise ValueError(f"token {token} is outside the vocabulary [0, {VOCAB_SIZE}) of the zoo's languages")
+    if token < len(CONTROL_NAMES):
+        return CONTROL_NAMES[token]
+    return {32: "␣", 127: "DEL"}.get(token, chr(token))
+
+
+def token_texts(tokens: torch.Tensor | list[int]) -> list[str]:
+    """:func:`token_text` of every token of a sequence, shape (pos,) → a list of pos labels."""
+    return [token_text(t) for t in (tokens.tolist() if hasattr(tokens, "tolist") else tokens)]

@@ -1,13 +1,18 @@
-// HeadClusterWidget view: small multiples, dendrogram-ordered heatmap, embedding, scores table and a
-// detail panel (curve, scores, attention pattern), all linked by one selected head.
+// HeadClusterWidget view: small multiples, dendrogram-ordered heatmap, embedding, scores table, an
+// overview of every head's attention pattern and a detail panel (curve, scores, attention pattern),
+// all linked by one selected head. Clusters are numbered as HeadClustering.labels_ (from 0) and
+// coloured by the palette index Python keeps stable across reclusterings.
 
 import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
-import { purge, react, watchSize } from "../plot.js";
+import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
-import { categorical, followTheme, onPlot, syncer } from "./linked.js";
+import { attentionHover, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, textWidth, tokenTicks } from "./heads_figures.js";
+import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
+const DASHES = ["", "4 2", "1 2", "6 2 1 2"]; // distribution j's line in the small multiples
+const SCALED = { max: "rLLC ÷ max", zscore: "rLLC z-score", none: "refined LLC" };
 
 export function renderHeads({ model, el }) {
   const disposers = [];
@@ -19,7 +24,7 @@ export function renderHeads({ model, el }) {
   let selected = model.get("selected_head");
 
   // ------------------------------------------------------------------ layout
-  const kSelect = h("select", { role: "n-clusters", title: "number of clusters" });
+  const kSelect = h("select", { role: "n-clusters", title: "number of clusters (auto: the one with the best silhouette score); changing it reclusters in Python" });
   const distSelect = h("select", { role: "distribution", title: "cluster on the signatures under this data distribution" });
   const normSelect = h(
     "select",
@@ -30,6 +35,7 @@ export function renderHeads({ model, el }) {
   );
   const info = h("span", { class: "dvz-muted dvz-small", role: "cluster-info" });
   const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
+  const multiplesKey = h("div", { class: "dvz-small dvz-muted", role: "multiples-key", style: "display:flex; flex-wrap:wrap; gap:2px 12px; margin-bottom:4px" });
   const multiples = h("div", { class: "dvz-multiples", role: "multiples" });
   const heatmap = h("div", { class: "dvz-plot", role: "heatmap" });
   const embedding = h("div", { class: "dvz-plot", role: "embedding" });
@@ -38,19 +44,23 @@ export function renderHeads({ model, el }) {
   const detailScores = h("div", { class: "dvz-small", role: "detail-scores" });
   const curvePlot = h("div", { class: "dvz-plot", role: "head-curve" });
   const attentionPlot = h("div", { class: "dvz-plot", role: "attention" });
-  const detail = h("div", { class: "dvz-detail", role: "detail" }, detailTitle, detailScores, h("div", { class: "dvz-detail-grid" }, curvePlot, attentionPlot));
+  const detailGrid = h("div", { class: "dvz-detail-grid" }, curvePlot, attentionPlot);
+  const overview = h("div", { class: "dvz-plot", role: "attention-overview" });
+  const overviewBox = h("div", { role: "overview" }, h("div", { class: "dvz-section-title" }, "Attention of every head on the probe"), overview);
+  const detail = h("div", { class: "dvz-detail", role: "detail" }, detailTitle, detailScores, detailGrid);
   const root = h(
     "div",
     { class: "dvz-panelbox dvz-heads" },
-    h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "Attention heads"), h("label", {}, "clusters ", kSelect), h("label", {}, "data ", distSelect), h("label", {}, "curves ", normSelect), info),
+    h("div", { class: "dvz-header", style: "flex-wrap: wrap" }, h("span", { class: "dvz-title" }, "Attention heads"), h("label", { title: kSelect.title }, "clusters ", kSelect), h("label", { title: distSelect.title }, "data ", distSelect), h("label", { title: normSelect.title }, "curves ", normSelect), info),
     errorBox,
     h(
       "div",
-      { class: "dvz-heads-grid" },
-      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Signatures (dendrogram order)"), multiples, heatmap),
+      { class: "dvz-heads-grid", role: "heads-grid" },
+      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Signatures (dendrogram order)"), multiplesKey, multiples, heatmap),
       h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Embedding"), embedding, h("div", { class: "dvz-section-title" }, "Behaviour"), scores),
     ),
     detail,
+    overviewBox,
   );
   el.append(root);
 
@@ -58,7 +68,7 @@ export function renderHeads({ model, el }) {
   const heads = () => data.heads || [];
   const H = () => heads().length;
   const labelOf = (i) => (clusters.labels ? clusters.labels.data[i] : 0);
-  const colorOf = (i) => categorical(theme, labelOf(i));
+  const colorOf = (i) => categorical(theme, clusters.colors ? clusters.colors.data[labelOf(i)] : labelOf(i));
   const order = () => (clusters.order ? Array.from(clusters.order.data) : heads().map((_, i) => i));
   const distIndex = () => {
     const d = model.get("distribution");
@@ -74,13 +84,33 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ small multiples (SVG sparklines)
+  function drawMultiplesKey() {
+    const steps = data.steps.data;
+    const shown = distIndex();
+    const js = shown === null ? data.distributions.map((_, j) => j) : [shown];
+    multiplesKey.replaceChildren(
+      h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
+      h("span", { title: "each sparkline's y axis" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, from the curve's min to its max`),
+      ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
+    );
+  }
+
   function drawMultiples() {
     const D = data.distributions.length;
     const [, , N] = data.normalized.shape;
+    drawMultiplesKey();
     const cells = order().map((i) => {
       const svg = document.createElementNS(SVG, "svg");
       svg.setAttribute("viewBox", `0 0 100 40`);
       svg.setAttribute("preserveAspectRatio", "none");
+      const axes = document.createElementNS(SVG, "polyline");
+      axes.setAttribute("points", "0.5,0 0.5,39.5 100,39.5");
+      axes.setAttribute("fill", "none");
+      axes.setAttribute("stroke", theme.fontMuted);
+      axes.setAttribute("stroke-width", "1");
+      axes.setAttribute("vector-effect", "non-scaling-stroke");
+      axes.setAttribute("data-dvz-role", "multiple-axes");
+      svg.append(axes);
       const shown = distIndex();
       for (let j = 0; j < D; j++) {
         if (shown !== null && j !== shown) continue;
@@ -96,12 +126,13 @@ export function renderHeads({ model, el }) {
         line.setAttribute("stroke", colorOf(i));
         line.setAttribute("stroke-width", "1.6");
         line.setAttribute("vector-effect", "non-scaling-stroke");
-        if (j > 0 && shown === null) line.setAttribute("stroke-dasharray", "3 2");
+        if (DASHES[j % DASHES.length]) line.setAttribute("stroke-dasharray", DASHES[j % DASHES.length]);
+        line.setAttribute("data-distribution", data.distributions[j]);
         svg.append(line);
       }
       const cell = h(
         "div",
-        { class: "dvz-multiple", role: "multiple", "data-head": heads()[i], title: `${heads()[i]} · cluster ${labelOf(i) + 1}`, onclick: () => select(heads()[i]) },
+        { class: "dvz-multiple", role: "multiple", "data-head": heads()[i], title: `${heads()[i]} · cluster ${labelOf(i)}: click to select`, onclick: () => select(heads()[i]) },
         h("div", { class: "dvz-multiple-title" }, h("span", { class: "dvz-swatch", style: `background:${colorOf(i)}` }), shortName(heads()[i])),
       );
       cell.append(svg);
@@ -112,7 +143,8 @@ export function renderHeads({ model, el }) {
 
   // ------------------------------------------------------------------ heatmap + dendrogram
   function drawHeatmap() {
-    if (heatmap.offsetWidth === 0) return;
+    const width = heatmap.offsetWidth;
+    if (width === 0) return;
     const D = data.distributions.length;
     const [, , N] = data.normalized.shape;
     const rows = order();
@@ -122,6 +154,12 @@ export function renderHeads({ model, el }) {
     const steps = Array.from(data.steps.data);
     const columns = js.flatMap((j) => steps.map((s) => `${data.distributions[j]} · step ${s}`));
     const tl = themeLayout(theme);
+    // laid out in pixels, so that the dendrogram, the row labels and the colour bar never overlap
+    const margin = { l: 4, r: 78, t: 8, b: 56 };
+    const plotWidth = Math.max(120, width - margin.l - margin.r);
+    const rowLabels = rows.map((i) => shortName(heads()[i]));
+    const dendrogramEnd = Math.min(0.3, 56 / plotWidth);
+    const heatStart = Math.min(0.6, (56 + 10 + textWidth(rowLabels, 10, theme.fontFamily)) / plotWidth);
     const traces = [
       {
         type: "heatmap",
@@ -131,41 +169,25 @@ export function renderHeads({ model, el }) {
         text: rows.map((i) => columns.map((c) => `${heads()[i]}<br>${c}`)),
         hovertemplate: "%{text}<br>%{z:.3f}<extra></extra>",
         colorscale: "Viridis",
-        colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, tickfont: { color: theme.font } },
+        colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, x: 1.02, xanchor: "left", tickfont: { color: theme.font }, title: { text: SCALED[model.get("normalize")] ?? "rLLC", side: "right", font: { size: 10 } } },
         xaxis: "x",
         yaxis: "y",
       },
     ];
+    traces.push(...dendrogramTraces(clusters.dendrogram, theme.fontMuted));
     const shapes = [];
-    const icoord = clusters.dendrogram?.icoord;
-    const dcoord = clusters.dendrogram?.dcoord;
-    if (icoord && icoord.shape[0]) {
-      for (let m = 0; m < icoord.shape[0]; m++) {
-        traces.push({
-          type: "scatter",
-          mode: "lines",
-          x: Array.from(dcoord.data.subarray(m * 4, m * 4 + 4)),
-          y: Array.from(icoord.data.subarray(m * 4, m * 4 + 4), (v) => (v - 5) / 10),
-          xaxis: "x2",
-          yaxis: "y",
-          line: { color: theme.fontMuted, width: 1 },
-          hoverinfo: "skip",
-          showlegend: false,
-        });
-      }
-    }
     for (let j = 1; j < js.length; j++) shapes.push({ type: "line", xref: "x", yref: "paper", x0: j * N - 0.5, x1: j * N - 0.5, y0: 0, y1: 1, line: { color: theme.background, width: 3 } });
     const r = rows.indexOf(heads().indexOf(selected));
-    if (r >= 0) shapes.push({ type: "rect", xref: "paper", x0: 0.14, x1: 1, yref: "y", y0: r - 0.5, y1: r + 0.5, line: { color: theme.font, width: 2.5 } });
-    const tickStep = Math.max(1, Math.ceil(columns.length / 8));
+    if (r >= 0) shapes.push({ type: "rect", xref: "paper", x0: heatStart, x1: 1, yref: "y", y0: r - 0.5, y1: r + 0.5, line: { color: theme.font, width: 2.5 } });
+    const tickStep = Math.max(1, Math.ceil(columns.length / Math.max(2, Math.floor(((1 - heatStart) * plotWidth) / 70))));
     react(heatmap, traces, {
       ...tl,
       height: Math.max(200, 60 + 16 * rows.length),
-      margin: { l: 70, r: 8, t: 8, b: 56 },
+      margin,
       showlegend: false,
-      xaxis: { ...tl.xaxis, domain: [0.15, 1], showgrid: false, zeroline: false, tickvals: columns.map((_, c) => c).filter((c) => c % tickStep === 0), ticktext: columns.filter((_, c) => c % tickStep === 0).map((c) => c.replace(" · ", "<br>")), tickfont: { size: 9 } },
-      xaxis2: { ...tl.xaxis2, domain: [0, 0.13], autorange: "reversed", showgrid: false, zeroline: false, showticklabels: false },
-      yaxis: { ...tl.yaxis, autorange: "reversed", tickvals: rows.map((_, k) => k), ticktext: rows.map((i) => shortName(heads()[i])), showgrid: false, zeroline: false, tickfont: { size: 10 } },
+      xaxis: { ...tl.xaxis, domain: [heatStart, 1], showgrid: false, zeroline: false, tickvals: columns.map((_, c) => c).filter((c) => c % tickStep === 0), ticktext: columns.filter((_, c) => c % tickStep === 0).map((c) => c.replace(" · ", "<br>")), tickfont: { size: 9 } },
+      xaxis2: { ...tl.xaxis2, domain: [0, dendrogramEnd], autorange: "reversed", showgrid: false, zeroline: false, showticklabels: false, ticks: "", showline: false },
+      yaxis: { ...tl.yaxis, autorange: "reversed", tickvals: rows.map((_, k) => k), ticktext: rowLabels, showgrid: false, zeroline: false, tickfont: { size: 10 } },
       shapes,
       uirevision: "heatmap",
     });
@@ -184,18 +206,30 @@ export function renderHeads({ model, el }) {
     const e = clusters.embedding.data;
     const idx = heads().map((_, i) => i);
     const tl = themeLayout(theme);
+    const xs = idx.map((i) => e[2 * i]);
+    const ys = idx.map((i) => e[2 * i + 1]);
+    const padded = (lo, hi) => [lo - (hi - lo || 1) * 0.12, hi + (hi - lo || 1) * 0.12];
+    const range = (values) => padded(Math.min(...values), Math.max(...values));
+    const [xr, yr] = [range(xs), range(ys)];
+    const height = 300;
+    const margin = { l: 52, r: 8, t: 8, b: 44 };
+    const plotWidth = embedding.offsetWidth - margin.l - margin.r;
+    const plotHeight = height - margin.t - margin.b;
+    const px = xs.map((x) => ((x - xr[0]) / (xr[1] - xr[0])) * plotWidth);
+    const py = ys.map((y) => (1 - (y - yr[0]) / (yr[1] - yr[0])) * plotHeight);
+    const labels = placeLabels(px, py, idx.map((i) => shortName(heads()[i])), [plotWidth, plotHeight], heads().indexOf(selected), theme.fontFamily);
     const traces = [
       {
         type: "scatter",
         mode: "markers+text",
-        x: idx.map((i) => e[2 * i]),
-        y: idx.map((i) => e[2 * i + 1]),
-        text: idx.map((i) => shortName(heads()[i])),
+        x: xs,
+        y: ys,
+        text: labels.text,
         customdata: idx,
-        textposition: "top center",
+        textposition: labels.position,
         textfont: { size: 9, color: theme.fontMuted },
         marker: { size: 11, color: idx.map(colorOf), line: { width: 1, color: theme.background } },
-        hovertext: idx.map((i) => `${shortName(heads()[i])}<br>cluster ${labelOf(i) + 1}`),
+        hovertext: idx.map((i) => `${heads()[i]}<br>cluster ${labelOf(i)}`),
         hovertemplate: "%{hovertext}<extra></extra>",
       },
     ];
@@ -204,15 +238,16 @@ export function renderHeads({ model, el }) {
     const method = clusters.embedding_method === "umap" ? "UMAP" : "PCA";
     react(embedding, traces, {
       ...tl,
-      height: 300,
-      margin: { l: 40, r: 8, t: 8, b: 36 },
+      height,
+      margin,
       showlegend: false,
       hovermode: "closest",
-      xaxis: { ...tl.xaxis, title: { text: `${method} 1` }, zeroline: false },
-      yaxis: { ...tl.yaxis, title: { text: `${method} 2` }, zeroline: false },
+      xaxis: { ...tl.xaxis, title: { text: `${method} 1`, standoff: 6 }, automargin: true, zeroline: false, range: xr },
+      yaxis: { ...tl.yaxis, title: { text: `${method} 2`, standoff: 6 }, automargin: true, zeroline: false, range: yr },
       uirevision: "embedding",
     });
     embedding.dataset.selected = selected;
+    embedding.dataset.labelled = String(labels.text.filter(Boolean).length);
     onPlot(embedding, {
       plotly_click: (event) => {
         const point = event.points?.[0];
@@ -225,22 +260,57 @@ export function renderHeads({ model, el }) {
   function drawScores() {
     const s = data.scores;
     const names = s ? s.names : [];
-    const head = h("tr", {}, h("th", {}, "head"), h("th", {}, "cluster"), ...names.map((n) => h("th", {}, n.replaceAll("_", " "))));
+    const head = h("tr", {}, h("th", {}, "head"), h("th", { title: "HeadClustering.labels_" }, "cluster"), ...names.map((n) => h("th", {}, n.replaceAll("_", " "))));
     const rows = order().map((i) => {
       const cells = names.map((_, k) => {
         const v = s.values.data[k * H() + i];
-        return h("td", { title: fmt(v, 4) }, h("span", { class: "dvz-bar", style: `width:${Math.max(0, Math.min(1, v)) * 50}px` }), fmt(v, 2));
+        return h("td", { title: fmt(v, 4) }, h("span", { class: "dvz-bar", style: `width:${Math.max(0, Math.min(1, v)) * 36}px` }), fmt(v, 2));
       });
       return h(
         "tr",
-        { "data-head": heads()[i], "data-selected": String(heads()[i] === selected), onclick: () => select(heads()[i]) },
+        { "data-head": heads()[i], "data-selected": String(heads()[i] === selected), title: `${heads()[i]}: click to select`, onclick: () => select(heads()[i]) },
         h("td", {}, shortName(heads()[i])),
-        h("td", {}, h("span", { class: "dvz-swatch", style: `background:${colorOf(i)}` }), ` ${labelOf(i) + 1}`),
+        h("td", { role: "cluster-cell" }, h("span", { class: "dvz-swatch", style: `background:${colorOf(i)}` }), ` ${labelOf(i)}`),
         ...cells,
       );
     });
     scores.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
     if (!names.length) scores.append(h("caption", { class: "dvz-muted dvz-small" }, "no behavioural scores given (scores=...)"));
+  }
+
+  // ------------------------------------------------------------------ attention patterns
+  function drawAttention(i) {
+    const att = data.attention;
+    attentionPlot.hidden = !att;
+    if (!att || attentionPlot.offsetWidth === 0) return;
+    const [, Q, K] = att.shape;
+    const tl = themeLayout(theme);
+    const margin = { l: 50, r: 8, t: 26, b: 48 };
+    const size = (attentionPlot.offsetWidth - margin.l - margin.r - 60) / K;
+    react(
+      attentionPlot,
+      [{ type: "heatmap", z: patternOf(att, i), text: attentionHover(data.tokens, Q, K), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } }, hovertemplate: "%{text}<br>attention %{z:.3f}<extra></extra>" }],
+      { ...tl, height: 280, margin, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, ...tokenTicks(data.tokens, K, size, "x", 9, theme.fontFamily), title: { text: "key", standoff: 4 }, automargin: true, showgrid: false }, yaxis: { ...tl.yaxis, ...tokenTicks(data.tokens, Q, (280 - margin.t - margin.b) / Q, "y", 9, theme.fontFamily), title: { text: "query", standoff: 4 }, automargin: true, autorange: "reversed", showgrid: false }, uirevision: "attention" },
+    );
+    attentionPlot.dataset.head = selected;
+  }
+
+  /** Every head's attention pattern in a grid (dendrogram order, titled and coloured by cluster). */
+  function drawOverview() {
+    const att = data.attention;
+    overviewBox.hidden = !att;
+    if (!att || overview.offsetWidth === 0) return;
+    const cells = order().map((i) => ({ head: heads()[i], index: i, title: `<b>${shortName(heads()[i])}</b> · cluster ${labelOf(i)}`, color: colorOf(i) }));
+    const { traces, layout } = overviewFigure({ attention: att, tokens: data.tokens, cells, selected: heads().indexOf(selected), width: overview.offsetWidth, theme });
+    react(overview, traces, layout);
+    overview.dataset.heads = String(cells.length);
+    overview.dataset.selected = selected;
+    onPlot(overview, {
+      plotly_click: (event) => {
+        const point = event.points?.[0];
+        if (point) select(point.data.name);
+      },
+    });
   }
 
   // ------------------------------------------------------------------ detail
@@ -249,7 +319,7 @@ export function renderHeads({ model, el }) {
     detail.hidden = i < 0;
     root.dataset.selected = selected;
     if (i < 0) return;
-    detailTitle.textContent = `${selected} · cluster ${labelOf(i) + 1} of ${clusters.n_clusters ?? "?"}`;
+    detailTitle.textContent = `${selected} · cluster ${labelOf(i)} (${clusters.n_clusters ?? "?"} clusters, numbered from 0)`;
     const s = data.scores;
     detailScores.textContent = s ? s.names.map((n, k) => `${n.replaceAll("_", " ")} ${fmt(s.values.data[k * H() + i], 3)}`).join(" · ") : "";
     const D = data.distributions.length;
@@ -260,25 +330,12 @@ export function renderHeads({ model, el }) {
     if (curvePlot.offsetWidth > 0) {
       react(
         curvePlot,
-        data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8 }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })),
-        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 40 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", title: { text: "training step" } }, yaxis: { ...tl.yaxis, title: { text: "refined LLC" } }, uirevision: "curve" },
+        data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })),
+        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 44 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step", standoff: 6 }, automargin: true }, yaxis: { ...tl.yaxis, title: { text: "refined LLC", standoff: 6 }, automargin: true }, uirevision: "curve" },
       );
     }
     curvePlot.dataset.head = selected;
-    const att = data.attention;
-    attentionPlot.hidden = !att;
-    if (att && attentionPlot.offsetWidth > 0) {
-      const [, Q, K] = att.shape;
-      const z = Array.from({ length: Q }, (_, q) => Array.from(att.data.subarray((i * Q + q) * K, (i * Q + q + 1) * K)));
-      const tokens = data.tokens;
-      const labels = (n) => Array.from({ length: n }, (_, t) => (tokens?.[t] !== undefined ? `${t}:${tokens[t]}` : String(t)));
-      react(
-        attentionPlot,
-        [{ type: "heatmap", z, x: labels(K), y: labels(Q), colorscale: "Viridis", zmin: 0, zmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font } }, hovertemplate: "query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>" }],
-        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 40 }, title: { text: "attention on the probe", font: { size: 11 }, x: 0.02, y: 0.98 }, xaxis: { ...tl.xaxis, title: { text: "key" }, showgrid: false, tickfont: { size: 8 } }, yaxis: { ...tl.yaxis, title: { text: "query" }, autorange: "reversed", showgrid: false, tickfont: { size: 8 } }, uirevision: "attention" },
-      );
-      attentionPlot.dataset.head = selected;
-    }
+    drawAttention(i);
   }
 
   function showSelection() {
@@ -287,6 +344,7 @@ export function renderHeads({ model, el }) {
     drawHeatmap();
     drawEmbedding();
     drawDetail();
+    drawOverview();
   }
 
   // ------------------------------------------------------------------ controls
@@ -342,6 +400,34 @@ export function renderHeads({ model, el }) {
     }
   });
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), drawAll));
+  // a narrow widget (a side panel, a small window) stacks its panels in one column, redrawn to fit
+  const NARROW = 640;
+  let narrow = null;
+  disposers.push(
+    watchSize(root, () => {
+      const now = root.offsetWidth > 0 && root.offsetWidth < NARROW;
+      if (root.offsetWidth === 0 || now === narrow) return;
+      narrow = now;
+      root.dataset.narrow = String(now);
+      const grid = root.querySelector("[data-dvz-role='heads-grid']");
+      grid.style.gridTemplateColumns = now ? "minmax(0, 1fr)" : "";
+      detailGrid.style.gridTemplateColumns = now ? "minmax(0, 1fr)" : "";
+      showSelection();
+    }),
+  );
+  // figures laid out in pixels (labels placed, ticks thinned) are redrawn when their width changes
+  const redraw = coalesce(showSelection);
+  for (const figure of [embedding, curvePlot, attentionPlot, overview]) {
+    let width = 0;
+    disposers.push(
+      watchSize(figure, () => {
+        if (figure.offsetWidth > 0 && Math.abs(figure.offsetWidth - width) > 1) {
+          width = figure.offsetWidth;
+          redraw();
+        }
+      }),
+    );
+  }
   // figures asked to draw while hidden (a detached output, a theme swap) are drawn when they get a size
   let drawnWidth = 0;
   disposers.push(
@@ -356,6 +442,6 @@ export function renderHeads({ model, el }) {
   root.dataset.dvzReady = "1";
   return () => {
     disposers.forEach((dispose) => dispose());
-    for (const p of [heatmap, embedding, curvePlot, attentionPlot]) purge(p);
+    for (const p of [heatmap, embedding, curvePlot, attentionPlot, overview]) purge(p);
   };
 }

@@ -222,3 +222,20 @@ export function onPlot(gd, handlers) {
 }
 
 export { plotly };
+
+/**
+ * Readable ticks of a log axis over positive ``values``: 1, 10, 100, … when they span more than
+ * two decades, else 1, 2, 5 per decade (plotly's default labels its minor ticks "2 3 4 …").
+ * @returns {{tickvals: number[], ticktext: string[]}} for an axis of ``type: "log"``
+ */
+export function logTicks(values) {
+  const positive = Array.from(values).filter((v) => v > 0 && Number.isFinite(v));
+  if (!positive.length) return { tickvals: [1], ticktext: ["1"] };
+  const low = Math.floor(Math.log10(Math.min(...positive)));
+  const high = Math.ceil(Math.log10(Math.max(...positive)));
+  const mantissas = high - low > 2 ? [1] : [1, 2, 5];
+  const tickvals = [];
+  for (let e = low; e <= high; e++) for (const m of mantissas) tickvals.push(m * 10 ** e);
+  const ticktext = tickvals.map((v) => (v >= 1e5 || v < 1e-3 ? v.toExponential(0).replace("e+", "e") : String(Number(v.toPrecision(1)))));
+  return { tickvals, ticktext };
+}

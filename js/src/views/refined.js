@@ -1,13 +1,14 @@
 // RefinedLLCWidget view: a parameter tree with checkboxes (heads under attention modules), the live
-// weight count, named selections, a multi-select of distributions, Run/Stop, and the refined-LLC
-// curves of every (selection × distribution) overlaid as they stream in.
+// weight count and the tensors the ticks move, the selections Run sweeps (the ticks among them until
+// kept), a multi-select of distributions, the sampler settings, Run/Stop, and the refined-LLC curves
+// of every (selection × distribution) overlaid as they stream in.
 
 import { decode } from "../codec.js";
 import { settingControls } from "../controls.js";
 import { h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
-import { categorical, followTheme, mapArray, stepMapper, syncer } from "./linked.js";
+import { categorical, followTheme, logTicks, mapArray, stepMapper, syncer } from "./linked.js";
 
 const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
 export function renderRefined({ model, el }) {
@@ -22,18 +23,24 @@ export function renderRefined({ model, el }) {
   const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
   const tree = h("div", { class: "dvz-tree", role: "tree" });
   const count = h("div", { class: "dvz-small", role: "selection-count" });
-  const nameInput = h("input", { type: "text", role: "selection-name", placeholder: "name (optional)", size: 14 });
-  const addButton = h("button", { role: "add-selection", class: "dvz-button", onclick: () => model.send({ type: "add_selection", name: nameInput.value.trim() }) }, "+ add selection");
-  const headsButton = h("button", { role: "add-heads", class: "dvz-button", title: "one selection per attention head", onclick: () => model.send({ type: "add_heads" }) }, "each head");
+  const preview = h("ul", { class: "dvz-chosen dvz-small", role: "selection-preview", title: "the tensors the ticked weights belong to: weights that move / weights of the tensor" });
+  const nameInput = h("input", { type: "text", role: "selection-name", placeholder: "name of the ticked selection (optional)", style: "flex: 1 1 100%; box-sizing: border-box", title: "name of the ticked selection when it is added (default: the ticked nodes' names)" });
+  const addButton = h("button", { role: "add-selection", class: "dvz-button", style: "white-space: nowrap", title: "keep the ticked weights as a named selection and clear the ticks, to tick the next one", onclick: () => model.send({ type: "add_selection", name: nameInput.value.trim() }) }, "+ add selection");
+  const headsButton = h("button", { role: "add-heads", class: "dvz-button", style: "white-space: nowrap", title: "add one selection per attention head", onclick: () => model.send({ type: "add_heads" }) }, "each head");
   const chosen = h("ul", { class: "dvz-chosen", role: "selections" });
   const dists = h("div", { class: "dvz-dists", role: "distributions" });
   const controls = settingControls(model, { now: sync.now, later: sync.throttled });
   const settings = h("div", { class: "dvz-settings" }, controls.elements);
-  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", onclick: () => model.send({ type: "run" }) }, "▶ Run");
-  const stopButton = h("button", { role: "stop", class: "dvz-button", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
+  // batch size decides the estimate as much as burn-in does: shown with the main settings, not folded
+  const batchField = settings.querySelector("[data-dvz-role='batch-size']")?.closest(".dvz-field");
+  if (batchField) settings.querySelector("[data-dvz-role='more-settings']")?.before(batchField);
+  const moreSummary = settings.querySelector("[data-dvz-role='more-settings'] > summary");
+  if (moreSummary) moreSummary.title = "more sampler settings, whose defaults suit most runs";
+  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", style: "white-space: nowrap", title: "sweep every selection listed above (the ticks are added first) over the trajectory", onclick: () => model.send({ type: "run", name: nameInput.value.trim() }) }, "▶ Run");
+  const stopButton = h("button", { role: "stop", class: "dvz-button", style: "white-space: nowrap", title: "stop the sweep; the estimates finished so far are kept (and stored)", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
   const progress = h("span", { class: "dvz-muted dvz-small", role: "progress" });
-  const normalize = h("input", { type: "checkbox", role: "normalize" });
-  const logX = h("input", { type: "checkbox", role: "log-x" });
+  const normalize = h("input", { type: "checkbox", role: "normalize", title: "draw each curve divided by its largest absolute value" });
+  const logX = h("input", { type: "checkbox", role: "log-x", title: "training steps on a log axis (step 0 at half the first step)" });
   const plot = h("div", { class: "dvz-plot", role: "curves-plot" });
   const note = h("div", { class: "dvz-legend-note", role: "curves-note" });
 
@@ -43,8 +50,9 @@ export function renderRefined({ model, el }) {
     h("div", { class: "dvz-section-title" }, "Weights"),
     tree,
     count,
-    h("div", { class: "dvz-buttons" }, nameInput, addButton, headsButton),
-    h("div", { class: "dvz-section-title" }, "Selections"),
+    preview,
+    h("div", { class: "dvz-buttons", style: "flex-wrap: wrap" }, nameInput, addButton, headsButton),
+    h("div", { class: "dvz-section-title", title: "Run sweeps every selection of this list" }, "Selections Run sweeps"),
     chosen,
     h("div", { class: "dvz-section-title" }, "Data"),
     dists,
@@ -55,7 +63,7 @@ export function renderRefined({ model, el }) {
   const main = h(
     "div",
     { class: "dvz-main" },
-    h("div", { class: "dvz-toolbar" }, h("label", {}, normalize, " normalise each curve"), h("label", {}, logX, " log steps")),
+    h("div", { class: "dvz-toolbar" }, h("label", { title: normalize.title }, normalize, " normalise each curve"), h("label", { title: logX.title }, logX, " log steps")),
     plot,
     note,
   );
@@ -123,11 +131,11 @@ export function renderRefined({ model, el }) {
       const open = expanded.has(node.id);
       const explicit = set.has(node.id);
       const implied = !explicit && impliedBy(node.id, set) !== undefined;
-      const box = h("input", { type: "checkbox", role: "tree-check", "data-node": node.id, disabled: busy || isStatic });
+      const box = h("input", { type: "checkbox", role: "tree-check", "data-node": node.id, disabled: busy || isStatic, title: `tick to move the ${node.numel.toLocaleString()} weights of ${node.kind === "head" ? "this head" : node.kind === "param" ? "this tensor" : "this module"}` });
       box.checked = explicit || implied;
       box.indeterminate = !box.checked && nodes.some((d) => set.has(d.id) && ancestors(d.id).includes(node.id));
       box.addEventListener("change", () => toggle(node.id));
-      const toggleEl = h("span", { class: "dvz-tree-toggle", role: kids.length ? "tree-toggle" : undefined, "data-node": node.id }, kids.length ? (open ? "▾" : "▸") : "");
+      const toggleEl = h("span", { class: "dvz-tree-toggle", role: kids.length ? "tree-toggle" : undefined, "data-node": node.id, title: kids.length ? (open ? "fold" : "unfold") : undefined }, kids.length ? (open ? "▾" : "▸") : "");
       if (kids.length) {
         toggleEl.addEventListener("click", () => {
           if (open) expanded.delete(node.id);
@@ -155,9 +163,32 @@ export function renderRefined({ model, el }) {
   function drawCount() {
     const c = decode(model.get("count")) || {};
     count.classList.toggle("dvz-error-text", Boolean(c.error));
-    count.textContent = c.error ? c.error : `${(c.num_selected ?? 0).toLocaleString()} of ${(c.num_total ?? 0).toLocaleString()} weights checked`;
+    count.textContent = c.error ? c.error : `${(c.num_selected ?? 0).toLocaleString()} of ${(c.num_total ?? 0).toLocaleString()} weights ticked`;
     root.dataset.numSelected = String(c.num_selected ?? 0);
     addButton.disabled = isStatic || !model.get("checked").length;
+    preview.replaceChildren(...tensorRows(c.tensors || []));
+  }
+
+  /** One line per tensor a selection moves: its name, shape and how many of its weights move. */
+  function tensorRows(tensors) {
+    return tensors.map((t) =>
+      h("li", { "data-tensor": t.name }, h("span", { class: "dvz-tree-label" }, `${t.name} ${t.shape.join("×")}`), h("span", { class: "dvz-tree-count" }, t.selected === t.numel ? `all ${t.numel.toLocaleString()}` : `${t.selected.toLocaleString()} of ${t.numel.toLocaleString()}`)),
+    );
+  }
+
+  /** What the ticks are called until named: their top nodes' names. */
+  function tickedName() {
+    const set = checkedSet();
+    const top = [...set].filter((id) => impliedBy(id, set) === undefined).map((id) => (id === "m:" ? "all" : id.slice(2).replace(/:(\d+)$/, ".head$1")));
+    return top.slice(0, 2).join(" + ") + (top.length > 2 ? ` + ${top.length - 2} more` : "");
+  }
+
+  /** The ticks are a selection not kept yet: Run adds it first. */
+  function pendingTicks() {
+    const ticked = model.get("checked");
+    if (!ticked.length) return false;
+    const key = [...ticked].sort().join("|");
+    return !model.get("selections").some((s) => [...s.items].sort().join("|") === key);
   }
 
   // ------------------------------------------------------------------ selections, data, settings
@@ -166,15 +197,33 @@ export function renderRefined({ model, el }) {
     const names = curves.selections || [];
     const entries = model.get("selections");
     const busy = ["running", "stopping"].includes(model.get("status"));
+    const previews = model.get("previews") || {};
     chosen.replaceChildren(
       ...entries.map((s) => {
         const k = names.indexOf(s.name);
-        const weights = k >= 0 ? curves.counts?.[k] : undefined;
-        const remove = h("button", { class: "dvz-button", role: "remove-selection", title: "remove", disabled: busy || isStatic, onclick: () => model.send({ type: "remove_selection", name: s.name }) }, "×");
-        return h("li", { "data-selection": s.name }, h("span", { class: "dvz-swatch", style: `background:${categorical(theme, Math.max(0, k))}` }), h("span", {}, s.name), h("span", { class: "dvz-muted dvz-small" }, weights ? `${weights.toLocaleString()} w` : ""), remove);
+        const shown = previews[s.name];
+        const tensors = (shown?.tensors || []).map((t) => `${t.name} ${t.shape.join("×")}: ${t.selected.toLocaleString()} of ${t.numel.toLocaleString()}`);
+        const remove = h("button", { class: "dvz-button", role: "remove-selection", title: `remove ${s.name} from the selections Run sweeps`, disabled: busy || isStatic, onclick: () => model.send({ type: "remove_selection", name: s.name }) }, "×");
+        return h(
+          "li",
+          { "data-selection": s.name, title: tensors.join("\n") },
+          h("span", { class: "dvz-swatch", style: `background:${categorical(theme, k >= 0 ? k : entries.indexOf(s))}` }),
+          h("span", {}, s.name),
+          h("span", { class: "dvz-muted dvz-small" }, shown ? `${shown.num_selected.toLocaleString()} w in ${shown.tensors.length} tensor${shown.tensors.length === 1 ? "" : "s"}` : ""),
+          remove,
+        );
       }),
     );
-    if (!entries.length) chosen.append(h("li", { class: "dvz-muted dvz-small" }, "none yet: check weights, then add a selection (Run adds the checked ones)"));
+    const pending = pendingTicks();
+    if (pending) {
+      const c = decode(model.get("count")) || {};
+      const name = nameInput.value.trim() || tickedName();
+      chosen.append(h("li", { role: "pending-selection", style: "font-style: italic", title: "the ticks: Run adds them as a selection first (or press + add selection)" }, h("span", { class: "dvz-swatch", style: `border:1px dashed ${theme.font}` }), h("span", {}, `${name} — ticked, added on Run`), h("span", { class: "dvz-muted dvz-small" }, `${(c.num_selected ?? 0).toLocaleString()} w`)));
+    }
+    if (!entries.length && !pending) chosen.append(h("li", { class: "dvz-muted dvz-small" }, "none yet: tick weights, modules or heads above"));
+    const total = entries.length + (pending ? 1 : 0);
+    runButton.textContent = total ? `▶ Run ${total} selection${total === 1 ? "" : "s"}` : "▶ Run";
+    root.dataset.runs = String(total);
   }
 
   function drawDistributions() {
@@ -188,7 +237,8 @@ export function renderRefined({ model, el }) {
           const next = model.get("available").filter((d) => (d === name ? box.checked : active.has(d)));
           sync.now("chosen_distributions", next);
         });
-        return h("label", {}, box, ` ${name}`);
+        box.title = `estimate on the data distribution "${name}"`;
+        return h("label", { title: box.title }, box, ` ${name}`);
       }),
     );
   }
@@ -203,7 +253,7 @@ export function renderRefined({ model, el }) {
     const status = model.get("status");
     const busy = status === "running" || status === "stopping";
     const curves = decode(model.get("curves")) || {};
-    runButton.disabled = busy || isStatic;
+    runButton.disabled = busy || isStatic || (!model.get("selections").length && !model.get("checked").length);
     controls.disable(busy || isStatic);
     stopButton.disabled = !busy || status === "stopping";
     headsButton.disabled = busy || isStatic;
@@ -222,7 +272,7 @@ export function renderRefined({ model, el }) {
     if (plot.offsetWidth === 0) return;
     if (!c.mean || !c.selections?.length) {
       purge(plot);
-      plot.replaceChildren(h("div", { class: "dvz-muted dvz-empty" }, "Check weights in the tree, choose data, press Run."));
+      plot.replaceChildren(h("div", { class: "dvz-muted dvz-empty" }, "Tick weights, modules or heads in the tree, choose data, press Run."));
       root.dataset.dvzCurves = "0";
       return;
     }
@@ -283,7 +333,7 @@ export function renderRefined({ model, el }) {
       margin: { l: 62, r: 12, t: 30, b: 44 },
       legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
       hovermode: "closest",
-      xaxis: { ...tl.xaxis, type: model.get("log_x") ? "log" : "linear", title: { text: "training step" } },
+      xaxis: { ...tl.xaxis, type: model.get("log_x") ? "log" : "linear", ...(model.get("log_x") ? logTicks(x) : {}), title: { text: "training step" } },
       yaxis: { ...tl.yaxis, title: { text: norm ? "LLC / max |LLC| of the curve" : "refined LLC" } },
       uirevision: "curves",
     });
@@ -294,6 +344,14 @@ export function renderRefined({ model, el }) {
   });
 
   // ------------------------------------------------------------------ wiring
+  // Enter commits a typed value (a setting, the name): JupyterLab must not take the key for the notebook
+  const commitOnEnter = (event) => {
+    if (!event.target.matches?.("input[type=text], input[type=number]")) return;
+    event.stopPropagation();
+    if (event.key === "Enter") event.target.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  root.addEventListener("keydown", commitOnEnter);
+  disposers.push(() => root.removeEventListener("keydown", commitOnEnter));
   normalize.addEventListener("change", () => sync.now("normalize", normalize.checked));
   logX.addEventListener("change", () => sync.now("log_x", logX.checked));
   const on = (names, fn) => {
@@ -306,10 +364,18 @@ export function renderRefined({ model, el }) {
   });
   on("checked status", drawTree);
   on("count checked", drawCount);
-  on("selections curves status", drawSelections);
+  on("previews checked count curves status", drawSelections);
+  let keptCount = model.get("selections").length;
+  on("selections", () => {
+    // a selection was kept: the name box is ready for the next one
+    if (model.get("selections").length > keptCount) nameInput.value = "";
+    keptCount = model.get("selections").length;
+    drawSelections();
+  });
+  nameInput.addEventListener("input", drawSelections);
   on("available chosen_distributions status", drawDistributions);
   on([...controls.names, "normalize", "log_x"].join(" "), drawSettings);
-  on("status error curves", updateStatus);
+  on("status error curves selections checked", updateStatus);
   on("curves normalize log_x", drawCurves);
   const redrawThemed = () => {
     drawCurves();

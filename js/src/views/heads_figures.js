@@ -1,0 +1,150 @@
+// HeadClusterWidget's pure figure builders: text measured in pixels, the dendrogram, the key's line
+// samples, embedding labels placed so they never overlap, token ticks thinned to fit, and the
+// overview of every head's attention pattern.
+
+import { themeLayout } from "../theme.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A short SVG line in a dash pattern (a key's sample of a line style). */
+export function lineSample(dasharray, color) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", "24");
+  svg.setAttribute("height", "8");
+  const line = document.createElementNS(SVG, "line");
+  for (const [k, v] of Object.entries({ x1: 0, y1: 4, x2: 24, y2: 4, stroke: color, "stroke-width": 1.6, "stroke-dasharray": dasharray })) line.setAttribute(k, v);
+  svg.append(line);
+  return svg;
+}
+
+/** The dendrogram's merges ({icoord, dcoord}: (merges, 4), scipy's) as line traces on axes x2/y, rows at 0, 1, … */
+export function dendrogramTraces(dendrogram, color) {
+  const { icoord, dcoord } = dendrogram || {};
+  if (!icoord || !icoord.shape[0]) return [];
+  return Array.from({ length: icoord.shape[0] }, (_, m) => ({
+    type: "scatter",
+    mode: "lines",
+    x: Array.from(dcoord.data.subarray(m * 4, m * 4 + 4)),
+    y: Array.from(icoord.data.subarray(m * 4, m * 4 + 4), (v) => (v - 5) / 10),
+    xaxis: "x2",
+    yaxis: "y",
+    line: { color, width: 1 },
+    hoverinfo: "skip",
+    showlegend: false,
+  }));
+}
+
+/** Width in pixels of the widest of ``labels`` at ``size`` px in ``font`` (to lay figures out in pixels). */
+export function textWidth(labels, size, font) {
+  const context = (textWidth.canvas ||= document.createElement("canvas")).getContext("2d");
+  context.font = `${size}px ${font || "sans-serif"}`;
+  return Math.max(0, ...labels.map((label) => context.measureText(label).width));
+}
+
+/**
+ * Where each point's label goes: above, below, right or left of it, the first place inside the plot
+ * ([width, height] px) that overlaps neither another label nor a point; a label with no free place
+ * is left to the hover. Points ``px``, ``py`` in pixels from the plot's top left; ``first`` is placed first.
+ * @returns {{text: string[], position: string[]}} plotly's ``text`` and ``textposition`` per point
+ */
+export function placeLabels(px, py, names, [plotWidth, plotHeight], first, font) {
+  const size = 9;
+  const boxes = [];
+  const points = px.map((x, i) => ({ x0: x - 6, x1: x + 6, y0: py[i] - 6, y1: py[i] + 6 }));
+  const hits = (a, b) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+  const places = {
+    "top center": (x, y, w) => ({ x0: x - w / 2, x1: x + w / 2, y0: y - 8 - size - 2, y1: y - 6 }),
+    "bottom center": (x, y, w) => ({ x0: x - w / 2, x1: x + w / 2, y0: y + 6, y1: y + 8 + size + 2 }),
+    "middle right": (x, y, w) => ({ x0: x + 7, x1: x + 9 + w, y0: y - size / 2 - 2, y1: y + size / 2 + 2 }),
+    "middle left": (x, y, w) => ({ x0: x - 9 - w, x1: x - 7, y0: y - size / 2 - 2, y1: y + size / 2 + 2 }),
+  };
+  const text = names.map(() => "");
+  const position = names.map(() => "top center");
+  const visit = [first, ...names.map((_, i) => i).filter((i) => i !== first)].filter((i) => i >= 0);
+  for (const i of visit) {
+    const w = textWidth([names[i]], size, font) + 4;
+    for (const [name, place] of Object.entries(places)) {
+      const box = place(px[i], py[i], w);
+      const inside = box.x0 >= 0 && box.x1 <= plotWidth && box.y0 >= 0 && box.y1 <= plotHeight;
+      if (inside && !boxes.some((b) => hits(b, box)) && !points.some((p, k) => k !== i && hits(p, box))) {
+        boxes.push(box);
+        text[i] = names[i];
+        position[i] = name;
+        break;
+      }
+    }
+  }
+  return { text, position };
+}
+
+/**
+ * Every ``step``-th token position as a tick, so that labels ``pixels`` apart per token never
+ * touch: side by side on an x axis (the widest label plus a gap), stacked on a y axis.
+ */
+export function tokenTicks(tokens, n, pixels, axis, size, font) {
+  const labels = Array.from({ length: n }, (_, t) => (tokens?.[t] !== undefined ? tokens[t] : String(t)));
+  const room = axis === "x" ? textWidth(labels, size, font) + 6 : size + 4;
+  const step = Math.max(1, Math.ceil(room / Math.max(pixels, 1e-6)));
+  const tickvals = labels.map((_, t) => t).filter((t) => t % step === 0);
+  return { tickvals, ticktext: tickvals.map((t) => labels[t]), tickangle: 0, tickfont: { size } };
+}
+
+/** Head ``i``'s pattern of an attention array (heads, query, key) as rows of plotly's ``z``. */
+export function patternOf(attention, i) {
+  const [, Q, K] = attention.shape;
+  return Array.from({ length: Q }, (_, q) => Array.from(attention.data.subarray((i * Q + q) * K, (i * Q + q + 1) * K)));
+}
+
+/** Hover text of a (query, key) pattern: each position with its token. */
+export function attentionHover(tokens, Q, K) {
+  const at = (t) => (tokens?.[t] !== undefined ? `${t} “${tokens[t]}”` : String(t));
+  return Array.from({ length: Q }, (_, q) => Array.from({ length: K }, (_, k) => `query ${at(q)}<br>key ${at(k)}`));
+}
+
+/**
+ * Every head's attention pattern in a grid of square cells, one colour bar, token ticks on the
+ * outer row and column, each cell titled in its cluster's colour; the selected head outlined.
+ * @param {object} o ``attention`` (heads, query, key), ``tokens``, ``cells`` [{head, index, title, color}]
+ *   in grid order, ``selected`` (a head index or -1), ``width`` px, ``theme``
+ */
+export function overviewFigure({ attention, tokens, cells, selected, width, theme }) {
+  const [, Q, K] = attention.shape;
+  const margin = { l: 58, r: 70, t: 20, b: 44 };
+  const plotWidth = width - margin.l - margin.r;
+  const columns = Math.max(1, Math.min(cells.length, Math.floor(plotWidth / 100)));
+  const rowsCount = Math.ceil(cells.length / columns);
+  const plotHeight = rowsCount * (plotWidth / columns);
+  const gap = 0.12; // of a cell: room for its title
+  const tl = themeLayout(theme);
+  const layout = {
+    ...tl,
+    height: margin.t + margin.b + plotHeight,
+    margin,
+    showlegend: false,
+    annotations: [],
+    coloraxis: { colorscale: "Viridis", cmin: 0, cmax: 1, colorbar: { thickness: 10, outlinewidth: 0, tickfont: { color: theme.font }, title: { text: "attention weight", side: "right", font: { size: 10 } } } },
+    uirevision: "overview",
+  };
+  const traces = cells.map((cell, n) => {
+    const row = Math.floor(n / columns);
+    const col = n % columns;
+    const suffix = n === 0 ? "" : String(n + 1);
+    const x0 = col / columns;
+    const y1 = 1 - row / rowsCount;
+    const xdomain = [x0 + gap / 2 / columns, x0 + (1 - gap / 2) / columns];
+    const ydomain = [y1 - (1 - gap / 2) / rowsCount, y1 - gap / rowsCount];
+    const bottom = n + columns >= cells.length;
+    layout[`xaxis${suffix}`] = { ...tl.xaxis, domain: xdomain, anchor: `y${suffix}`, showgrid: false, zeroline: false, ...tokenTicks(tokens, K, ((xdomain[1] - xdomain[0]) * plotWidth) / K, "x", 8, theme.fontFamily), showticklabels: bottom };
+    layout[`yaxis${suffix}`] = { ...tl.yaxis, domain: ydomain, anchor: `x${suffix}`, autorange: "reversed", showgrid: false, zeroline: false, ...tokenTicks(tokens, Q, ((ydomain[1] - ydomain[0]) * plotHeight) / Q, "y", 8, theme.fontFamily), showticklabels: col === 0 };
+    layout.annotations.push({ text: cell.title, font: { size: 10, color: cell.color }, showarrow: false, xref: "paper", yref: "paper", x: (xdomain[0] + xdomain[1]) / 2, y: ydomain[1], yshift: 3, yanchor: "bottom", xanchor: "center" });
+    return { type: "heatmap", z: patternOf(attention, cell.index), text: attentionHover(tokens, Q, K), coloraxis: "coloraxis", xaxis: `x${suffix}`, yaxis: `y${suffix}`, name: cell.head, hovertemplate: `${cell.head}<br>%{text}<br>attention %{z:.3f}<extra></extra>` };
+  });
+  layout.annotations.push(
+    { text: "key", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0, yshift: -30, yanchor: "top", font: { size: 11 } },
+    { text: "query", showarrow: false, xref: "paper", yref: "paper", x: 0, xshift: -36, y: 0.5, textangle: -90, xanchor: "right", font: { size: 11 } },
+  );
+  const r = cells.findIndex((cell) => cell.index === selected);
+  const axis = r === 0 ? "" : r + 1;
+  layout.shapes = r < 0 ? [] : [{ type: "rect", xref: `x${axis} domain`, yref: `y${axis} domain`, x0: -0.02, x1: 1.02, y0: -0.02, y1: 1.01, line: { color: theme.font, width: 2 } }];
+  return { traces, layout };
+}

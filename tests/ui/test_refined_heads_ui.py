@@ -1,0 +1,214 @@
+"""RefinedLLCWidget and HeadClusterWidget as a user drives them in JupyterLab + chromium: what Run runs, settings, ticks, colours, labels, layout."""
+
+from __future__ import annotations
+
+import json
+
+from dvz_lab import kernel_eval
+from dvz_lab import ARTIFACTS
+from test_linked_widgets_ui import HEADS, IMPORT_FAKES, REFINED, open_and_run, q, switch_theme, wait_python, write_notebook
+
+TRANSFORMER_CELL = """
+import torch
+torch.set_num_threads(1)
+import devinterp_viz as dvz
+from devinterp_viz.widgets.refined import RefinedLLCWidget
+from devinterp_viz.zoo.languages import make_distribution
+from devinterp_viz.zoo.transformer import AttentionOnlyTransformer, TransformerConfig, lm_loss
+config = TransformerConfig(n_layers=1, n_heads=2, d_model=16, d_head=8, seq_len=16)
+states = []
+for step in (1, 10, 100, 1000):
+    torch.manual_seed(step)
+    states.append((step, AttentionOnlyTransformer(config).state_dict()))
+w = RefinedLLCWidget(dvz.Trajectory(states), AttentionOnlyTransformer(config), make_distribution("full", 64, 16), lm_loss,
+                     lr=1e-4, num_chains=2, num_draws=8, batch_size=32)
+w
+"""
+
+HEADS_ZOO_CELL = IMPORT_FAKES + """
+import numpy as np
+from devinterp_viz.widgets.heads import HeadClusterWidget
+from devinterp_viz.zoo.languages import make_distribution, token_text, token_texts
+from tests.widget_fakes import synthetic_head_sweep
+rng = np.random.default_rng(0)
+probe = make_distribution("repeated", 1, 24)[0]  # random words: control characters among them
+attention = np.tril(rng.random((8, 24, 24)))
+attention /= attention.sum(-1, keepdims=True)
+scores = {"previous_token": rng.random(8), "current_token": rng.random(8), "induction": rng.random(8)}
+w = HeadClusterWidget(synthetic_head_sweep(16), scores=scores, attention=attention, tokens=probe, token_text=token_text,
+                      selected_head="blocks.0.attn.head1")
+w
+"""
+
+# every visible, non-empty text of a figure (tick labels, titles, annotations, colour-bar titles, legend)
+TEXT_BOXES = """(root) => [...root.querySelectorAll('svg text')].filter((t) => t.textContent.trim())
+    .map((t) => { const r = t.getBoundingClientRect(); return {text: t.textContent, x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; })
+    .filter((b) => b.x1 - b.x0 > 0 && b.y1 - b.y0 > 0)"""
+
+
+def shot(page, root: str, name: str) -> None:
+    """A screenshot of the whole widget (scrolled into view) to test-artifacts/<name>.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(root).screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def overlapping_texts(page, selector: str) -> list[tuple[str, str]]:
+    """Pairs of text elements of the figure at ``selector`` whose bounding boxes overlap (by more than 1 px)."""
+    boxes = page.eval_on_selector(selector, TEXT_BOXES)
+    assert boxes, f"no text drawn in {selector}"
+    return [(a["text"], b["text"]) for k, a in enumerate(boxes) for b in boxes[k + 1:]
+            if min(a["x1"], b["x1"]) - max(a["x0"], b["x0"]) > 1 and min(a["y1"], b["y1"]) - max(a["y0"], b["y0"]) > 1]
+
+
+def controls_without_tooltip(page, root: str) -> list[str]:
+    """Controls (inputs, selects, buttons, clickable rows and cells) with no tooltip on them or on their label."""
+    return page.eval_on_selector(root, """(root) => [...root.querySelectorAll(
+        'input, select, button, summary, [data-dvz-role=tree-toggle], [data-dvz-role=multiple], tr[data-head]')]
+        .filter((e) => !(e.title || e.dataset.title || e.closest('label[title]')?.title))
+        .map((e) => e.outerHTML.slice(0, 80))""")
+
+
+def tick_texts(page, plot: str, axis: str = "x") -> list[str]:
+    """The tick labels of every ``axis`` ("x" or "y") of a figure's subplots (not its colour bar)."""
+    return page.eval_on_selector_all(f"{plot} .cartesianlayer .{axis}axislayer-above text", "(ts) => ts.map((t) => t.textContent)")
+
+
+def test_run_runs_the_head_ticked_after_a_selection_exists_with_the_settings_typed(lab, page):
+    page.set_viewport_size({"width": 1400, "height": 1500})  # the whole widget in view for its screenshots
+    name = write_notebook(lab, "refined_heads_run.ipynb", TRANSFORMER_CELL)
+    open_and_run(page, lab, name, REFINED)
+    client = lab.kernel_client(name)
+    try:
+        for module in ("m:blocks", "m:blocks.0", "m:blocks.0.attn"):
+            toggle = page.locator(f"{REFINED} [data-dvz-role='tree-toggle'][data-node='{module}']")
+            if toggle.inner_text() == "▸":
+                toggle.click()
+        # tick head 0: the count and the preview of the tensors it moves (a quarter... of each of W_Q, W_K, W_V, W_O)
+        page.click(f"{REFINED} [data-dvz-role='tree-check'][data-node='h:blocks.0.attn:0']")
+        page.wait_for_function(f"{q(REFINED)}.dataset.numSelected === '512'")
+        preview = page.eval_on_selector_all(f"{REFINED} [data-dvz-role='selection-preview'] li",
+                                            "(rows) => rows.map((r) => [r.dataset.tensor, r.textContent])")
+        expected = kernel_eval(client, "[[t['name'], t['selected'], t['numel']] for t in w.preview()['tensors']]")
+        assert [tensor for tensor, _ in preview] == [row[0] for row in expected] == [
+            f"blocks.0.attn.W_{m}" for m in "QKVO"]
+        assert all(f"{selected} of {numel}" in text for (_, text), (_, selected, numel) in zip(preview, expected))
+        # keep it as a named selection: the name box empties, the ticks clear
+        page.fill(f"{REFINED} [data-dvz-role='selection-name']", "head zero")
+        page.click(f"{REFINED} [data-dvz-role='add-selection']")
+        page.wait_for_selector(f"{REFINED} [data-selection='head zero']")
+        page.wait_for_function(f"{q(REFINED + ' [data-dvz-role=selection-name]')}.value === ''")
+        assert wait_python(client, "w.checked", lambda v: v == []) == []
+        # tick head 1: it is listed as what Run adds, and Run says it runs two selections
+        page.click(f"{REFINED} [data-dvz-role='tree-check'][data-node='h:blocks.0.attn:1']")
+        page.wait_for_selector(f"{REFINED} [data-dvz-role='pending-selection']")
+        assert page.inner_text(f"{REFINED} [data-dvz-role='run']").strip() == "▶ Run 2 selections"
+        # burn-in and batch size: shown (not folded away) and editable
+        for role, value, trait in (("num-burnin-steps", "3", "num_burnin_steps"), ("batch-size", "16", "batch_size")):
+            box = page.locator(f"{REFINED} [data-dvz-role='{role}']")
+            assert box.is_visible() and box.is_editable(), role
+            box.fill(value)
+            box.press("Enter")
+            assert wait_python(client, f"w.{trait}", lambda v, value=value: v == int(value)) == int(value)
+        shot(page, REFINED, "refined-01-ticked-head-light")
+        page.click(f"{REFINED} [data-dvz-role='run']")
+        page.wait_for_selector(f"{REFINED}[data-status='done']", timeout=120_000)
+        ran = kernel_eval(client, "[sorted(w.sweep.selections), sorted({(r.config['num_burnin_steps'], r.config['batch_size']) "
+                                  "for r in w.sweep.results.values()})]")
+        assert ran == [["blocks.0.attn.head1", "head zero"], [[3, 16]]]
+        page.wait_for_function(f"{q(REFINED)}.dataset.dvzPoints === '8'")
+        plot = f"{REFINED} [data-dvz-role='curves-plot']"
+        assert tick_texts(page, plot) == ["1", "10", "100", "1000"]  # one label per decade, no "2 3 4 …"
+        assert not overlapping_texts(page, plot)
+        assert not controls_without_tooltip(page, REFINED)
+        shot(page, REFINED, "refined-02-ran-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{REFINED}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_timeout(500)
+        shot(page, REFINED, "refined-03-ran-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
+
+
+def head_colours(page) -> dict[str, str]:
+    """The colour of each head's cluster in the scores table (its swatch)."""
+    return page.eval_on_selector_all(f"{HEADS} [data-dvz-role='scores'] tr[data-head]",
+                                     "(rows) => Object.fromEntries(rows.map((r) => [r.dataset.head, r.querySelector('.dvz-swatch').style.background]))")
+
+
+def clusters_of(client) -> dict[int, set[str]]:
+    labels = kernel_eval(client, "dict(zip(w.heads, map(int, w.clustering.labels_)))")
+    out: dict[int, set[str]] = {}
+    for head, label in labels.items():
+        out.setdefault(label, set()).add(head)
+    return out
+
+
+def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, page):
+    page.set_viewport_size({"width": 820, "height": 3200})  # 820 px wide; tall enough for the whole widget's screenshots
+    name = write_notebook(lab, "heads_zoo.ipynb", HEADS_ZOO_CELL)
+    open_and_run(page, lab, name, HEADS)
+    client = lab.kernel_client(name)
+    try:
+        page.wait_for_function(f"{q(HEADS + ' [data-dvz-role=attention-overview]')}._fullLayout !== undefined")
+        # one numbering: the table's cluster numbers are HeadClustering.labels_
+        labels = kernel_eval(client, "dict(zip(w.heads, map(int, w.clustering.labels_)))")
+        shown = page.eval_on_selector_all(f"{HEADS} [data-dvz-role='scores'] tr[data-head]",
+                                          "(rows) => Object.fromEntries(rows.map((r) => [r.dataset.head, r.querySelector('[data-dvz-role=cluster-cell]').textContent.trim()]))")
+        assert shown == {head: str(label) for head, label in labels.items()}
+        assert page.inner_text(f"{HEADS} [data-dvz-role='detail-title']").startswith(f"blocks.0.attn.head1 · cluster {labels['blocks.0.attn.head1']}")
+        # the probe's tokens are printable labels of the zoo's vocabulary, on the detail and the overview
+        tokens = kernel_eval(client, "token_texts(probe)")
+        for plot in ("attention", "attention-overview"):
+            for axis in ("x", "y"):
+                texts = tick_texts(page, f"{HEADS} [data-dvz-role='{plot}']", axis)
+                assert texts and set(texts) <= set(tokens) and all(t.isprintable() and t.strip() for t in texts), (plot, texts)
+        assert "NUL" in tokens or any(len(t) > 1 for t in tokens)  # control characters were among them
+        # colour-bar titles, axes and a key for the small multiples' line styles
+        for plot in ("heatmap", "attention", "attention-overview"):
+            assert page.eval_on_selector(f"{HEADS} [data-dvz-role='{plot}']", "(gd) => gd.querySelector('.cbtitle text')?.textContent || ''"), plot
+        assert page.locator(f"{HEADS} [data-dvz-role='multiple-axes']").count() == 8
+        key = page.eval_on_selector_all(f"{HEADS} [data-dvz-role='multiples-key-item']", "(items) => items.map((i) => [i.dataset.distribution, i.querySelector('line').getAttribute('stroke-dasharray')])")
+        lines = page.eval_on_selector_all(f"{HEADS} [data-dvz-role='multiple'] polyline[data-distribution]", "(ls) => ls.map((l) => [l.dataset.distribution, l.getAttribute('stroke-dasharray') || ''])")
+        assert len(key) == 2 and key[0][1] != key[1][1] and set(map(tuple, lines)) == set(map(tuple, key))
+        # nothing overlaps: texts of every figure, and the dendrogram stays left of the row labels
+        for plot in ("heatmap", "embedding", "attention", "head-curve", "attention-overview"):
+            assert not overlapping_texts(page, f"{HEADS} [data-dvz-role='{plot}']"), plot
+        dendrogram_right = page.eval_on_selector(f"{HEADS} [data-dvz-role='heatmap']", "(gd) => Math.max(...[...gd.querySelectorAll('.subplot.x2y .trace path')].map((p) => p.getBoundingClientRect().right))")
+        labels_left = page.eval_on_selector(f"{HEADS} [data-dvz-role='heatmap']", "(gd) => Math.min(...[...gd.querySelectorAll('.ytick text')].map((t) => t.getBoundingClientRect().left))")
+        assert dendrogram_right < labels_left, (dendrogram_right, labels_left)
+        assert int(page.get_attribute(f"{HEADS} [data-dvz-role='embedding']", "data-labelled")) >= 4
+        assert page.get_attribute(HEADS, "data-narrow") == "true"  # the notebook beside the file browser: one column
+        assert not controls_without_tooltip(page, HEADS)
+        shot(page, HEADS, "heads-01-820px-light")
+        # recluster into 4: clusters that are the same heads as before keep their colour
+        before, old = head_colours(page), clusters_of(client)
+        page.select_option(f"{HEADS} [data-dvz-role='n-clusters']", "4")
+        page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '4'")
+        after, new = head_colours(page), clusters_of(client)
+        kept = [heads for heads in new.values() if heads in old.values()]
+        assert kept, "no cluster survived the reclustering: the test needs another k"
+        for heads in kept:
+            assert {after[h] for h in heads} == {before[h] for h in heads}, heads
+        assert len({after[next(iter(heads))] for heads in new.values()}) == 4  # still one colour per cluster
+        # the overview: a click on a head's pattern selects it everywhere
+        cell, other = kernel_eval(client, "next([k, w.heads[int(i)]] for k, i in enumerate(w.clustering.order_) if w.heads[int(i)] != w.selected_head)")
+        subplot = "xy" if cell == 0 else f"x{cell + 1}y{cell + 1}"
+        box = page.eval_on_selector(f"{HEADS} [data-dvz-role='attention-overview']",
+                                    f"(gd) => {{ const r = gd.querySelector('.draglayer .{subplot} .nsewdrag').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }}")
+        page.mouse.click(*box)
+        assert wait_python(client, "w.selected_head", lambda v: v == other) == other
+        page.wait_for_function(f"{q(HEADS)}.dataset.selected === {json.dumps(other)}")
+        assert page.get_attribute(f"{HEADS} [data-dvz-role='attention']", "data-head") == other
+        shot(page, HEADS, "heads-02-four-clusters-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{HEADS}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_timeout(500)
+        for plot in ("heatmap", "embedding", "attention-overview"):
+            assert not overlapping_texts(page, f"{HEADS} [data-dvz-role='{plot}']"), plot
+        shot(page, HEADS, "heads-03-four-clusters-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
