@@ -32,6 +32,7 @@ from devinterp_viz.zoo import (
     true_parameter_dln,
 )
 from devinterp_viz.zoo.dln import gibbs_localized_llc, mse_loss
+from devinterp_viz.zoo.languages import token_text
 from devinterp_viz.zoo.tms import read_kgon
 from devinterp_viz.zoo.transformer import attention_patterns, probe_batch
 
@@ -215,7 +216,7 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
     scores = {name: value.ravel() for name, value in head_scores(final).items()}
     repeated = probe_batch("repeated", 1, TransformerConfig().seq_len)
     widget = dvz.HeadClusterWidget(heads, scores=scores, attention=attention_patterns(final, repeated).numpy(),
-                                   tokens=[chr(int(t)) for t in repeated[0]], normalize=None)
+                                   tokens=repeated[0], token_text=token_text, normalize=None)
     widget.save_html(report / "heads.html", title="Toy transformer: attention heads")
     clusters = widget.clustering
     labels = clusters.labels_ if clusters is not None else []
