@@ -6,16 +6,17 @@
 // are drawn on a canvas (live.js, a few ms a frame); when it ends, as the interactive plotly figure.
 
 import { decode, emptyArray } from "../codec.js";
-import { settingControls } from "../controls.js";
+import { onCommit, settingControls } from "../controls.js";
 import { debounce, field, fmt, h, parseNumbers } from "../dom.js";
 import { LiveLines } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
-import { calibrationFigure, healthMetrics, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { calibrationFigure, compareFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, liveMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
+const COMPARE_HEIGHT = 260;
 
 export function renderSampler({ model, el }) {
   const disposers = [];
@@ -48,30 +49,36 @@ export function renderSampler({ model, el }) {
     flushAll(); // Python must see the latest controls before it acts
     model.send(message);
   }
+  function startJob(type) {
+    send({ type });
+    settings.reset(); // the job runs with Python's values: show them, and no stale invalid mark
+  }
 
   // ------------------------------------------------------------------ controls
   const settings = settingControls(model, { now: syncNow, later: syncLater });
 
-  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)" });
-  paramsInput.addEventListener("change", () => syncNow("params", paramsInput.value.trim()));
+  const PARAMS_HINT = "parameter names or globs that move, comma separated; empty = every weight";
+  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)", title: PARAMS_HINT });
+  onCommit(paramsInput, () => syncNow("params", paramsInput.value.trim()));
   const selectionSummary = h("div", { class: "dvz-muted dvz-small", role: "selection-summary" });
 
-  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", onclick: () => send({ type: "run" }) }, "▶ Run");
-  const stopButton = h("button", { role: "stop", class: "dvz-button", onclick: () => send({ type: "stop" }) }, "■ Stop");
+  const RUN_HINT = "sample with these settings in the background; the traces stream in and the verdict comes when it ends";
+  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", title: RUN_HINT, onclick: () => startJob("run") }, "▶ Run");
+  const stopButton = h("button", { role: "stop", class: "dvz-button", title: "stop the running job; the draws so far are kept as a partial result", onclick: () => send({ type: "stop" }) }, "■ Stop");
 
   const controls = h(
     "div",
     { class: "dvz-controls" },
     settings.elements,
-    field("weights that move", paramsInput, "parameter names or globs that move, comma separated; empty = every weight"),
+    field("weights that move", paramsInput, PARAMS_HINT),
     selectionSummary,
     h("div", { class: "dvz-buttons" }, runButton, stopButton),
   );
 
   // ------------------------------------------------------------------ header, tabs
   const statusBadge = h("span", { class: "dvz-status", role: "status" });
-  const tabRun = h("button", { role: "tab-run", class: "dvz-tab", onclick: () => syncNow("tab", "run") }, "Run");
-  const tabCal = h("button", { role: "tab-calibrate", class: "dvz-tab", onclick: () => syncNow("tab", "calibrate") }, "Calibrate");
+  const tabRun = h("button", { role: "tab-run", class: "dvz-tab", title: "one run: its traces, verdict and the history of runs", onclick: () => syncNow("tab", "run") }, "Run");
+  const tabCal = h("button", { role: "tab-calibrate", class: "dvz-tab", title: "a grid of step sizes × nβ (or localization): which settings give a healthy estimate", onclick: () => syncNow("tab", "calibrate") }, "Calibrate");
   const header = h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "LLC sampler"), h("div", { class: "dvz-tabs" }, tabRun, tabCal), statusBadge);
   const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
 
@@ -79,28 +86,64 @@ export function renderSampler({ model, el }) {
   const tracePlot = h("div", { class: "dvz-plot", role: "trace-plot" });
   const traceBox = h("div", { class: "dvz-plot-box" }, tracePlot);
   const live = new LiveLines(traceBox, { panels: TRACE_PANELS, xTitle: "draw", margin: TRACE_MARGIN });
+  // display-only options of the trace plot (not synced: they change no number)
+  const view = { yScale: "auto", smoothing: 0 };
+  const yScale = h(
+    "select",
+    { role: "y-scale", title: "y axis of the trace panels: auto = log where the values span decades (a diverged run), else linear", onchange: () => { view.yScale = yScale.value; drawTraces(); } },
+    h("option", { value: "auto" }, "auto"),
+    h("option", { value: "linear" }, "linear"),
+    h("option", { value: "log" }, "log"),
+  );
+  const SMOOTHING_HINT = "exponential moving average of the loss lines (display only: the estimate and its diagnostics use the raw draws)";
+  const smoothingValue = h("span", { class: "dvz-muted dvz-small", role: "smoothing-value" }, "0");
+  const smoothing = h("input", {
+    type: "range", role: "smoothing", min: 0, max: 0.99, step: 0.01, value: 0, title: SMOOTHING_HINT, "aria-label": "smoothing",
+    oninput: () => { view.smoothing = Number(smoothing.value); smoothingValue.textContent = smoothing.value; drawTraces(); },
+  });
+  const plotOptions = h(
+    "div",
+    { class: "dvz-plot-options" },
+    field("y scale", yScale, yScale.title),
+    h("label", { class: "dvz-field dvz-inline", title: SMOOTHING_HINT }, h("span", { class: "dvz-label" }, "smoothing"), smoothing, smoothingValue),
+  );
+  const liveHealth = h("div", { class: "dvz-metrics dvz-live-health", role: "live-health", hidden: true });
   const verdict = h("div", { class: "dvz-verdict", role: "verdict" });
   const metrics = h("div", { class: "dvz-metrics", role: "metrics" });
   const reasons = h("ul", { class: "dvz-reasons", role: "reasons" });
   const nextStep = h("div", { class: "dvz-next-step", role: "next-step" });
   const warnings = h("ul", { class: "dvz-warnings", role: "warnings" });
-  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, metrics, reasons, nextStep, warnings);
-  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, traceBox, healthPanel);
+  const warningsTitle = h("div", { class: "dvz-muted dvz-small", role: "warnings-title", hidden: true }, "also noted (does not change the verdict or the next step):");
+  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, liveHealth, metrics, reasons, nextStep, warningsTitle, warnings);
+  const historyTable = h("table", { class: "dvz-history-table", role: "history-table" });
+  const exportCsv = h("button", { role: "export-csv", class: "dvz-button", title: "download the run history as CSV (the same text as widget.history_csv())", onclick: () => downloadCsv() }, "export CSV");
+  const compareNote = h("span", { class: "dvz-muted dvz-small", role: "compare-note" });
+  const comparePlot = h("div", { class: "dvz-plot dvz-compare-plot", role: "compare-plot", hidden: true });
+  const historyPanel = h(
+    "details",
+    { class: "dvz-history", role: "history", open: true },
+    h("summary", { title: "every run of this widget (widget.runs): tick two or more to overlay their running LLCs" }, "run history"),
+    h("div", { class: "dvz-history-bar" }, compareNote, exportCsv),
+    historyTable,
+    comparePlot,
+  );
+  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, plotOptions, traceBox, healthPanel, historyPanel);
 
   // ------------------------------------------------------------------ calibrate tab
   const axisSelect = h(
     "select",
-    { role: "grid-axis", onchange: () => syncNow("grid_axis", axisSelect.value) },
+    { role: "grid-axis", title: "what the grid sweeps against the step size: nβ (inverse temperature) or the localization γ", onchange: () => syncNow("grid_axis", axisSelect.value) },
     h("option", { value: "nbeta" }, "lr × nβ"),
     h("option", { value: "localization" }, "lr × localization"),
   );
   const gridInput = (name, role) => {
-    const input = h("input", { type: "text", role, size: 22 });
-    input.addEventListener("change", () => {
+    const hint = name === "grid_lrs" ? "step sizes of the grid's columns, comma separated (> 0; a decade apart is enough)" : "the grid's rows: nβ values (> 0) or localizations (≥ 0), comma separated";
+    const input = h("input", { type: "text", role, size: 22, title: hint });
+    onCommit(input, () => {
       const values = parseNumbers(input.value);
       const ok = values !== null && values.every((v) => (name === "grid_lrs" || model.get("grid_axis") === "nbeta" ? v > 0 : v >= 0));
       input.classList.toggle("dvz-invalid", !ok);
-      input.title = ok ? "" : "comma-separated numbers" + (name === "grid_lrs" ? " > 0" : "");
+      input.title = ok ? hint : "comma-separated numbers" + (name === "grid_lrs" ? " > 0" : "");
       if (ok) syncNow(name, values);
     });
     return input;
@@ -108,23 +151,24 @@ export function renderSampler({ model, el }) {
   const gridLrs = gridInput("grid_lrs", "grid-lrs");
   const gridValues = gridInput("grid_values", "grid-values");
   const gridValuesLabel = h("span", { class: "dvz-label" }, "values");
-  const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", onclick: () => send({ type: "calibrate" }) }, "▶ Calibrate");
+  const CALIBRATE_HINT = "run every cell of the grid with the other settings, refine around the healthy region and recommend a confirmed setting";
+  const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", title: CALIBRATE_HINT, onclick: () => startJob("calibrate") }, "▶ Calibrate");
   const gridProgress = h("span", { class: "dvz-muted", role: "grid-progress" });
   const heatmap = h("div", { class: "dvz-plot dvz-heatmap", role: "heatmap" });
   const cellInfo = h("div", { class: "dvz-cell-info", role: "cell-info" }, "Pick a cell of the grid to see its chains.");
   const cellPlot = h("div", { class: "dvz-plot dvz-cell-plot", role: "cell-plot" });
-  const useCell = h("button", { role: "use-cell", class: "dvz-button", disabled: true }, "use these");
+  const useCell = h("button", { role: "use-cell", class: "dvz-button", disabled: true, title: "copy this cell's step size, nβ (or localization) and burn-in into the controls" }, "use these");
   const recommended = h("div", { class: "dvz-recommended", role: "recommended" });
-  const useRecommended = h("button", { role: "use-recommended", class: "dvz-button", hidden: true, onclick: () => send({ type: "use_recommended" }) }, "use recommended");
+  const useRecommended = h("button", { role: "use-recommended", class: "dvz-button", hidden: true, title: "copy the recommended step size, nβ (or localization), burn-in and draws into the controls", onclick: () => send({ type: "use_recommended" }) }, "use recommended");
   const calPane = h(
     "div",
     { class: "dvz-pane", role: "calibrate-pane" },
     h(
       "div",
       { class: "dvz-grid-controls" },
-      field("grid", axisSelect),
-      h("label", { class: "dvz-field" }, h("span", { class: "dvz-label" }, "step sizes"), gridLrs),
-      h("label", { class: "dvz-field" }, gridValuesLabel, gridValues),
+      field("grid", axisSelect, axisSelect.title),
+      h("label", { class: "dvz-field", title: gridLrs.title }, h("span", { class: "dvz-label" }, "step sizes"), gridLrs),
+      h("label", { class: "dvz-field", title: gridValues.title }, gridValuesLabel, gridValues),
       calibrateButton,
       gridProgress,
     ),
@@ -188,9 +232,9 @@ export function renderSampler({ model, el }) {
     statusBadge.textContent = text;
     statusBadge.dataset.status = status;
     root.dataset.status = status;
-    for (const b of [runButton, calibrateButton]) {
+    for (const [b, hint] of [[runButton, RUN_HINT], [calibrateButton, CALIBRATE_HINT]]) {
       b.disabled = !canRun || busy;
-      b.title = canRun ? "" : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
+      b.title = canRun ? hint : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
     }
     stopButton.disabled = !busy || status === "stopping";
     settings.disable(busy);
@@ -225,6 +269,7 @@ export function renderSampler({ model, el }) {
 
   const isStreaming = () => model.get("activity") === "run" && (model.get("status") === "running" || model.get("status") === "stopping");
   let liveRun = null; // [chains, total draws, draws so far] on the canvas; a new run starts fresh axes
+  let liveLog = null; // [loss panel, LLC panel] on log y, as last drawn
 
   // the canvas, while a run streams: ~1–3 ms a frame
   function drawLive(trace, counted) {
@@ -238,6 +283,11 @@ export function renderSampler({ model, el }) {
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
     const color = (c) => theme.chains[c % theme.chains.length];
     const range = Array.from({ length: chains }, (_, c) => c);
+    const lossRows = range.map((c) => loss.at(c).data);
+    const llcRows = llc ? range.map((c) => llc.at(c).data) : [];
+    const [logLoss, logLlc] = logPanels(view.yScale, lossRows, llcRows);
+    if (liveLog && (liveLog[0] !== logLoss || liveLog[1] !== logLlc)) live.reset(); // other axes: no easing across
+    liveLog = [logLoss, logLlc];
     const settled = live.draw({
       theme,
       width: tracePlot.offsetWidth,
@@ -246,8 +296,8 @@ export function renderSampler({ model, el }) {
       gd: tracePlot,
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
-        { series: range.map((c) => ({ y: loss.at(c).data, color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [] },
-        { series: llc ? range.map((c) => ({ y: llc.at(c).data, color: color(c) })) : [], note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null },
+        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
+        { series: llcRows.map((y, c) => ({ y, color: color(c) })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
       ],
     });
     live.show();
@@ -271,7 +321,8 @@ export function renderSampler({ model, el }) {
     const loss = trace.loss ?? emptyArray();
     const lossArray = loss.shape.length === 2 ? loss : { shape: [0, 0], at: () => ({ data: [] }) };
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
-    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws);
+    const options = { yScale: view.yScale, smoothing: view.smoothing, empty: EMPTY_TRACE_TEXT };
+    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws, options);
     const started = performance.now();
     react(tracePlot, data, layout);
     live.hide();
@@ -291,9 +342,10 @@ export function renderSampler({ model, el }) {
     reasons.replaceChildren();
     warnings.replaceChildren();
     nextStep.textContent = "";
+    warningsTitle.hidden = true;
     if (health.verdict === undefined) {
       const busy = status === "running" || status === "stopping";
-      verdict.textContent = busy && model.get("activity") === "run" ? "sampling… the verdict comes when the run ends" : "no run yet: press Run";
+      verdict.textContent = busy && model.get("activity") === "run" ? "sampling… the verdict comes when the run ends" : "no run yet: press ▶ Run";
       verdict.dataset.healthy = "";
       return;
     }
@@ -303,6 +355,17 @@ export function renderSampler({ model, el }) {
     metrics.append(...healthMetrics(health).map(metric));
     for (const r of health.reasons || []) reasons.append(h("li", {}, r));
     for (const w of health.warnings || []) warnings.append(h("li", {}, w));
+    warningsTitle.hidden = !(health.warnings || []).length;
+  }
+
+  // while a run streams: R-hat, ESS and divergences of the draws so far, computed in Python
+  function updateLiveHealth() {
+    const trace = decode(model.get("trace")) || {};
+    const shown = isStreaming() && trace.live && trace.live.draws !== undefined;
+    liveHealth.hidden = !shown;
+    if (!shown) return;
+    const chains = trace.loss?.shape?.[0] ?? 0;
+    liveHealth.replaceChildren(h("div", { class: "dvz-muted dvz-small dvz-live-title" }, `so far (${trace.live.draws} draws):`), ...liveMetrics(trace.live, chains).map(metric));
   }
 
   // ------------------------------------------------------------------ calibration
@@ -332,7 +395,7 @@ export function renderSampler({ model, el }) {
       });
     }
     if (cal.recommended) {
-      const rec = cal.recommended;
+      const rec = cal.recommended; // the ring on the heatmap marks this cell
       recommended.dataset.state = "recommended";
       recommended.textContent = `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "");
       useRecommended.hidden = isStatic;
@@ -340,7 +403,7 @@ export function renderSampler({ model, el }) {
       const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
       const finishedCalibration = model.get("status") === "done" && model.get("activity") === "calibrate";
       recommended.dataset.state = finishedCalibration ? "none" : "";
-      recommended.textContent = finishedCalibration ? `no recommendation: ${why}` : "";
+      recommended.textContent = finishedCalibration ? `⚠ no recommendation: ${why}` : "";
       useRecommended.hidden = true;
     }
     drawCell(cal);
@@ -387,10 +450,63 @@ export function renderSampler({ model, el }) {
     react(cellPlot, data, layout);
   }
 
+  // ------------------------------------------------------------------ history
+  const HISTORY_HEADERS = [
+    ["", "tick to overlay this run's running LLC below"], ["run", "index in widget.runs"], ["sampler", ""], ["lr", "step size"],
+    ["nβ", "inverse temperature used"], ["γ", "localization"], ["chains", ""], ["draws", "draws kept per chain"], ["burn-in", "burn-in steps"],
+    ["λ̂ ± SE", "estimate ± its standard error"], ["verdict", ""],
+  ];
+  function drawHistory() {
+    const history = decode(model.get("history")) || {};
+    const rows = history.rows || [];
+    const compared = (model.get("compared") || []).filter((i) => i < rows.length);
+    historyPanel.hidden = rows.length === 0;
+    exportCsv.disabled = rows.length === 0;
+    compareNote.textContent = rows.length < 2 ? "each run is kept here" : compared.length < 2 ? "tick two runs to compare them" : `comparing ${compared.length} runs`;
+    historyTable.replaceChildren(
+      h("thead", {}, h("tr", {}, HISTORY_HEADERS.map(([name, hint]) => h("th", { title: hint || undefined }, name)))),
+      h("tbody", {}, rows.map((row) => {
+        const colour = compared.includes(row.run) ? theme.chains[compared.indexOf(row.run) % theme.chains.length] : null;
+        const tick = h("input", {
+          type: "checkbox", role: `compare-${row.run}`, checked: compared.includes(row.run), title: `overlay run ${row.run} in the comparison plot`,
+          onchange: () => syncNow("compared", tick.checked ? [...compared, row.run] : compared.filter((i) => i !== row.run)),
+        });
+        const healthy = row.status === "healthy" ? "true" : row.status.startsWith("undefined") ? "undefined" : "false";
+        return h(
+          "tr", { "data-run": row.run },
+          h("td", { style: colour ? `box-shadow: inset 4px 0 0 ${colour}` : undefined }, tick), h("td", {}, String(row.run)), h("td", {}, row.sampler ?? "–"),
+          h("td", {}, fmt(row.lr)), h("td", {}, fmt(row.nbeta, 4)), h("td", {}, fmt(row.localization)), h("td", {}, String(row.chains)),
+          h("td", {}, String(row.draws)), h("td", {}, row.burnin ?? "–"), h("td", {}, `${fmt(row.llc_mean, 4)} ± ${fmt(row.llc_se, 2)}`),
+          h("td", { class: "dvz-verdict", "data-healthy": healthy, title: row.verdict }, row.status),
+        );
+      })),
+    );
+    drawCompare();
+  }
+  const drawCompare = coalesce(() => {
+    const history = decode(model.get("history")) || {};
+    const compared = (model.get("compared") || []).filter((i) => i < (history.rows || []).length);
+    const shown = (history.rows || []).length > 0 && compared.length >= 2 && !historyPanel.hidden;
+    comparePlot.hidden = !shown;
+    if (!shown || comparePlot.offsetWidth === 0) return;
+    const { data, layout } = compareFigure(theme, history, compared, COMPARE_HEIGHT, comparePlot.offsetWidth);
+    react(comparePlot, data, layout);
+  });
+  function downloadCsv() {
+    const history = decode(model.get("history")) || {};
+    if (!history.csv) return;
+    const link = h("a", { href: URL.createObjectURL(new Blob([history.csv], { type: "text/csv" })), download: "sampler-runs.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  }
+
   // ------------------------------------------------------------------ theme
   const redrawThemed = () => {
     drawTraces();
     drawCalibration();
+    drawHistory();
   };
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed));
 
@@ -404,6 +520,8 @@ export function renderSampler({ model, el }) {
   on("status activity error can_run trace calibration", updateStatus);
   on("trace health status activity", drawTraces);
   on("health status", updateHealth);
+  on("trace status activity", updateLiveHealth);
+  on("history compared", drawHistory);
   on("tab", updateTab);
   on("calibration", drawCalibration);
   on("selected_cell", () => {
@@ -411,7 +529,7 @@ export function renderSampler({ model, el }) {
     selected = cell && cell.length === 2 ? cell : null;
     drawCalibration();
   });
-  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration));
+  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration), watchSize(comparePlot, () => drawCompare()));
 
   const initialCell = model.get("selected_cell");
   selected = initialCell && initialCell.length === 2 ? initialCell : null;
@@ -419,13 +537,15 @@ export function renderSampler({ model, el }) {
   updateSelection();
   updateStatus();
   updateHealth();
+  updateLiveHealth();
+  drawHistory();
   updateTab();
   root.dataset.dvzReady = "1";
 
   return () => {
     disposers.forEach((dispose) => dispose());
     flushAll();
-    for (const plot of [tracePlot, heatmap, cellPlot]) purge(plot);
+    for (const plot of [tracePlot, heatmap, cellPlot, comparePlot]) purge(plot);
     live.destroy();
   };
 }
