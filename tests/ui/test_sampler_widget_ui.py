@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -408,20 +409,19 @@ def test_run_history_table_compare_and_csv(lab, page):
     client = lab.kernel_client(name)
     try:
         assert page.locator(role("history")).is_hidden()  # nothing to list yet
-        for lr in ("0.001", "0.003", "0.5"):
+        for k, lr in enumerate(("0.001", "0.003", "0.5")):
             page.fill(role("lr-value"), lr)
-            page.press(role("lr-value"), "Enter")
+            page.press(role("lr-value"), "Enter")  # Enter commits the box
             _wait_python(client, "w.lr", lambda v, lr=lr: v == float(lr))
             page.click(role("run"))
-            page.wait_for_selector(f"{ROOT}[data-status='running'], {ROOT}[data-status='done']")
+            _wait_python(client, "len(w.runs)", lambda v, k=k: v == k + 1, timeout=60)
             page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
-            _wait_python(client, "len(w.runs)", lambda v: v >= 1)
         page.wait_for_function(f"{q(role('history-table'))}.querySelectorAll('tbody tr').length === 3")
         rows = kernel_eval(client, "w.history['rows']")
         cells = page.evaluate(f"[...{q(role('history-table'))}.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent))")
         for row, shown in zip(rows, cells):
             assert shown[3] == f"{row['lr']:g}" and shown[-1] == row["status"]
-            assert shown[-2].startswith(f"{row['llc_mean']:.4g}") if row["llc_mean"] is not None else shown[-2].startswith("–")
+            assert shown[-2].startswith(f"{row['llc_mean']:.4g} ± " if math.isfinite(row["llc_mean"]) else "– ± –"), shown
         # tick two runs: their running LLCs overlay
         page.check(role("compare-0"))
         page.check(role("compare-1"))
