@@ -242,6 +242,17 @@ export function calibrationFigure(theme, cal, selected) {
       hoverongaps: false,
     },
   ];
+  // cells that ran but have no finite estimate (diverged): grey, "n/a ✕", in a layer of their own so
+  // they show even when no cell of the grid has a value to colour
+  const failedZ = text.map((trow, i) => trow.map((t, j) => (t !== "" && z[i][j] === null ? 0 : null)));
+  if (failedZ.flat().some((v) => v !== null)) {
+    data.push({
+      type: "heatmap", x: data[0].x, y: data[0].y, z: failedZ, text: text.map((trow, i) => trow.map((t, j) => (failedZ[i][j] === null ? "" : t))),
+      texttemplate: "%{text}", customdata: custom, hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>no finite LLC<br>%{customdata[2]}<extra></extra>`,
+      colorscale: [[0, theme.grid], [1, theme.grid]], showscale: false, xgap: 2, ygap: 2, hoverongaps: false, textfont: { color: theme.font },
+    });
+    data[0].text = text.map((trow, i) => trow.map((t, j) => (failedZ[i][j] === null ? t : "")));
+  }
   const shapes = [];
   if (selected) {
     const [i, j] = selected;
