@@ -502,3 +502,44 @@ def test_no_recommendation_is_not_styled_as_success(lab, page):
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+
+
+SETUP_NOTEBOOK_NETWORK = """
+import torch
+torch.set_num_threads(1)
+from devinterp_viz.widgets import SamplerWidget
+from devinterp_viz.zoo.dln import make_dln_data, mse_loss, true_parameter_dln
+torch.manual_seed(0)
+model = true_parameter_dln([6, 4, 6], rank=2)  # as in notebooks/sampler_tuning.ipynb
+data = make_dln_data(model, num_examples=2000, noise=0.1)
+w = SamplerWidget(model, data, mse_loss, batch_size=100, num_chains=4, num_draws=300)
+w
+"""
+
+
+def test_defaults_run_healthy_and_the_default_grid_recommends_on_the_notebooks_network(lab, page):
+    name = write_notebook(lab, "sampler_defaults.ipynb", SETUP_NOTEBOOK_NETWORK)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        page.click(role("run"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=120_000)
+        page.wait_for_selector(f"{role('verdict')}[data-healthy='true']", timeout=30_000)
+        assert page.inner_text(role("next-step")) == ""  # a healthy first run gives no advice
+        assert kernel_eval(client, "w.result.diagnostics.status") == "healthy"
+        page.click(role("tab-calibrate"))
+        page.click(role("calibrate"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=300_000)
+        page.wait_for_selector(f"{role('recommended')}[data-state='recommended']")
+        healthy = kernel_eval(client, "[[h for h, lr in zip(row, w.calibration['lrs']) if lr in w.grid_lrs] for row in w.calibration['healthy'].tolist()]")
+        cells = [h for row in healthy for h in row]
+        assert len(cells) == 12 and sum(cells) >= 6, healthy  # most of the default grid is usable ...
+        assert 0 < sum(cells) < 12  # ... and it shows where the settings stop working
+        shot(page, "15-default-grid-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function(f"{plot_background_luminance(role('heatmap'))} < 0.3", timeout=30_000)
+        shot(page, "15-default-grid-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "Light")
