@@ -149,6 +149,11 @@ def test_sampler_widget_live_in_jupyterlab(lab, page):
         kept = kernel_eval(client, "w.result.num_draws")
         assert 20 < kept < 1_000_000
         assert f"kept {kept} draws" in page.inner_text(role("status"))
+        # the kept draws fill the loss panel (no range left over from the figure drawn before the run)
+        low, high = kernel_eval(client, "[float(w.result.loss_trace.min()), float(w.result.loss_trace.max())]")
+        page.wait_for_function(f"{q(role('trace-plot'))}._fullLayout.yaxis.range[1] < {high + 2 * (high - low)}")
+        y0, y1 = page.evaluate(f"{q(role('trace-plot'))}._fullLayout.yaxis.range")
+        assert y0 <= low and y1 >= high, (y0, y1, low, high)
         shot(page, "03-stopped")
 
         # --- dark theme: the plot follows JupyterLab's theme

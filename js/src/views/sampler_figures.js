@@ -134,7 +134,8 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
     annotations.push({ xref: "paper", yref: "paper", x: 0.5, y: (bottom + top) / 2, text: options.empty, showarrow: false, font: { color: theme.fontMuted, size: 12 } });
   }
   const frame = { showline: true, mirror: true, linecolor: theme.grid };
-  const emptyAxis = empty ? { range: [0, 1], showticklabels: false, showgrid: false, zeroline: false } : {};
+  // explicit either way: a figure drawn empty must not hand its range to the run drawn next
+  const emptyAxis = empty ? { range: [0, 1], autorange: false, showticklabels: false, showgrid: false, zeroline: false } : { autorange: true };
   const yaxis = (index, log) => ({
     ...tl[TRACE_PANELS[index].axis], ...frame, ...emptyAxis, domain: TRACE_PANELS[index].domain,
     title: { text: TRACE_PANELS[index].title + (log ? " (log)" : "") }, type: log ? "log" : "linear", exponentformat: "power",
@@ -155,7 +156,7 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
     yaxis2: { ...yaxis(1, logLlc), anchor: "x2" },
     shapes,
     annotations,
-    uirevision: `traces-${logLoss}-${logLlc}`,
+    uirevision: `traces-${empty}-${logLoss}-${logLlc}`, // zoom is kept across redraws of one kind of figure
   };
   return { data, layout };
 }
