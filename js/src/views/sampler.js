@@ -7,16 +7,16 @@
 
 import { decode, emptyArray } from "../codec.js";
 import { onCommit, settingControls } from "../controls.js";
-import { debounce, field, fmt, h, parseNumbers } from "../dom.js";
+import { debounce, field, fmt, h } from "../dom.js";
 import { LiveLines } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
-import { calibrationFigure, compareFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, liveMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
-const COMPARE_HEIGHT = 260;
 
 export function renderSampler({ model, el }) {
   const disposers = [];
@@ -86,48 +86,18 @@ export function renderSampler({ model, el }) {
   const tracePlot = h("div", { class: "dvz-plot", role: "trace-plot" });
   const traceBox = h("div", { class: "dvz-plot-box" }, tracePlot);
   const live = new LiveLines(traceBox, { panels: TRACE_PANELS, xTitle: "draw", margin: TRACE_MARGIN });
-  // display-only options of the trace plot (not synced: they change no number)
-  const view = { yScale: "auto", smoothing: 0 };
-  const yScale = h(
-    "select",
-    { role: "y-scale", title: "y axis of the trace panels: auto = log where the values span decades (a diverged run), else linear", onchange: () => { view.yScale = yScale.value; drawTraces(); } },
-    h("option", { value: "auto" }, "auto"),
-    h("option", { value: "linear" }, "linear"),
-    h("option", { value: "log" }, "log"),
-  );
-  const SMOOTHING_HINT = "exponential moving average of the loss lines (display only: the estimate and its diagnostics use the raw draws)";
-  const smoothingValue = h("span", { class: "dvz-muted dvz-small", role: "smoothing-value" }, "0");
-  const smoothing = h("input", {
-    type: "range", role: "smoothing", min: 0, max: 0.99, step: 0.01, value: 0, title: SMOOTHING_HINT, "aria-label": "smoothing",
-    oninput: () => { view.smoothing = Number(smoothing.value); smoothingValue.textContent = smoothing.value; drawTraces(); },
-  });
-  const plotOptions = h(
-    "div",
-    { class: "dvz-plot-options" },
-    field("y scale", yScale, yScale.title),
-    h("label", { class: "dvz-field dvz-inline", title: SMOOTHING_HINT }, h("span", { class: "dvz-label" }, "smoothing"), smoothing, smoothingValue),
-  );
-  const liveHealth = h("div", { class: "dvz-metrics dvz-live-health", role: "live-health", hidden: true });
+  const view = { yScale: "auto", smoothing: 0 }; // display-only options of the trace plot (not synced: they change no number)
+  const plotOptions = tracePlotOptions(view, () => drawTraces());
+  const liveHealth = liveHealthLine();
   const verdict = h("div", { class: "dvz-verdict", role: "verdict" });
   const metrics = h("div", { class: "dvz-metrics", role: "metrics" });
   const reasons = h("ul", { class: "dvz-reasons", role: "reasons" });
   const nextStep = h("div", { class: "dvz-next-step", role: "next-step" });
   const warnings = h("ul", { class: "dvz-warnings", role: "warnings" });
   const warningsTitle = h("div", { class: "dvz-muted dvz-small", role: "warnings-title", hidden: true }, "also noted (does not change the verdict or the next step):");
-  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, liveHealth, metrics, reasons, nextStep, warningsTitle, warnings);
-  const historyTable = h("table", { class: "dvz-history-table", role: "history-table" });
-  const exportCsv = h("button", { role: "export-csv", class: "dvz-button", title: "download the run history as CSV (the same text as widget.history_csv())", onclick: () => downloadCsv() }, "export CSV");
-  const compareNote = h("span", { class: "dvz-muted dvz-small", role: "compare-note" });
-  const comparePlot = h("div", { class: "dvz-plot dvz-compare-plot", role: "compare-plot", hidden: true });
-  const historyPanel = h(
-    "details",
-    { class: "dvz-history", role: "history", open: true },
-    h("summary", { title: "every run of this widget (widget.runs): tick two or more to overlay their running LLCs" }, "run history"),
-    h("div", { class: "dvz-history-bar" }, compareNote, exportCsv),
-    historyTable,
-    comparePlot,
-  );
-  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, plotOptions, traceBox, healthPanel, historyPanel);
+  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, liveHealth.element, metrics, reasons, nextStep, warningsTitle, warnings);
+  const history = historyPanel(model, { now: syncNow }, () => theme);
+  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, plotOptions, traceBox, healthPanel, history.element);
 
   // ------------------------------------------------------------------ calibrate tab
   const axisSelect = h(
@@ -136,20 +106,8 @@ export function renderSampler({ model, el }) {
     h("option", { value: "nbeta" }, "lr × nβ"),
     h("option", { value: "localization" }, "lr × localization"),
   );
-  const gridInput = (name, role) => {
-    const hint = name === "grid_lrs" ? "step sizes of the grid's columns, comma separated (> 0; a decade apart is enough)" : "the grid's rows: nβ values (> 0) or localizations (≥ 0), comma separated";
-    const input = h("input", { type: "text", role, size: 22, title: hint });
-    onCommit(input, () => {
-      const values = parseNumbers(input.value);
-      const ok = values !== null && values.every((v) => (name === "grid_lrs" || model.get("grid_axis") === "nbeta" ? v > 0 : v >= 0));
-      input.classList.toggle("dvz-invalid", !ok);
-      input.title = ok ? hint : "comma-separated numbers" + (name === "grid_lrs" ? " > 0" : "");
-      if (ok) syncNow(name, values);
-    });
-    return input;
-  };
-  const gridLrs = gridInput("grid_lrs", "grid-lrs");
-  const gridValues = gridInput("grid_values", "grid-values");
+  const gridLrs = gridInput(model, "grid_lrs", "grid-lrs", syncNow);
+  const gridValues = gridInput(model, "grid_values", "grid-values", syncNow);
   const gridValuesLabel = h("span", { class: "dvz-label" }, "values");
   const CALIBRATE_HINT = "run every cell of the grid with the other settings, refine around the healthy region and recommend a confirmed setting";
   const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", title: CALIBRATE_HINT, onclick: () => startJob("calibrate") }, "▶ Calibrate");
@@ -331,10 +289,6 @@ export function renderSampler({ model, el }) {
   });
 
   // ------------------------------------------------------------------ health
-  function metric([label, value, title]) {
-    return h("div", { class: "dvz-metric", title }, h("div", { class: "dvz-metric-label" }, label), h("div", { class: "dvz-metric-value" }, value));
-  }
-
   function updateHealth() {
     const health = decode(model.get("health")) || {};
     const status = model.get("status");
@@ -358,15 +312,7 @@ export function renderSampler({ model, el }) {
     warningsTitle.hidden = !(health.warnings || []).length;
   }
 
-  // while a run streams: R-hat, ESS and divergences of the draws so far, computed in Python
-  function updateLiveHealth() {
-    const trace = decode(model.get("trace")) || {};
-    const shown = isStreaming() && trace.live && trace.live.draws !== undefined;
-    liveHealth.hidden = !shown;
-    if (!shown) return;
-    const chains = trace.loss?.shape?.[0] ?? 0;
-    liveHealth.replaceChildren(h("div", { class: "dvz-muted dvz-small dvz-live-title" }, `so far (${trace.live.draws} draws):`), ...liveMetrics(trace.live, chains).map(metric));
-  }
+  const updateLiveHealth = () => liveHealth.update(decode(model.get("trace")) || {}, isStreaming());
 
   // ------------------------------------------------------------------ calibration
   let selected = null; // [i, j] shown in the cell panel
@@ -450,63 +396,11 @@ export function renderSampler({ model, el }) {
     react(cellPlot, data, layout);
   }
 
-  // ------------------------------------------------------------------ history
-  const HISTORY_HEADERS = [
-    ["", "tick to overlay this run's running LLC below"], ["run", "index in widget.runs"], ["sampler", ""], ["lr", "step size"],
-    ["nβ", "inverse temperature used"], ["γ", "localization"], ["chains", ""], ["draws", "draws kept per chain"], ["burn-in", "burn-in steps"],
-    ["λ̂ ± SE", "estimate ± its standard error"], ["verdict", ""],
-  ];
-  function drawHistory() {
-    const history = decode(model.get("history")) || {};
-    const rows = history.rows || [];
-    const compared = (model.get("compared") || []).filter((i) => i < rows.length);
-    historyPanel.hidden = rows.length === 0;
-    exportCsv.disabled = rows.length === 0;
-    compareNote.textContent = rows.length < 2 ? "each run is kept here" : compared.length < 2 ? "tick two runs to compare them" : `comparing ${compared.length} runs`;
-    historyTable.replaceChildren(
-      h("thead", {}, h("tr", {}, HISTORY_HEADERS.map(([name, hint]) => h("th", { title: hint || undefined }, name)))),
-      h("tbody", {}, rows.map((row) => {
-        const colour = compared.includes(row.run) ? theme.chains[compared.indexOf(row.run) % theme.chains.length] : null;
-        const tick = h("input", {
-          type: "checkbox", role: `compare-${row.run}`, checked: compared.includes(row.run), title: `overlay run ${row.run} in the comparison plot`,
-          onchange: () => syncNow("compared", tick.checked ? [...compared, row.run] : compared.filter((i) => i !== row.run)),
-        });
-        const healthy = row.status === "healthy" ? "true" : row.status.startsWith("undefined") ? "undefined" : "false";
-        return h(
-          "tr", { "data-run": row.run },
-          h("td", { style: colour ? `box-shadow: inset 4px 0 0 ${colour}` : undefined }, tick), h("td", {}, String(row.run)), h("td", {}, row.sampler ?? "–"),
-          h("td", {}, fmt(row.lr)), h("td", {}, fmt(row.nbeta, 4)), h("td", {}, fmt(row.localization)), h("td", {}, String(row.chains)),
-          h("td", {}, String(row.draws)), h("td", {}, row.burnin ?? "–"), h("td", {}, `${fmt(row.llc_mean, 4)} ± ${fmt(row.llc_se, 2)}`),
-          h("td", { class: "dvz-verdict", "data-healthy": healthy, title: row.verdict }, row.status),
-        );
-      })),
-    );
-    drawCompare();
-  }
-  const drawCompare = coalesce(() => {
-    const history = decode(model.get("history")) || {};
-    const compared = (model.get("compared") || []).filter((i) => i < (history.rows || []).length);
-    const shown = (history.rows || []).length > 0 && compared.length >= 2 && !historyPanel.hidden;
-    comparePlot.hidden = !shown;
-    if (!shown || comparePlot.offsetWidth === 0) return;
-    const { data, layout } = compareFigure(theme, history, compared, COMPARE_HEIGHT, comparePlot.offsetWidth);
-    react(comparePlot, data, layout);
-  });
-  function downloadCsv() {
-    const history = decode(model.get("history")) || {};
-    if (!history.csv) return;
-    const link = h("a", { href: URL.createObjectURL(new Blob([history.csv], { type: "text/csv" })), download: "sampler-runs.csv" });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
-  }
-
   // ------------------------------------------------------------------ theme
   const redrawThemed = () => {
     drawTraces();
     drawCalibration();
-    drawHistory();
+    history.draw();
   };
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed));
 
@@ -521,7 +415,7 @@ export function renderSampler({ model, el }) {
   on("trace health status activity", drawTraces);
   on("health status", updateHealth);
   on("trace status activity", updateLiveHealth);
-  on("history compared", drawHistory);
+  on("history compared", history.draw);
   on("tab", updateTab);
   on("calibration", drawCalibration);
   on("selected_cell", () => {
@@ -529,7 +423,7 @@ export function renderSampler({ model, el }) {
     selected = cell && cell.length === 2 ? cell : null;
     drawCalibration();
   });
-  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration), watchSize(comparePlot, () => drawCompare()));
+  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration), history.watch());
 
   const initialCell = model.get("selected_cell");
   selected = initialCell && initialCell.length === 2 ? initialCell : null;
@@ -538,14 +432,15 @@ export function renderSampler({ model, el }) {
   updateStatus();
   updateHealth();
   updateLiveHealth();
-  drawHistory();
+  history.draw();
   updateTab();
   root.dataset.dvzReady = "1";
 
   return () => {
     disposers.forEach((dispose) => dispose());
     flushAll();
-    for (const plot of [tracePlot, heatmap, cellPlot, comparePlot]) purge(plot);
+    for (const plot of [tracePlot, heatmap, cellPlot]) purge(plot);
+    history.dispose();
     live.destroy();
   };
 }
