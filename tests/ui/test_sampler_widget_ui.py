@@ -329,6 +329,7 @@ def test_empty_state_tooltips_log_axis_hover_zoom_and_fields(lab, page):
         assert sorted(subplots) == ["x2y2", "xy"], subplots
         assert "Press ▶ Run" in page.text_content(f"{role('trace-plot')} .annotation")
         assert "no run yet" in page.inner_text(role("verdict"))
+        assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range") == [0, 199]  # the draws Run will take
         # --- every control says what it does
         untitled = page.evaluate(UNTITLED_CONTROLS)
         assert untitled == [], untitled

@@ -280,7 +280,7 @@ export function renderSampler({ model, el }) {
     const lossArray = loss.shape.length === 2 ? loss : { shape: [0, 0], at: () => ({ data: [] }) };
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
     const options = { yScale: view.yScale, smoothing: view.smoothing, empty: EMPTY_TRACE_TEXT };
-    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws, options);
+    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws ?? model.get("num_draws"), options);
     const started = performance.now();
     react(tracePlot, data, layout);
     live.hide();
