@@ -1,13 +1,25 @@
-"""What the SamplerWidget shows, as synced state: the live trace of a run, the calibration grid, the health panel."""
+"""What the SamplerWidget shows, as synced state: the live trace of a run, the calibration grid, the health panel, the run history."""
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from devinterp_viz.engine.convergence import bulk_ess, split_rhat
+from devinterp_viz.engine.diagnostics import divergence
 from devinterp_viz.engine.estimator import running_llc
+
+#: Seconds between two live diagnostics of a streaming run (R-hat and ESS cost more than a frame).
+LIVE_DIAGNOSTICS_EVERY = 0.5
+#: Points of a run's mean running-LLC curve kept for the history's comparison plot (display only).
+CURVE_POINTS = 1000
+#: Significant digits of the numbers in the history table and its CSV.
+DIGITS = 4
 
 
 class LiveTrace:
@@ -30,6 +42,8 @@ class LiveTrace:
         self._nbeta = nbeta
         self._total = num_draws
         self._lock = threading.Lock()
+        self._diagnosed_at = -np.inf
+        self._diagnostics: dict[str, Any] = {}
 
     def start(self, init_loss: float, nbeta: float) -> None:
         """Record L(w*) and the nβ in use (the engine's ``on_start``)."""
@@ -50,7 +64,38 @@ class LiveTrace:
         """The ``trace`` trait's value now: see :func:`trace_state`."""
         with self._lock:
             loss, init_loss, nbeta = self._loss[:, : self._count].copy(), self._init_loss, self._nbeta
-        return trace_state(loss, init_loss, nbeta, self._total)
+        state = trace_state(loss, init_loss, nbeta, self._total)
+        if time.monotonic() - self._diagnosed_at >= LIVE_DIAGNOSTICS_EVERY:
+            self._diagnostics, self._diagnosed_at = live_diagnostics(loss, init_loss, nbeta), time.monotonic()
+        state["live"] = self._diagnostics
+        return state
+
+
+def live_diagnostics(loss: np.ndarray, init_loss: float | None, nbeta: float | None) -> dict[str, Any]:
+    """R-hat, bulk ESS and divergent chains of the draws streamed so far, by the engine's own functions.
+
+    Parameters
+    ----------
+    loss : np.ndarray, shape (chains, draws so far)
+    init_loss, nbeta : float or None
+        L(w*) and nβ (None until the engine reports them: no divergence count then).
+
+    Returns
+    -------
+    dict
+        ``draws``, ``rhat`` and ``ess`` (NaN with too few draws), ``divergent`` (chains, or None).
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    known = init_loss is not None and nbeta is not None
+    diverged = divergence(loss, init_loss, nbeta, None) >= 0 if known else None
+    settled = loss[~diverged] if diverged is not None and diverged.any() else loss
+    finite = settled.size > 0 and bool(np.isfinite(settled).all())
+    return {
+        "draws": int(loss.shape[1]),
+        "rhat": float(split_rhat(settled)) if finite else float("nan"),
+        "ess": float(bulk_ess(settled)) if finite else float("nan"),
+        "divergent": None if diverged is None else int(diverged.sum()),
+    }
 
 
 def trace_state(loss: np.ndarray, init_loss: float | None, nbeta: float | None, total_draws: int) -> dict[str, Any]:
@@ -118,3 +163,60 @@ def health_state(result: Any) -> dict[str, Any]:
         "llc_per_chain": np.asarray(result.llc_per_chain, np.float32),
         "partial": bool(result.partial),
     }
+
+
+def significant(value: Any, digits: int = DIGITS) -> Any:
+    """``value`` rounded to ``digits`` significant digits (None and non-numbers unchanged)."""
+    if value is None or isinstance(value, (bool, str)) or not np.isfinite(value):
+        return value
+    return float(f"{float(value):.{digits}g}") if isinstance(value, float) else value
+
+
+#: Columns of the run history: (name, how to read it from an LLCResult).
+HISTORY_COLUMNS = (
+    ("run", None),
+    ("sampler", lambda r: r.config.get("sampler")),
+    ("lr", lambda r: r.config.get("lr")),
+    ("nbeta", lambda r: float(r.nbeta)),
+    ("localization", lambda r: r.config.get("localization")),
+    ("chains", lambda r: int(r.loss_trace.shape[0])),
+    ("draws", lambda r: int(r.loss_trace.shape[1])),
+    ("burnin", lambda r: r.config.get("num_burnin_steps")),
+    ("seed", lambda r: r.config.get("seed")),
+    ("llc_mean", lambda r: float(r.llc_mean)),
+    ("llc_se", lambda r: float(r.llc_se)),
+    ("status", lambda r: r.diagnostics.status + (" (partial)" if r.partial else "")),
+    ("verdict", lambda r: r.diagnostics.verdict),
+)
+
+
+def history_rows(results: list[Any]) -> list[dict[str, Any]]:
+    """One row per run: its settings, λ̂ ± SE and verdict, numbers to :data:`DIGITS` significant digits."""
+    return [
+        {name: index if read is None else significant(read(res)) for name, read in HISTORY_COLUMNS}
+        for index, res in enumerate(results)
+    ]
+
+
+def history_csv(results: list[Any]) -> str:
+    """The run history as CSV text, one line per run (columns of :data:`HISTORY_COLUMNS`)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[name for name, _ in HISTORY_COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history_rows(results))
+    return out.getvalue()
+
+
+def mean_running_llc(result: Any, points: int = CURVE_POINTS) -> np.ndarray:
+    """The running estimate averaged over chains, every k-th draw so at most ``points``, float32 (points,)."""
+    curve = running_llc(result.loss_trace, result.init_loss, result.nbeta).mean(axis=0)
+    stride = max(1, -(-curve.size // points))
+    return curve[::stride].astype(np.float32)
+
+
+def history_state(results: list[Any]) -> dict[str, Any]:
+    """The history panel's data: ``rows`` (:func:`history_rows`), ``curves`` (:func:`mean_running_llc`
+    of each run), ``strides`` (draws between two curve points) and ``csv`` (:func:`history_csv`)."""
+    curves = [mean_running_llc(res) for res in results]
+    strides = [max(1, -(-res.loss_trace.shape[1] // CURVE_POINTS)) for res in results]
+    return {"rows": history_rows(results), "curves": curves, "strides": strides, "csv": history_csv(results)}

@@ -14,12 +14,29 @@ from devinterp_viz.engine.selection import describe_selection
 from devinterp_viz.engine.settings import SamplerSettings
 from devinterp_viz.widgets._base import DvzWidget
 from devinterp_viz.widgets._jobs import BackgroundJobs
-from devinterp_viz.widgets._sampler_state import LiveTrace, calibration_state, health_state, trace_state
+from devinterp_viz.widgets._sampler_state import (
+    LiveTrace,
+    calibration_state,
+    health_state,
+    history_csv,
+    history_state,
+    trace_state,
+)
 from devinterp_viz.widgets._settings import Choice, SettingError, check_setting, settings_traits
 from devinterp_viz.widgets._transport import PackedTrait, Throttle
 
 #: Run options the widget passes to the engine untouched (not controls).
 RUN_OPTIONS = ("device", "model_mode")
+#: The controls a new widget starts with where they differ from SamplerSettings' defaults: a step
+#: that equilibrates within a short run and the burn-in its localization time asks for
+#: (2 × 2/(lr·γ) = 40 steps at γ = 100, with margin). Measured healthy, 4 chains × 200–300 draws,
+#: on the deep linear network of notebooks/sampler_tuning.ipynb (seeds 0–2).
+WIDGET_DEFAULTS = {"lr": 1e-3, "num_burnin_steps": 100}
+#: The calibration grid a new widget starts with: it brackets WIDGET_DEFAULTS' step by a decade
+#: or two each way and nβ around the default batch_size / ln(batch_size), so on that network it
+#: shows both edges of the healthy region and recommends a setting.
+DEFAULT_GRID_LRS = [1e-5, 1e-4, 1e-3, 1e-2]
+DEFAULT_GRID_VALUES = [10.0, 30.0, 100.0]
 
 
 class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
@@ -73,19 +90,25 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         (n_values, n_lr, chains, draws), ``reasons``, ``cell_settings``, ``recommended``, ``done``, ``total``.
     selected_cell : list of int
         ``[i, j]`` of the picked calibration cell, or [].
+    history : dict (read-only)
+        Every run of this widget (``widget.runs``): see
+        :func:`~devinterp_viz.widgets._sampler_state.history_state`.
+    compared : list of int
+        Indices of the runs whose running LLCs the history panel overlays.
     """
 
     _view = traitlets.Unicode("SamplerWidget").tag(sync=True)
     _read_only = ("status", "activity", "error", "trace", "health", "calibration", "can_run", "selection",
-                  "setting_spec")
+                  "setting_spec", "history")
     _extra_kwargs = RUN_OPTIONS
 
     params = traitlets.Unicode("").tag(sync=True)
     grid_axis = Choice(tuple(AXES), "nbeta").tag(sync=True)
-    grid_lrs = traitlets.List(traitlets.Float(), default_value=[1e-6, 1e-5, 1e-4, 1e-3]).tag(sync=True)
-    grid_values = traitlets.List(traitlets.Float(), default_value=[1.0, 10.0, 100.0]).tag(sync=True)
+    grid_lrs = traitlets.List(traitlets.Float(), default_value=DEFAULT_GRID_LRS).tag(sync=True)
+    grid_values = traitlets.List(traitlets.Float(), default_value=DEFAULT_GRID_VALUES).tag(sync=True)
     tab = Choice(("run", "calibrate"), "run").tag(sync=True)
     selected_cell = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    compared = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
 
     can_run = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("idle").tag(sync=True)
@@ -95,6 +118,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     trace = PackedTrait()
     health = PackedTrait()
     calibration = PackedTrait()
+    history = PackedTrait()
 
     #: Pushes per second while a job streams (the budget: 10–30 Hz). The browser draws each push on
     #: the live canvas in a few ms; 30 leaves headroom over the 20 frames/s budget when pushes
@@ -116,7 +140,9 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         if params is not None:
             defaults["params"] = params
         self.model, self.data, self.loss_fn = model, data, loss_fn
+        defaults = {**WIDGET_DEFAULTS, **defaults}
         self.result = None
+        self.runs: list[Any] = []  # every LLCResult this widget ran or was shown, oldest first
         self.calibration_result = None
         self._live: LiveTrace | CalibrationResult | None = None  # what the throttle pushes while a job runs
         super().__init__(**defaults)
@@ -140,6 +166,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         if hasattr(result, "loss_trace"):
             widget._set_controls_from_config({**result.config, "nbeta": result.nbeta})
             widget._show_result(result)
+            widget._remember(result)
             widget.status = "stopped" if result.partial else "done"
         elif isinstance(result, CalibrationResult):
             widget.calibration_result = result
@@ -151,6 +178,33 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         else:
             raise TypeError(f"from_result expects an LLCResult or CalibrationResult, got {type(result).__name__}")
         return widget
+
+    # ----------------------------------------------------------------- history
+    def history_csv(self, path: Any = None) -> str:
+        """The run history as CSV (one line per run: settings, λ̂, its SE, verdict); also written to ``path`` if given."""
+        text = history_csv(self.runs)
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="") as file:
+                file.write(text)
+        return text
+
+    def clear_history(self) -> None:
+        """Forget every kept run (``widget.result`` stays)."""
+        self.runs = []
+        with self.hold_sync():
+            self.compared = []
+            self.history = history_state(self.runs)
+
+    @traitlets.validate("compared")
+    def _valid_compared(self, proposal: Any) -> list[int]:
+        bad = [i for i in proposal.value if not 0 <= i < len(self.runs)]
+        if bad:
+            raise SettingError(f"compared: no run {bad[0]} in the history (it has runs 0–{len(self.runs) - 1})")
+        return list(dict.fromkeys(proposal.value))
+
+    def _remember(self, result: Any) -> None:
+        self.runs.append(result)
+        self.history = history_state(self.runs)
 
     # ---------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
@@ -313,6 +367,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         self.result = result
         self._throttle.cancel()
         self._show_result(result)
+        self._remember(result)
 
     def _calibrate_job(self, settings: SamplerSettings, stop: Any) -> None:
         grid = {"lrs": list(self.grid_lrs), AXES[self.grid_axis]: list(self.grid_values)}

@@ -25,8 +25,21 @@ export function checkSetting(spec, text) {
   return { ok: true, value };
 }
 
+/**
+ * Call ``commit`` when a box's value is committed: on change (blur) and on Enter. In JupyterLab a
+ * text box in an output gets no change event from Enter (the notebook takes the key), so Enter
+ * is handled here.
+ */
+export function onCommit(input, commit) {
+  input.addEventListener("change", commit);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") commit();
+  });
+}
+
 const role = (name) => name.replaceAll("_", "-");
-const shown = (value) => (value === null || value === undefined ? "" : String(value));
+/** A setting's value as its box shows it: reals to 4 significant digits (nβ 21.71, not 21.71472409516259). */
+const shown = (value, kind) => (value === null || value === undefined ? "" : kind === "real" ? fmt(value, 4) : String(value));
 
 function markValid(input, check, hint) {
   input.classList.toggle("dvz-invalid", !check.ok);
@@ -41,7 +54,7 @@ function row(spec, ...controls) {
 function choiceControl(spec, sync) {
   const select = h("select", { role: role(spec.name), title: spec.hint, onchange: () => sync.now(spec.name, select.value) },
     spec.choices.map(([value, label]) => h("option", { value }, label)));
-  return { element: row(spec, select), update: (value) => { select.value = value; } };
+  return { element: row(spec, select), update: (value) => { select.value = value; } }; // a select is never invalid
 }
 
 /** A log-scale number: a slider over `log_range` decades and a text box, kept in step. */
@@ -56,16 +69,16 @@ function logControl(spec, sync) {
     sync.later(spec.name, fromSlider());
   });
   slider.addEventListener("change", () => sync.now(spec.name, fromSlider()));
-  text.addEventListener("change", () => {
+  onCommit(text, () => {
     const check = checkSetting(spec, text.value);
     markValid(text, check, spec.hint);
     if (!check.ok) return;
     slider.value = String(Math.log10(check.value));
     sync.now(spec.name, check.value);
   });
-  const update = (value) => {
-    if (document.activeElement !== slider) slider.value = String(Math.log10(value));
-    if (document.activeElement !== text) text.value = fmt(value);
+  const update = (value, force) => {
+    if (force || document.activeElement !== slider) slider.value = String(Math.log10(value));
+    if (force || document.activeElement !== text) text.value = fmt(value);
     markValid(text, { ok: true }, spec.hint);
   };
   return { element: row(spec, h("div", { class: "dvz-lr" }, slider, text)), update };
@@ -81,13 +94,13 @@ function numberControl(spec, sync) {
     placeholder: spec.optional ? "auto" : undefined,
     title: spec.hint,
   });
-  input.addEventListener("change", () => {
+  onCommit(input, () => {
     const check = checkSetting(spec, input.value);
     markValid(input, check, spec.hint);
     if (check.ok) sync.now(spec.name, check.value);
   });
-  const update = (value) => {
-    if (document.activeElement !== input) input.value = shown(value);
+  const update = (value, force) => {
+    if (force || document.activeElement !== input) input.value = shown(value, spec.kind);
     markValid(input, { ok: true }, spec.hint);
   };
   return { element: row(spec, input), update };
@@ -98,9 +111,10 @@ function numberControl(spec, sync) {
  * @param {object} model the widget model
  * @param {{now(name, value), later(name, value)}} sync how a control writes to Python (now, or debounced)
  * @param {string[]} [names]
- * @returns {{elements: HTMLElement[], names: string[], update(): void, disable(flag): void}} the controls (the `advanced` ones folded into a
+ * @returns {{elements: HTMLElement[], names: string[], update(): void, reset(): void, disable(flag): void}} the controls (the `advanced` ones folded into a
  *   "more settings" details element at the end); `update()` shows the model's values (except in a
- *   control the user is typing in) and clears invalid marks.
+ *   control the user is typing in) and clears invalid marks; `reset()` shows them in every control,
+ *   the focused one too (a job starts with the model's values, whatever was left typed).
  */
 export function settingControls(model, sync, names) {
   const specs = model.get("setting_spec") || [];
@@ -111,13 +125,16 @@ export function settingControls(model, sync, names) {
   });
   const main = controls.filter((c) => !c.advanced).map((c) => c.element);
   const more = controls.filter((c) => c.advanced).map((c) => c.element);
-  const folded = more.length ? [h("details", { class: "dvz-more", role: "more-settings" }, h("summary", {}, "more settings"), more)] : [];
+  const folded = more.length ? [h("details", { class: "dvz-more", role: "more-settings" }, h("summary", { title: "settings most runs leave at their defaults: thinning, batch size, seed" }, "more settings"), more)] : [];
   const elements = [...main, ...folded];
   return {
     elements,
     names: controls.map((c) => c.name),
     update() {
-      for (const c of controls) c.update(model.get(c.name));
+      for (const c of controls) c.update(model.get(c.name), false);
+    },
+    reset() {
+      for (const c of controls) c.update(model.get(c.name), true);
     },
     disable(flag) {
       for (const el of elements) for (const input of el.querySelectorAll("input, select")) input.disabled = flag;

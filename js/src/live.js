@@ -35,6 +35,18 @@ function tickLabel(value, step) {
   return String(Number(value.toFixed(Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9))))));
 }
 
+/** log10 of the positive values (others NaN: not drawn), for a panel on a log axis. */
+export function log10Of(ys) {
+  const out = new Float32Array(ys.length);
+  for (let i = 0; i < ys.length; i++) out[i] = ys[i] > 0 ? Math.log10(ys[i]) : NaN;
+  return out;
+}
+
+/** Tick label of a log panel, whose values are exponents: 10^k at whole k. */
+function logTickLabel(exponent) {
+  return exponent === 0 ? "1" : `1e${exponent}`;
+}
+
 /** [min, max] of the finite values of some arrays (null when there are none). */
 function extent(arrays, extra = []) {
   let lo = Infinity;
@@ -121,7 +133,8 @@ export class LiveLines {
   /**
    * Draw one frame. Returns true when the axes have settled (no easing frame is needed).
    * @param {object} frame  {theme, width, height, xMax, gd, legend: [{name, color}],
-   *   panels: [{series: [{y: Float32Array, color}], hlines: [{y, label}], note}]}
+   *   panels: [{series: [{y: Float32Array, color}], hlines: [{y, label}], note, log}]} — a ``log``
+   *   panel draws log10 of its values, ticked at powers of ten
    */
   draw({ theme, width, height, xMax, gd, legend = [], panels }) {
     const dpr = window.devicePixelRatio || 1;
@@ -141,7 +154,8 @@ export class LiveLines {
     const xTicks = niceTicks(0, xMax, geo.width, TICK_SPACING_PX.x);
     let settled = true;
 
-    panels.forEach((panel, index) => {
+    panels.forEach((given, index) => {
+      const panel = given.log ? toLog(given) : given;
       const box = geo.panels[index];
       const target = extent(panel.series.map((s) => s.y), (panel.hlines || []).map((l) => l.y));
       let range = this.shown[index];
@@ -165,14 +179,14 @@ export class LiveLines {
         ctx.moveTo(px, box.top);
         ctx.lineTo(px, box.top + box.height);
       }
-      const yTicks = range ? niceTicks(lo, hi, box.height, TICK_SPACING_PX.y) : { values: [] };
+      const yTicks = !range ? { values: [] } : panel.log ? logTicks(lo, hi) : niceTicks(lo, hi, box.height, TICK_SPACING_PX.y);
       for (const y of yTicks.values) {
         const py = Math.round(yOf(y)) + 0.5;
         ctx.moveTo(geo.left, py);
         ctx.lineTo(geo.left + geo.width, py);
       }
       ctx.stroke();
-      if (range && lo < 0 && hi > 0) {
+      if (range && !panel.log && lo < 0 && hi > 0) {
         ctx.strokeStyle = theme.axis;
         ctx.beginPath();
         ctx.moveTo(geo.left, Math.round(yOf(0)) + 0.5);
@@ -183,7 +197,7 @@ export class LiveLines {
       ctx.fillStyle = theme.font;
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
-      for (const y of yTicks.values) ctx.fillText(tickLabel(y, yTicks.step), geo.left - 4, yOf(y));
+      for (const y of yTicks.values) ctx.fillText(panel.log ? logTickLabel(y) : tickLabel(y, yTicks.step), geo.left - 4, yOf(y));
       if (index === panels.length - 1) {
         ctx.textAlign = "center";
         ctx.textBaseline = "top";
@@ -196,7 +210,7 @@ export class LiveLines {
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
       ctx.font = `12px ${theme.fontFamily}`;
-      ctx.fillText(this.spec.panels[index].title, 0, 0);
+      ctx.fillText(this.spec.panels[index].title + (panel.log ? " (log)" : ""), 0, 0);
       ctx.restore();
 
       // data, clipped to the panel
@@ -256,6 +270,25 @@ export class LiveLines {
   destroy() {
     this.canvas.remove();
   }
+}
+
+/** A panel with its values and lines as log10 (``log`` kept). */
+function toLog(panel) {
+  return {
+    ...panel,
+    series: panel.series.map((s) => ({ ...s, y: log10Of(s.y) })),
+    hlines: (panel.hlines || []).filter((l) => l.y > 0).map((l) => ({ ...l, y: Math.log10(l.y) })),
+  };
+}
+
+/** Whole exponents inside [lo, hi] (at most about 8, thinned). */
+function logTicks(lo, hi) {
+  const first = Math.ceil(lo);
+  const last = Math.floor(hi);
+  const every = Math.max(1, Math.ceil((last - first + 1) / 8));
+  const values = [];
+  for (let k = first; k <= last; k += every) values.push(k);
+  return { values, step: every };
 }
 
 /** Stroke one series, min-max decimated to ~1 point pair per pixel column, broken at NaN. */

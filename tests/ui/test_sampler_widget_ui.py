@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -148,6 +149,11 @@ def test_sampler_widget_live_in_jupyterlab(lab, page):
         kept = kernel_eval(client, "w.result.num_draws")
         assert 20 < kept < 1_000_000
         assert f"kept {kept} draws" in page.inner_text(role("status"))
+        # the kept draws fill the loss panel (no range left over from the figure drawn before the run)
+        low, high = kernel_eval(client, "[float(w.result.loss_trace.min()), float(w.result.loss_trace.max())]")
+        page.wait_for_function(f"{q(role('trace-plot'))}._fullLayout.yaxis.range[1] < {high + 2 * (high - low)}")
+        y0, y1 = page.evaluate(f"{q(role('trace-plot'))}._fullLayout.yaxis.range")
+        assert y0 <= low and y1 >= high, (y0, y1, low, high)
         shot(page, "03-stopped")
 
         # --- dark theme: the plot follows JupyterLab's theme
@@ -180,12 +186,13 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         # unhealthy cells (lr = 0.1 diverges) are marked
         assert kernel_eval(client, "w.calibration['healthy'][:, 3].tolist()") == [0.0, 0.0, 0.0]
         # every computed cell shows its number; a cross after it marks the untrusted ones, none hides it
-        texts = page.evaluate(f"{q(role('heatmap'))}.data[0].text")
+        # the estimates' layer and the layer of cells without a finite estimate: each cell's text is in one
+        texts = page.evaluate(f"(() => {{ const [a, b] = {q(role('heatmap'))}.data; return a.text.map((r, i) => r.map((t, j) => t || (b ? b.text[i][j] : ''))); }})()")
         healthy = kernel_eval(client, "w.calibration['healthy'].tolist()")
         for row_text, row_healthy in zip(texts, healthy):
             for text, ok in zip(row_text, row_healthy):
                 assert text and (text.endswith("✕") != bool(ok)), (text, ok)
-        assert page.evaluate(f"{q(role('heatmap'))}.data.length") == 1  # no markers drawn over the values
+        assert page.evaluate(f"{q(role('heatmap'))}.data.every((d) => d.type === 'heatmap')")  # no markers drawn over the values
         shot(page, "05-calibration")
         # click the cell (nbeta=10, lr=1e-3): value row 1, lr column 2
         x, y = page.evaluate(
@@ -277,3 +284,268 @@ def _wait_python(client, expression, predicate, timeout=15.0):
         if predicate(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.2)
+
+
+SETUP_FAKE_DEFAULTS = IMPORT_FAKES + """
+import torch
+from devinterp_viz.widgets import SamplerWidget
+from tests.widget_fakes import FakeEngine, install
+install(FakeEngine(seconds_per_draw=0.0005))
+w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=200)
+w
+"""
+
+
+def kernel_exec(client, code: str) -> None:
+    reply = client.execute_interactive(code, timeout=30)
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def switch_theme(page, name: str) -> None:
+    page.click(".lm-MenuBar-itemLabel:text-is('Settings')")
+    page.hover(".lm-Menu-itemLabel:text-is('Theme')")
+    page.click(f".lm-Menu-itemLabel:text-is('JupyterLab {name}')")
+    page.wait_for_selector(f"{ROOT}[data-dvz-theme='{name.lower()}']", timeout=30_000)
+
+
+# every visible control with no tooltip (plotly's mode bar buttons carry theirs in data-title)
+UNTITLED_CONTROLS = f"""[...document.querySelectorAll({json.dumps(ROOT + ' input, ' + ROOT + ' select, ' + ROOT + ' button, ' + ROOT + ' summary')})]
+    .filter((el) => el.offsetParent !== null && !(el.title || el.closest('[title]')?.title || el.dataset.title))
+    .map((el) => el.dataset.dvzRole || el.outerHTML.slice(0, 80))"""
+
+
+def axis_type(panel: str) -> str:
+    return f"{q(role('trace-plot'))}._fullLayout.{panel}.type"
+
+
+def test_empty_state_tooltips_log_axis_hover_zoom_and_fields(lab, page):
+    name = write_notebook(lab, "sampler_states.ipynb", SETUP_FAKE_DEFAULTS)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        # --- a new widget: both panels framed, and a message saying what Run will draw
+        page.wait_for_function(f"{q(role('trace-plot'))}._fullLayout !== undefined")
+        subplots = page.evaluate(f"[...{q(role('trace-plot'))}.querySelectorAll('.cartesianlayer .subplot')].map((s) => s.classList[1])")
+        assert sorted(subplots) == ["x2y2", "xy"], subplots
+        assert "Press ▶ Run" in page.text_content(f"{role('trace-plot')} .annotation")
+        assert "no run yet" in page.inner_text(role("verdict"))
+        assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range") == [0, 199]  # the draws Run will take
+        # --- every control says what it does
+        untitled = page.evaluate(UNTITLED_CONTROLS)
+        assert untitled == [], untitled
+        page.click(role("tab-calibrate"))
+        untitled = page.evaluate(UNTITLED_CONTROLS)
+        assert untitled == [], untitled
+        page.click(role("tab-run"))
+        shot(page, "09-empty-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function(f"{plot_background_luminance(role('trace-plot'))} < 0.3", timeout=30_000)
+        shot(page, "09-empty-dark")
+        switch_theme(page, "Light")
+
+        # --- nβ as the engine computes it shows to 4 significant digits
+        kernel_exec(client, "import math; w.nbeta = 100 / math.log(100)")
+        page.wait_for_function(f"{q(role('nbeta'))}.value === '21.71'")
+
+        # --- an invalid lr is marked; Run resets the fields to Python's values and clears the mark
+        page.fill(role("lr-value"), "0")
+        page.press(role("lr-value"), "Enter")
+        assert "dvz-invalid" in page.get_attribute(role("lr-value"), "class")
+        page.click(role("run"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
+        assert page.input_value(role("lr-value")) == "0.001" == str(kernel_eval(client, "w.lr"))
+        assert "dvz-invalid" not in page.get_attribute(role("lr-value"), "class")
+
+        # --- hover on the finished figure names the chain, draw and loss; a drag zooms
+        page.wait_for_function(f"{q(role('trace-plot'))}.data.length === 8")
+        x, y = page.evaluate(f"""(() => {{
+            const gd = {q(role('trace-plot'))}, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const box = gd.getBoundingClientRect(), trace = gd.data[0];
+            return [box.left + xa._offset + xa.c2p(trace.x[100]), box.top + ya._offset + ya.c2p(trace.y[100])];
+        }})()""")
+        page.mouse.move(x, y)
+        page.wait_for_selector(f"{role('trace-plot')} .hoverlayer .hovertext", timeout=10_000)
+        hover = page.text_content(f"{role('trace-plot')} .hoverlayer")
+        assert "chain" in hover and "draw" in hover and "loss" in hover, hover
+        before = page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis.range.slice()")
+        page.mouse.move(x - 120, y - 30)
+        page.mouse.down()
+        page.mouse.move(x - 40, y + 30, steps=5)
+        page.mouse.up()
+        page.wait_for_function(f"{q(role('trace-plot'))}._fullLayout.xaxis.range[1] < {before[1] * 0.9}")
+
+        # --- a diverged run: log y by itself, and the user's choice of scale wins
+        assert page.evaluate(axis_type("yaxis")) == "linear"
+        kernel_exec(client, "w.lr = 0.5")
+        page.click(role("run"))
+        page.wait_for_selector(f"{role('verdict')}[data-healthy='false']", timeout=60_000)
+        page.wait_for_function(f"{axis_type('yaxis')} === 'log'")
+        span = page.evaluate(f"{q(role('trace-plot'))}._fullLayout.yaxis.range")
+        assert span[1] - span[0] > 10, span  # decades, every one of them readable
+        shot(page, "10-diverged-log")
+        page.select_option(role("y-scale"), "linear")
+        page.wait_for_function(f"{axis_type('yaxis')} === 'linear'")
+        page.select_option(role("y-scale"), "log")
+        page.wait_for_function(f"{axis_type('yaxis')} === 'log'")
+        page.select_option(role("y-scale"), "auto")
+
+        # --- smoothing: the loss lines are an EMA, the raw draws stay faint underneath
+        kernel_exec(client, "w.lr = 1e-3")
+        page.click(role("run"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
+        page.wait_for_function(f"{q(role('trace-plot'))}.data.length === 8")
+        slider = page.locator(role("smoothing"))
+        box = slider.bounding_box()
+        slider.click(position={"x": box["width"] * 0.9, "y": box["height"] / 2})
+        page.wait_for_function(f"{q(role('trace-plot'))}.data.length === 12")
+        raw, smooth = page.evaluate(f"(() => {{ const d = {q(role('trace-plot'))}.data; return [Array.from(d[0].y), Array.from(d[1].y)]; }})()")
+        import numpy as np
+
+        assert np.std(np.diff(smooth)) < 0.5 * np.std(np.diff(raw)), "the smoothed line is not smoother"
+        assert kernel_eval(client, "float(w.result.llc_mean)") == pytest.approx(
+            kernel_eval(client, "float(w.runs[-1].llc_mean)"))  # display only: the result is untouched
+        shot(page, "11-smoothing")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+
+
+def test_run_history_table_compare_and_csv(lab, page):
+    name = write_notebook(lab, "sampler_history.ipynb", SETUP_FAKE_DEFAULTS)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        assert page.locator(role("history")).is_hidden()  # nothing to list yet
+        for k, lr in enumerate(("0.001", "0.003", "0.5")):
+            page.fill(role("lr-value"), lr)
+            page.press(role("lr-value"), "Enter")  # Enter commits the box
+            _wait_python(client, "w.lr", lambda v, lr=lr: v == float(lr))
+            page.click(role("run"))
+            _wait_python(client, "len(w.runs)", lambda v, k=k: v == k + 1, timeout=60)
+            page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
+        page.wait_for_function(f"{q(role('history-table'))}.querySelectorAll('tbody tr').length === 3")
+        rows = kernel_eval(client, "w.history['rows']")
+        cells = page.evaluate(f"[...{q(role('history-table'))}.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent))")
+        for row, shown in zip(rows, cells):
+            assert shown[3] == f"{row['lr']:g}" and shown[-1] == row["status"]
+            assert shown[-2].startswith(f"{row['llc_mean']:.4g} ± " if math.isfinite(row["llc_mean"]) else "– ± –"), shown
+        # tick two runs: their running LLCs overlay
+        page.check(role("compare-0"))
+        page.check(role("compare-1"))
+        assert _wait_python(client, "w.compared", lambda v: v == [0, 1]) == [0, 1]
+        page.wait_for_function(f"!{q(role('compare-plot'))}.hidden && {q(role('compare-plot'))}.data?.length === 2")
+        last = page.evaluate(f"{q(role('compare-plot'))}.data.map((d) => d.y[d.y.length - 1])")
+        expected = kernel_eval(client, "[float(w.runs[i].llc_mean) for i in (0, 1)]")
+        assert last == pytest.approx(expected, rel=1e-4)
+        page.locator(role("compare-plot")).scroll_into_view_if_needed()
+        shot(page, "12-history-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function(f"{plot_background_luminance(role('compare-plot'))} < 0.3", timeout=30_000)
+        shot(page, "12-history-dark")
+        switch_theme(page, "Light")
+        # export CSV: the download is the Python method's text
+        with page.expect_download() as download:
+            page.click(role("export-csv"))
+        text = Path(download.value.path()).read_text()
+        assert text == kernel_eval(client, "w.history_csv()") and text.count("\n") == 4
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+
+
+def test_live_diagnostics_stream_and_stop_ends_a_bad_run(lab, page):
+    name = write_notebook(lab, "sampler_live_health.ipynb", SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000"))
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        page.click(role("run"))
+        page.wait_for_function(f"!{q(role('live-health'))}.hidden && /R-hat\\s*\\d/.test({q(role('live-health'))}.innerText)", timeout=60_000)
+        live = kernel_eval(client, "{k: v for k, v in w.trace['live'].items()}")
+        assert live["draws"] > 0 and live["divergent"] == 0
+        text = page.inner_text(role("live-health"))
+        assert "ESS" in text and "divergent" in text and "0/4" in text
+        shot(page, "13-live-health")
+        page.click(role("stop"))
+        page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        assert kernel_eval(client, "w.result.partial") is True
+        assert 0 < kernel_eval(client, "w.result.num_draws") < 3000
+        page.wait_for_function(f"{q(role('live-health'))}.hidden")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+
+
+SETUP_FAKE_NO_RECOMMENDATION = IMPORT_FAKES + """
+import torch
+from devinterp_viz.widgets import SamplerWidget
+from tests.widget_fakes import FakeEngine, install
+install(FakeEngine())
+w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=100,
+                  grid_lrs=[0.1, 0.5], grid_values=[10.0])
+w
+"""
+
+
+def test_no_recommendation_is_not_styled_as_success(lab, page):
+    name = write_notebook(lab, "sampler_no_rec.ipynb", SETUP_FAKE_NO_RECOMMENDATION)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        page.click(role("tab-calibrate"))
+        page.click(role("calibrate"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
+        page.wait_for_selector(f"{role('recommended')}[data-state='none']")
+        assert kernel_eval(client, "w.calibration['recommended']") is None
+        assert "no recommendation" in page.inner_text(role("recommended"))
+        colour = page.evaluate(f"getComputedStyle({q(role('recommended'))}).color")
+        success = page.evaluate("getComputedStyle(document.body).getPropertyValue('--jp-success-color1')")
+        probe = page.evaluate(f"(() => {{ const s = document.createElement('span'); s.style.color = {json.dumps(success)} || '#388e3c'; document.body.append(s); const c = getComputedStyle(s).color; s.remove(); return c; }})()")
+        assert colour != probe, f"'no recommendation' is drawn in the success colour {colour}"
+        assert page.locator(role("use-recommended")).is_hidden()
+        # every cell diverged: each still shows that it ran and is not trusted
+        page.wait_for_function(f"[...{q(role('heatmap'))}.querySelectorAll('text')].filter((t) => t.textContent === 'n/a ✕').length === 2")
+        shot(page, "14-no-recommendation")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+
+
+SETUP_NOTEBOOK_NETWORK = """
+import torch
+torch.set_num_threads(1)
+from devinterp_viz.widgets import SamplerWidget
+from devinterp_viz.zoo.dln import make_dln_data, mse_loss, true_parameter_dln
+torch.manual_seed(0)
+model = true_parameter_dln([6, 4, 6], rank=2)  # as in notebooks/sampler_tuning.ipynb
+data = make_dln_data(model, num_examples=2000, noise=0.1)
+w = SamplerWidget(model, data, mse_loss, batch_size=100, num_chains=4, num_draws=300)
+w
+"""
+
+
+def test_defaults_run_healthy_and_the_default_grid_recommends_on_the_notebooks_network(lab, page):
+    name = write_notebook(lab, "sampler_defaults.ipynb", SETUP_NOTEBOOK_NETWORK)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        page.click(role("run"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=120_000)
+        page.wait_for_selector(f"{role('verdict')}[data-healthy='true']", timeout=30_000)
+        assert page.inner_text(role("next-step")) == ""  # a healthy first run gives no advice
+        assert kernel_eval(client, "w.result.diagnostics.status") == "healthy"
+        page.click(role("tab-calibrate"))
+        page.click(role("calibrate"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=300_000)
+        page.wait_for_selector(f"{role('recommended')}[data-state='recommended']")
+        healthy = kernel_eval(client, "[[h for h, lr in zip(row, w.calibration['lrs']) if lr in w.grid_lrs] for row in w.calibration['healthy'].tolist()]")
+        cells = [h for row in healthy for h in row]
+        assert len(cells) == 12 and sum(cells) >= 6, healthy  # most of the default grid is usable ...
+        assert 0 < sum(cells) < 12  # ... and it shows where the settings stop working
+        shot(page, "15-default-grid-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function(f"{plot_background_luminance(role('heatmap'))} < 0.3", timeout=30_000)
+        shot(page, "15-default-grid-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "Light")

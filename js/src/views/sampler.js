@@ -6,13 +6,14 @@
 // are drawn on a canvas (live.js, a few ms a frame); when it ends, as the interactive plotly figure.
 
 import { decode, emptyArray } from "../codec.js";
-import { settingControls } from "../controls.js";
-import { debounce, field, fmt, h, parseNumbers } from "../dom.js";
+import { onCommit, settingControls } from "../controls.js";
+import { debounce, field, fmt, h } from "../dom.js";
 import { LiveLines } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
-import { calibrationFigure, healthMetrics, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
@@ -48,30 +49,36 @@ export function renderSampler({ model, el }) {
     flushAll(); // Python must see the latest controls before it acts
     model.send(message);
   }
+  function startJob(type) {
+    send({ type });
+    settings.reset(); // the job runs with Python's values: show them, and no stale invalid mark
+  }
 
   // ------------------------------------------------------------------ controls
   const settings = settingControls(model, { now: syncNow, later: syncLater });
 
-  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)" });
-  paramsInput.addEventListener("change", () => syncNow("params", paramsInput.value.trim()));
+  const PARAMS_HINT = "parameter names or globs that move, comma separated; empty = every weight";
+  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)", title: PARAMS_HINT });
+  onCommit(paramsInput, () => syncNow("params", paramsInput.value.trim()));
   const selectionSummary = h("div", { class: "dvz-muted dvz-small", role: "selection-summary" });
 
-  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", onclick: () => send({ type: "run" }) }, "▶ Run");
-  const stopButton = h("button", { role: "stop", class: "dvz-button", onclick: () => send({ type: "stop" }) }, "■ Stop");
+  const RUN_HINT = "sample with these settings in the background; the traces stream in and the verdict comes when it ends";
+  const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", title: RUN_HINT, onclick: () => startJob("run") }, "▶ Run");
+  const stopButton = h("button", { role: "stop", class: "dvz-button", title: "stop the running job; the draws so far are kept as a partial result", onclick: () => send({ type: "stop" }) }, "■ Stop");
 
   const controls = h(
     "div",
     { class: "dvz-controls" },
     settings.elements,
-    field("weights that move", paramsInput, "parameter names or globs that move, comma separated; empty = every weight"),
+    field("weights that move", paramsInput, PARAMS_HINT),
     selectionSummary,
     h("div", { class: "dvz-buttons" }, runButton, stopButton),
   );
 
   // ------------------------------------------------------------------ header, tabs
   const statusBadge = h("span", { class: "dvz-status", role: "status" });
-  const tabRun = h("button", { role: "tab-run", class: "dvz-tab", onclick: () => syncNow("tab", "run") }, "Run");
-  const tabCal = h("button", { role: "tab-calibrate", class: "dvz-tab", onclick: () => syncNow("tab", "calibrate") }, "Calibrate");
+  const tabRun = h("button", { role: "tab-run", class: "dvz-tab", title: "one run: its traces, verdict and the history of runs", onclick: () => syncNow("tab", "run") }, "Run");
+  const tabCal = h("button", { role: "tab-calibrate", class: "dvz-tab", title: "a grid of step sizes × nβ (or localization): which settings give a healthy estimate", onclick: () => syncNow("tab", "calibrate") }, "Calibrate");
   const header = h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "LLC sampler"), h("div", { class: "dvz-tabs" }, tabRun, tabCal), statusBadge);
   const errorBox = h("div", { class: "dvz-error", role: "error", hidden: true });
 
@@ -79,52 +86,47 @@ export function renderSampler({ model, el }) {
   const tracePlot = h("div", { class: "dvz-plot", role: "trace-plot" });
   const traceBox = h("div", { class: "dvz-plot-box" }, tracePlot);
   const live = new LiveLines(traceBox, { panels: TRACE_PANELS, xTitle: "draw", margin: TRACE_MARGIN });
+  const view = { yScale: "auto", smoothing: 0 }; // display-only options of the trace plot (not synced: they change no number)
+  const plotOptions = tracePlotOptions(view, () => drawTraces());
+  const liveHealth = liveHealthLine();
   const verdict = h("div", { class: "dvz-verdict", role: "verdict" });
   const metrics = h("div", { class: "dvz-metrics", role: "metrics" });
   const reasons = h("ul", { class: "dvz-reasons", role: "reasons" });
   const nextStep = h("div", { class: "dvz-next-step", role: "next-step" });
   const warnings = h("ul", { class: "dvz-warnings", role: "warnings" });
-  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, metrics, reasons, nextStep, warnings);
-  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, traceBox, healthPanel);
+  const warningsTitle = h("div", { class: "dvz-muted dvz-small", role: "warnings-title", hidden: true }, "also noted (does not change the verdict or the next step):");
+  const healthPanel = h("div", { class: "dvz-health", role: "health" }, verdict, liveHealth.element, metrics, reasons, nextStep, warningsTitle, warnings);
+  const history = historyPanel(model, { now: syncNow }, () => theme);
+  const runPane = h("div", { class: "dvz-pane", role: "run-pane" }, plotOptions, traceBox, healthPanel, history.element);
 
   // ------------------------------------------------------------------ calibrate tab
   const axisSelect = h(
     "select",
-    { role: "grid-axis", onchange: () => syncNow("grid_axis", axisSelect.value) },
+    { role: "grid-axis", title: "what the grid sweeps against the step size: nβ (inverse temperature) or the localization γ", onchange: () => syncNow("grid_axis", axisSelect.value) },
     h("option", { value: "nbeta" }, "lr × nβ"),
     h("option", { value: "localization" }, "lr × localization"),
   );
-  const gridInput = (name, role) => {
-    const input = h("input", { type: "text", role, size: 22 });
-    input.addEventListener("change", () => {
-      const values = parseNumbers(input.value);
-      const ok = values !== null && values.every((v) => (name === "grid_lrs" || model.get("grid_axis") === "nbeta" ? v > 0 : v >= 0));
-      input.classList.toggle("dvz-invalid", !ok);
-      input.title = ok ? "" : "comma-separated numbers" + (name === "grid_lrs" ? " > 0" : "");
-      if (ok) syncNow(name, values);
-    });
-    return input;
-  };
-  const gridLrs = gridInput("grid_lrs", "grid-lrs");
-  const gridValues = gridInput("grid_values", "grid-values");
+  const gridLrs = gridInput(model, "grid_lrs", "grid-lrs", syncNow);
+  const gridValues = gridInput(model, "grid_values", "grid-values", syncNow);
   const gridValuesLabel = h("span", { class: "dvz-label" }, "values");
-  const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", onclick: () => send({ type: "calibrate" }) }, "▶ Calibrate");
+  const CALIBRATE_HINT = "run every cell of the grid with the other settings, refine around the healthy region and recommend a confirmed setting";
+  const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", title: CALIBRATE_HINT, onclick: () => startJob("calibrate") }, "▶ Calibrate");
   const gridProgress = h("span", { class: "dvz-muted", role: "grid-progress" });
   const heatmap = h("div", { class: "dvz-plot dvz-heatmap", role: "heatmap" });
   const cellInfo = h("div", { class: "dvz-cell-info", role: "cell-info" }, "Pick a cell of the grid to see its chains.");
   const cellPlot = h("div", { class: "dvz-plot dvz-cell-plot", role: "cell-plot" });
-  const useCell = h("button", { role: "use-cell", class: "dvz-button", disabled: true }, "use these");
+  const useCell = h("button", { role: "use-cell", class: "dvz-button", disabled: true, title: "copy this cell's step size, nβ (or localization) and burn-in into the controls" }, "use these");
   const recommended = h("div", { class: "dvz-recommended", role: "recommended" });
-  const useRecommended = h("button", { role: "use-recommended", class: "dvz-button", hidden: true, onclick: () => send({ type: "use_recommended" }) }, "use recommended");
+  const useRecommended = h("button", { role: "use-recommended", class: "dvz-button", hidden: true, title: "copy the recommended step size, nβ (or localization), burn-in and draws into the controls", onclick: () => send({ type: "use_recommended" }) }, "use recommended");
   const calPane = h(
     "div",
     { class: "dvz-pane", role: "calibrate-pane" },
     h(
       "div",
       { class: "dvz-grid-controls" },
-      field("grid", axisSelect),
-      h("label", { class: "dvz-field" }, h("span", { class: "dvz-label" }, "step sizes"), gridLrs),
-      h("label", { class: "dvz-field" }, gridValuesLabel, gridValues),
+      field("grid", axisSelect, axisSelect.title),
+      h("label", { class: "dvz-field", title: gridLrs.title }, h("span", { class: "dvz-label" }, "step sizes"), gridLrs),
+      h("label", { class: "dvz-field", title: gridValues.title }, gridValuesLabel, gridValues),
       calibrateButton,
       gridProgress,
     ),
@@ -188,9 +190,9 @@ export function renderSampler({ model, el }) {
     statusBadge.textContent = text;
     statusBadge.dataset.status = status;
     root.dataset.status = status;
-    for (const b of [runButton, calibrateButton]) {
+    for (const [b, hint] of [[runButton, RUN_HINT], [calibrateButton, CALIBRATE_HINT]]) {
       b.disabled = !canRun || busy;
-      b.title = canRun ? "" : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
+      b.title = canRun ? hint : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
     }
     stopButton.disabled = !busy || status === "stopping";
     settings.disable(busy);
@@ -225,6 +227,7 @@ export function renderSampler({ model, el }) {
 
   const isStreaming = () => model.get("activity") === "run" && (model.get("status") === "running" || model.get("status") === "stopping");
   let liveRun = null; // [chains, total draws, draws so far] on the canvas; a new run starts fresh axes
+  let liveLog = null; // [loss panel, LLC panel] on log y, as last drawn
 
   // the canvas, while a run streams: ~1–3 ms a frame
   function drawLive(trace, counted) {
@@ -238,6 +241,11 @@ export function renderSampler({ model, el }) {
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
     const color = (c) => theme.chains[c % theme.chains.length];
     const range = Array.from({ length: chains }, (_, c) => c);
+    const lossRows = range.map((c) => loss.at(c).data);
+    const llcRows = llc ? range.map((c) => llc.at(c).data) : [];
+    const [logLoss, logLlc] = logPanels(view.yScale, lossRows, llcRows);
+    if (liveLog && (liveLog[0] !== logLoss || liveLog[1] !== logLlc)) live.reset(); // other axes: no easing across
+    liveLog = [logLoss, logLlc];
     const settled = live.draw({
       theme,
       width: tracePlot.offsetWidth,
@@ -246,8 +254,8 @@ export function renderSampler({ model, el }) {
       gd: tracePlot,
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
-        { series: range.map((c) => ({ y: loss.at(c).data, color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [] },
-        { series: llc ? range.map((c) => ({ y: llc.at(c).data, color: color(c) })) : [], note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null },
+        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
+        { series: llcRows.map((y, c) => ({ y, color: color(c) })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
       ],
     });
     live.show();
@@ -271,7 +279,8 @@ export function renderSampler({ model, el }) {
     const loss = trace.loss ?? emptyArray();
     const lossArray = loss.shape.length === 2 ? loss : { shape: [0, 0], at: () => ({ data: [] }) };
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
-    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws);
+    const options = { yScale: view.yScale, smoothing: view.smoothing, empty: EMPTY_TRACE_TEXT };
+    const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws ?? model.get("num_draws"), options);
     const started = performance.now();
     react(tracePlot, data, layout);
     live.hide();
@@ -280,10 +289,6 @@ export function renderSampler({ model, el }) {
   });
 
   // ------------------------------------------------------------------ health
-  function metric([label, value, title]) {
-    return h("div", { class: "dvz-metric", title }, h("div", { class: "dvz-metric-label" }, label), h("div", { class: "dvz-metric-value" }, value));
-  }
-
   function updateHealth() {
     const health = decode(model.get("health")) || {};
     const status = model.get("status");
@@ -291,9 +296,10 @@ export function renderSampler({ model, el }) {
     reasons.replaceChildren();
     warnings.replaceChildren();
     nextStep.textContent = "";
+    warningsTitle.hidden = true;
     if (health.verdict === undefined) {
       const busy = status === "running" || status === "stopping";
-      verdict.textContent = busy && model.get("activity") === "run" ? "sampling… the verdict comes when the run ends" : "no run yet: press Run";
+      verdict.textContent = busy && model.get("activity") === "run" ? "sampling… the verdict comes when the run ends" : "no run yet: press ▶ Run";
       verdict.dataset.healthy = "";
       return;
     }
@@ -303,7 +309,10 @@ export function renderSampler({ model, el }) {
     metrics.append(...healthMetrics(health).map(metric));
     for (const r of health.reasons || []) reasons.append(h("li", {}, r));
     for (const w of health.warnings || []) warnings.append(h("li", {}, w));
+    warningsTitle.hidden = !(health.warnings || []).length;
   }
+
+  const updateLiveHealth = () => liveHealth.update(decode(model.get("trace")) || {}, isStreaming());
 
   // ------------------------------------------------------------------ calibration
   let selected = null; // [i, j] shown in the cell panel
@@ -332,7 +341,7 @@ export function renderSampler({ model, el }) {
       });
     }
     if (cal.recommended) {
-      const rec = cal.recommended;
+      const rec = cal.recommended; // the ring on the heatmap marks this cell
       recommended.dataset.state = "recommended";
       recommended.textContent = `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "");
       useRecommended.hidden = isStatic;
@@ -340,7 +349,7 @@ export function renderSampler({ model, el }) {
       const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
       const finishedCalibration = model.get("status") === "done" && model.get("activity") === "calibrate";
       recommended.dataset.state = finishedCalibration ? "none" : "";
-      recommended.textContent = finishedCalibration ? `no recommendation: ${why}` : "";
+      recommended.textContent = finishedCalibration ? `⚠ no recommendation: ${why}` : "";
       useRecommended.hidden = true;
     }
     drawCell(cal);
@@ -391,6 +400,7 @@ export function renderSampler({ model, el }) {
   const redrawThemed = () => {
     drawTraces();
     drawCalibration();
+    history.draw();
   };
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed));
 
@@ -404,6 +414,8 @@ export function renderSampler({ model, el }) {
   on("status activity error can_run trace calibration", updateStatus);
   on("trace health status activity", drawTraces);
   on("health status", updateHealth);
+  on("trace status activity", updateLiveHealth);
+  on("history compared", history.draw);
   on("tab", updateTab);
   on("calibration", drawCalibration);
   on("selected_cell", () => {
@@ -411,7 +423,7 @@ export function renderSampler({ model, el }) {
     selected = cell && cell.length === 2 ? cell : null;
     drawCalibration();
   });
-  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration));
+  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration), history.watch());
 
   const initialCell = model.get("selected_cell");
   selected = initialCell && initialCell.length === 2 ? initialCell : null;
@@ -419,6 +431,8 @@ export function renderSampler({ model, el }) {
   updateSelection();
   updateStatus();
   updateHealth();
+  updateLiveHealth();
+  history.draw();
   updateTab();
   root.dataset.dvzReady = "1";
 
@@ -426,6 +440,7 @@ export function renderSampler({ model, el }) {
     disposers.forEach((dispose) => dispose());
     flushAll();
     for (const plot of [tracePlot, heatmap, cellPlot]) purge(plot);
+    history.dispose();
     live.destroy();
   };
 }

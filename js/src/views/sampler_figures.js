@@ -20,6 +20,71 @@ function drawIndex(n) {
   return xsCache.xs;
 }
 
+/** Ratio of the largest to the smallest positive finite value above which a panel is drawn on log y. */
+export const LOG_SPAN = 1e3;
+
+/**
+ * TensorBoard's smoothing: an exponential moving average with weight ``weight`` in [0, 1), debiased
+ * so the first points are not pulled towards 0; NaN (not drawn yet) passes through. Display only.
+ * @param {ArrayLike<number>} ys
+ * @param {number} weight 0 = the raw values
+ * @returns {ArrayLike<number>}
+ */
+export function ema(ys, weight) {
+  if (!(weight > 0)) return ys;
+  const out = new Float32Array(ys.length);
+  let last = 0;
+  let count = 0;
+  for (let i = 0; i < ys.length; i++) {
+    const v = ys[i];
+    if (!Number.isFinite(v)) {
+      out[i] = v;
+      continue;
+    }
+    last = last * weight + (1 - weight) * v;
+    count += 1;
+    out[i] = last / (1 - weight ** count);
+  }
+  return out;
+}
+
+/** Whether the positive finite values of some arrays span more than ``LOG_SPAN`` (a log axis shows them). */
+export function spansDecades(arrays) {
+  let lo = Infinity;
+  let hi = 0;
+  for (const ys of arrays) {
+    for (let i = 0; i < ys.length; i++) {
+      const v = ys[i];
+      if (v > 0 && v < Infinity) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    }
+  }
+  return hi > 0 && hi / lo > LOG_SPAN;
+}
+
+/** Whether every finite value is positive (a log axis drops the others). */
+export function allPositive(arrays) {
+  for (const ys of arrays) for (let i = 0; i < ys.length; i++) if (ys[i] <= 0) return false;
+  return true;
+}
+
+/**
+ * Which panels of a run are drawn on log y: ``mode`` "log", "linear" or "auto" (log where the
+ * values span decades, as a diverged run's do). The running-LLC panel goes log only where all
+ * its values are positive.
+ * @returns {[boolean, boolean]} [loss panel, running-LLC panel]
+ */
+export function logPanels(mode, lossRows, llcRows) {
+  if (mode === "linear") return [false, false];
+  const wantLoss = mode === "log" || spansDecades(lossRows);
+  const wantLlc = llcRows.length > 0 && allPositive(llcRows) && (mode === "log" || spansDecades(llcRows));
+  return [wantLoss && allPositive(lossRows), wantLlc];
+}
+
+export const EMPTY_TRACE_TEXT = "Press ▶ Run: each chain's loss (top) and its running LLC (bottom) stream in here";
+
 /**
  * The loss and running-LLC panels of a run (plotly data and layout).
  * @param {object} theme
@@ -27,22 +92,33 @@ function drawIndex(n) {
  * @param {NDArray|null} llc (chains, draws): the running estimate per chain, from Python; null before L(w*) is known
  * @param {number|null} initLoss L(w*)
  * @param {ArrayLike|null} divergent per chain, > 0 where it diverged (drawn dotted)
+ * @param {object} [options] ``yScale`` ("auto" | "linear" | "log"), ``smoothing`` (EMA weight of the
+ *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure)
  */
-export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws) {
+export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws, options = {}) {
   const [chains, n] = loss.shape;
   const xs = drawIndex(n);
+  const smoothing = options.smoothing || 0;
   const buckets = Math.max(100, Math.round((width || 800) / 2)); // one min-max pair per 2 px
   const line = (ys) => {
     const d = decimate(ys, buckets); // long chains: min-max per pixel column, spikes kept
     return { x: d.x ?? xs, y: d.y };
   };
+  const lossRows = Array.from({ length: chains }, (_, c) => loss.at(c).data);
+  const llcRows = llc ? Array.from({ length: chains }, (_, c) => llc.at(c).data) : [];
+  const [logLoss, logLlc] = logPanels(options.yScale || "auto", lossRows, llcRows);
   const data = [];
   for (let c = 0; c < chains; c++) {
     const color = theme.chains[c % theme.chains.length];
     const dash = divergent && divergent[c] > 0 ? "dot" : "solid";
-    data.push({ type: "scatter", mode: "lines", ...line(loss.at(c).data), name: `chain ${c}`, legendgroup: `c${c}`, line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>loss %{y:.5g}<extra></extra>` });
-    if (llc) data.push({ type: "scatter", mode: "lines", ...line(llc.at(c).data), name: `chain ${c}`, legendgroup: `c${c}`, showlegend: false, xaxis: "x2", yaxis: "y2", line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>LLC %{y:.4g}<extra></extra>` });
+    if (smoothing > 0) data.push({ type: "scatter", mode: "lines", ...line(lossRows[c]), name: `chain ${c} raw`, legendgroup: `c${c}`, showlegend: false, opacity: 0.25, line: { color, width: 1 }, hoverinfo: "skip" });
+    data.push({ type: "scatter", mode: "lines", ...line(ema(lossRows[c], smoothing)), name: `chain ${c}`, legendgroup: `c${c}`, line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>loss${smoothing > 0 ? " (smoothed)" : ""} %{y:.5g}<extra></extra>` });
+    if (llc) data.push({ type: "scatter", mode: "lines", ...line(llcRows[c]), name: `chain ${c}`, legendgroup: `c${c}`, showlegend: false, xaxis: "x2", yaxis: "y2", line: { color, width: 1.3, dash }, hovertemplate: `chain ${c}<br>draw %{x}<br>LLC %{y:.4g}<extra></extra>` });
   }
+  // a panel without a line still gets its axes and frame (plotly draws only the subplots data use)
+  const placeholder = (axes) => ({ type: "scatter", mode: "lines", x: [], y: [], ...axes, showlegend: false, hoverinfo: "skip" });
+  if (chains === 0) data.push(placeholder({}));
+  if (!llc) data.push(placeholder({ xaxis: "x2", yaxis: "y2" }));
   const tl = themeLayout(theme);
   const shapes = [];
   const annotations = [];
@@ -52,20 +128,71 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
   } else if (n > 0) {
     annotations.push({ xref: "x2 domain", yref: "y2 domain", x: 0.5, y: 0.5, text: "running LLC appears when L(w*) is known", showarrow: false, font: { color: theme.fontMuted } });
   }
+  const empty = n === 0;
+  if (empty && options.empty) {
+    const [bottom, top] = TRACE_PANELS[0].domain; // centred in the loss panel
+    annotations.push({ xref: "paper", yref: "paper", x: 0.5, y: (bottom + top) / 2, text: options.empty, showarrow: false, font: { color: theme.fontMuted, size: 12 } });
+  }
+  const frame = { showline: true, mirror: true, linecolor: theme.grid };
+  // explicit either way: a figure drawn empty must not hand its range to the run drawn next
+  const emptyAxis = empty ? { range: [0, 1], autorange: false, showticklabels: false, showgrid: false, zeroline: false } : { autorange: true };
+  const yaxis = (index, log) => ({
+    ...tl[TRACE_PANELS[index].axis], ...frame, ...emptyAxis, domain: TRACE_PANELS[index].domain,
+    title: { text: TRACE_PANELS[index].title + (log ? " (log)" : "") }, type: log ? "log" : "linear", exponentformat: "power",
+  });
+  const xRange = empty ? { range: [0, Math.max(1, (totalDraws || 2) - 1)] } : totalDraws > n ? { range: [0, totalDraws - 1] } : { autorange: true };
   const layout = {
     ...tl,
     height,
     margin: { ...TRACE_MARGIN },
-    showlegend: chains <= 8,
+    showlegend: chains <= 8 && !empty,
+    hovermode: "closest",
+    dragmode: "zoom",
     legend: { ...tl.legend, orientation: "h", y: 1, yanchor: "bottom", x: 0, font: { size: 10 } },
     // a fixed x range while streaming: axes are not re-ticked at every frame
-    xaxis: { ...tl.xaxis, anchor: "y", matches: "x2", showticklabels: false, ...(totalDraws > n ? { range: [0, totalDraws - 1] } : { autorange: true }) },
-    yaxis: { ...tl.yaxis, domain: TRACE_PANELS[0].domain, title: { text: TRACE_PANELS[0].title } },
-    xaxis2: { ...tl.xaxis2, anchor: "y2", title: { text: "draw" } },
-    yaxis2: { ...tl.yaxis2, domain: TRACE_PANELS[1].domain, title: { text: TRACE_PANELS[1].title } },
+    xaxis: { ...tl.xaxis, ...frame, anchor: "y", matches: "x2", showticklabels: false, ...xRange },
+    yaxis: yaxis(0, logLoss),
+    xaxis2: { ...tl.xaxis2, ...frame, anchor: "y2", title: { text: "draw" }, ...(empty ? { range: xRange.range } : {}) },
+    yaxis2: { ...yaxis(1, logLlc), anchor: "x2" },
     shapes,
     annotations,
-    uirevision: "traces",
+    uirevision: `traces-${empty}-${logLoss}-${logLlc}`, // zoom is kept across redraws of one kind of figure
+  };
+  return { data, layout };
+}
+
+/**
+ * The history's comparison: the chain-mean running LLC of each compared run, its final λ̂ ± SE as a band.
+ * @param {object} theme
+ * @param {object} history ``rows``, ``curves`` (NDArray per run), ``strides``
+ * @param {number[]} compared run indices
+ */
+export function compareFigure(theme, history, compared, height, width) {
+  const data = [];
+  const shapes = [];
+  compared.forEach((index, k) => {
+    const row = history.rows[index];
+    const curve = history.curves[index].data;
+    const stride = history.strides[index];
+    const color = theme.chains[k % theme.chains.length];
+    const label = `run ${index}: lr ${fmt(row.lr)}, nβ ${fmt(row.nbeta)} → ${fmt(row.llc_mean, 4)} ± ${fmt(row.llc_se, 2)}`;
+    data.push({ type: "scatter", mode: "lines", x: Array.from(curve, (_, i) => i * stride), y: Array.from(curve), name: label, line: { color, width: 2 }, hovertemplate: `run ${index}<br>draw %{x}<br>LLC %{y:.4g}<extra></extra>` });
+    if (Number.isFinite(row.llc_mean) && Number.isFinite(row.llc_se)) {
+      shapes.push({ type: "rect", xref: "x domain", x0: 0, x1: 1, y0: row.llc_mean - row.llc_se, y1: row.llc_mean + row.llc_se, fillcolor: color, opacity: 0.15, line: { width: 0 } });
+    }
+  });
+  const tl = themeLayout(theme);
+  const layout = {
+    ...tl,
+    height,
+    width,
+    margin: { l: 60, r: 12, t: 10 + 16 * compared.length, b: 40 },
+    showlegend: true,
+    legend: { ...tl.legend, orientation: "v", y: 1, yanchor: "bottom", x: 0, font: { size: 10 } },
+    xaxis: { ...tl.xaxis, title: { text: "draw" } },
+    yaxis: { ...tl.yaxis, title: { text: "running LLC (chain mean)" } },
+    shapes,
+    uirevision: "compare",
   };
   return { data, layout };
 }
@@ -116,6 +243,17 @@ export function calibrationFigure(theme, cal, selected) {
       hoverongaps: false,
     },
   ];
+  // cells that ran but have no finite estimate (diverged): grey, "n/a ✕", in a layer of their own so
+  // they show even when no cell of the grid has a value to colour
+  const failedZ = text.map((trow, i) => trow.map((t, j) => (t !== "" && z[i][j] === null ? 0 : null)));
+  if (failedZ.flat().some((v) => v !== null)) {
+    data.push({
+      type: "heatmap", x: data[0].x, y: data[0].y, z: failedZ, text: text.map((trow, i) => trow.map((t, j) => (failedZ[i][j] === null ? "" : t))),
+      texttemplate: "%{text}", customdata: custom, hovertemplate: `lr %{customdata[0]}<br>${axisName} %{customdata[1]}<br>no finite LLC<br>%{customdata[2]}<extra></extra>`,
+      colorscale: [[0, theme.grid], [1, theme.grid]], showscale: false, xgap: 2, ygap: 2, hoverongaps: false, textfont: { color: theme.font },
+    });
+    data[0].text = text.map((trow, i) => trow.map((t, j) => (failedZ[i][j] === null ? t : "")));
+  }
   const shapes = [];
   if (selected) {
     const [i, j] = selected;
@@ -158,5 +296,16 @@ export function healthMetrics(health) {
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
     ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*)\n" + perChain(health.fraction_below_init, 2)],
     ["divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"],
+  ];
+}
+
+/** The live health line while a run streams, from Python's ``trace.live``: [label, value, tooltip] each. */
+export function liveMetrics(live, chains) {
+  const so = "of the draws streamed so far (the verdict comes when the run ends)";
+  return [
+    ["R-hat", Number.isFinite(live.rhat) ? live.rhat.toFixed(3) : "–", `rank-normalised split R-hat of the loss traces ${so}; well above 1.1: the chains disagree`],
+    ["ESS", fmt(live.ess, 3), `bulk effective sample size, all chains, ${so}`],
+    ["divergent", live.divergent === null || live.divergent === undefined ? "–" : `${live.divergent}/${chains}`, `chains whose loss became non-finite or exploded, ${so}: Stop and lower lr`],
+    ["MALA acc.", "at the end", "MALA acceptance needs the sampler's proposals, which the stream does not carry: it comes with the verdict"],
   ];
 }
