@@ -41,6 +41,7 @@ const options = {
   legalComments: "none",
   logLevel: "info",
   plugins: [withoutMapStyles],
+  define: { global: "globalThis" }, // plotly.js's sources (and their dependencies) are written for browserify
 };
 const runtimeBanner = "/*! devinterp_viz widget runtime. Includes plotly.js (MIT License, Copyright 2012-2026 Plotly, Inc.). */";
 
