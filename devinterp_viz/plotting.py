@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 CHAIN_COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC"]
+
+# JupyterLab's plotly renderer does not know the notebook's theme, so every figure is drawn to read on
+# both: transparent backgrounds (the output area's own colour shows through), text in a grey of equal
+# contrast (about 4.3:1) on white and on JupyterLab Dark's #111, grid lines as translucent grey.
+NEUTRAL = "#7a7a7a"
+GRID = "rgba(128, 128, 128, 0.28)"
+AXIS_LINE = "rgba(128, 128, 128, 0.6)"
+TRANSPARENT = "rgba(0, 0, 0, 0)"
+_AXIS = dict(gridcolor=GRID, zerolinecolor=AXIS_LINE, linecolor=AXIS_LINE, tickcolor=AXIS_LINE, automargin=True)
+THEME = go.layout.Template(layout=dict(
+    paper_bgcolor=TRANSPARENT, plot_bgcolor=TRANSPARENT, colorway=CHAIN_COLORS, autosize=True,
+    font=dict(color=NEUTRAL), title=dict(x=0.02), xaxis=_AXIS, yaxis=_AXIS,
+    legend=dict(bgcolor=TRANSPARENT), modebar=dict(bgcolor=TRANSPARENT, color=NEUTRAL, activecolor=CHAIN_COLORS[0]),
+    colorscale=dict(sequential="Viridis")))
 
 
 def plot_llc_result(res) -> go.Figure:
@@ -35,17 +51,20 @@ def plot_llc_result(res) -> go.Figure:
                                  line=dict(color=color, width=1, dash=dash)), row=1, col=1)
         fig.add_trace(go.Scatter(x=draws, y=llc_trace[chain], name=name, legendgroup=name, showlegend=False,
                                  line=dict(color=color, width=1, dash=dash)), row=2, col=1)
-    fig.add_hline(y=res.init_loss, line=dict(color="gray", dash="dash"), annotation_text="L(w*)", row=1, col=1)
+    fig.add_hline(y=res.init_loss, line=dict(color=NEUTRAL, dash="dash"), annotation_text="L(w*)", row=1, col=1)
     if np.isfinite(res.llc_mean):
-        fig.add_hline(y=res.llc_mean, line=dict(color="black", dash="dash"), annotation_text=f"λ̂ = {res.llc_mean:.3g}", row=2, col=1)
-    verdict = res.diagnostics.verdict
-    title = f"LLC {res.llc_mean:.4g} ± {res.llc_std:.2g} — {verdict}" + (" — partial" if res.partial else "")
-    notes = res.diagnostics.reasons + res.diagnostics.warnings
+        fig.add_hline(y=res.llc_mean, line=dict(color=NEUTRAL, dash="dash"), annotation_text=f"λ̂ = {res.llc_mean:.3g}", row=2, col=1)
+    diagnostics = res.diagnostics
+    counted = f" ({len(diagnostics.warnings)} warning{'s' * (len(diagnostics.warnings) > 1)})" if diagnostics.warnings else ""
+    title = f"LLC {res.llc_mean:.4g} ± {res.llc_std:.2g} — {diagnostics.status}{counted}" + (" — partial" if res.partial else "")
+    # every failure and warning in full below the plot, wrapped so that none runs off a narrow output area
+    notes = [line for note in diagnostics.reasons + diagnostics.warnings for line in textwrap.wrap(note, 100)]
     fig.update_layout(
+        template=THEME,
         title=dict(text=title, font=dict(size=14)),
         xaxis2_title="draw",
-        height=560,
-        margin=dict(t=70, b=40 + 16 * len(notes)),
+        height=560 + 16 * len(notes),
+        margin=dict(t=70, b=110 + 16 * len(notes)),
         legend=dict(orientation="h", y=-0.12),
     )
     if notes:
@@ -98,7 +117,7 @@ def plot_calibration(cal) -> go.Figure:
                                  marker=dict(symbol="circle-open", size=34, color="white", line=dict(width=3))))
     title = "calibration: LLC estimate per setting (✕ = not trustworthy)" + (
         "" if cal.recommended is not None else " — no recommendation")
-    fig.update_layout(title=title, xaxis_title="lr (ε)", yaxis_title=cal.axis, height=420)
+    fig.update_layout(template=THEME, title=title, xaxis_title="lr (ε)", yaxis_title=cal.axis, height=420)
     return fig
 
 
@@ -143,7 +162,7 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
                                  name="no LLC: w* not a local minimum",
                                  marker=dict(symbol="line-ns-open", size=12, color="gray", line=dict(width=2))))
         fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
-    fig.update_layout(title="LLC over training" + (" (normalised)" if normalize else ""), xaxis_type="log",
+    fig.update_layout(template=THEME, title="LLC over training" + (" (normalised)" if normalize else ""), xaxis_type="log",
                       xaxis_title="training step", yaxis_title="λ̂" + (" / max" if normalize else ""), height=420)
     return fig
 
@@ -160,14 +179,14 @@ def plot_stages(stages, steps, llc) -> go.Figure:
     fig = go.Figure()
     x = np.maximum(np.asarray(steps, dtype=float), 1)
     fig.add_trace(go.Scatter(x=x, y=llc, mode="markers", name="λ̂", marker=dict(size=4, color="gray")))
-    fig.add_trace(go.Scatter(x=x, y=stages.smoothed_, name="smoothed", line=dict(color="black")))
+    fig.add_trace(go.Scatter(x=x, y=stages.smoothed_, name="smoothed", line=dict(color=CHAIN_COLORS[0])))
     for stage in stages.stages_:
         fill = "rgba(84,162,75,0.15)" if stage["type"] == "rising" else "rgba(228,87,86,0.15)"
         fig.add_vrect(x0=max(stage["start"], 1), x1=max(stage["end"], 1), fillcolor=fill, line_width=0,
                       annotation_text=stage["type"], annotation_position="top left")
     for boundary in stages.boundaries_:
         fig.add_vline(x=max(boundary, 1), line=dict(color="gray", dash="dot"))
-    fig.update_layout(title="developmental stages from the LLC curve", xaxis_type="log", xaxis_title="training step",
+    fig.update_layout(template=THEME, title="developmental stages from the LLC curve", xaxis_type="log", xaxis_title="training step",
                       yaxis_title="λ̂", height=380)
     return fig
 
@@ -175,6 +194,7 @@ def plot_stages(stages, steps, llc) -> go.Figure:
 # ---- essential dynamics -------------------------------------------------------------------------
 
 MILESTONE_COLOR = "#E45756"
+PLANE_SPACING = 0.08  # between side-by-side panels: room for the right panel's axis title and ticks
 CUSP_COLOR = "#F58518"
 
 
@@ -221,7 +241,7 @@ def _add_geometry_plane(fig: go.Figure, geometry, plane: tuple[int, int], col: i
         every = max(1, len(steps) // 30)
         xs, ys = _circle_lines(geometry.centres_[which], geometry.radius_[which], every, limit=extent)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="osculating circles", legendgroup="circles",
-                                 showlegend=show_colorbar, line=dict(color="lightgray", width=0.7), hoverinfo="skip"),
+                                 showlegend=show_colorbar, line=dict(color=GRID, width=0.7), hoverinfo="skip"),
                       row=1, col=col)
     if evolute:
         centres = geometry.centres_[which]
@@ -229,7 +249,7 @@ def _add_geometry_plane(fig: go.Figure, geometry, plane: tuple[int, int], col: i
         inside = np.isfinite(centres).all(axis=1) & np.all((centres >= lo) & (centres <= hi), axis=1)
         fig.add_trace(go.Scatter(x=centres[inside, 0], y=centres[inside, 1], mode="markers", name="evolute",
                                  legendgroup="evolute", showlegend=show_colorbar, hoverinfo="skip",
-                                 marker=dict(size=2, color="black")), row=1, col=col)
+                                 marker=dict(size=2, color=NEUTRAL)), row=1, col=col)
     cusps = geometry.cusps_[which]
     if len(cusps):
         fig.add_trace(go.Scatter(x=smooth[cusps, i], y=smooth[cusps, j], mode="markers", name="evolute cusps",
@@ -242,7 +262,7 @@ def _add_geometry_plane(fig: go.Figure, geometry, plane: tuple[int, int], col: i
                                  legendgroup="milestones", showlegend=show_colorbar,
                                  text=[f"milestone at step {steps[t]}" for t in milestones], hoverinfo="text",
                                  marker=dict(symbol="star", size=14, color=MILESTONE_COLOR,
-                                             line=dict(color="black", width=1))), row=1, col=col)
+                                             line=dict(color=NEUTRAL, width=1))), row=1, col=col)
     fig.update_xaxes(title_text=f"PC{i + 1}", row=1, col=col)
     fig.update_yaxes(title_text=f"PC{j + 1}", row=1, col=col)
 
@@ -269,12 +289,12 @@ def plot_trajectory_geometry(geometry, planes=None, circles: bool = False, evolu
         Draw the centres of the osculating circles near the curve.
     """
     planes = list(geometry.planes_[:3] if planes is None else planes)
-    fig = make_subplots(rows=1, cols=max(len(planes), 1), subplot_titles=[f"PC{i + 1} vs PC{j + 1}" for i, j in planes])
+    fig = make_subplots(rows=1, cols=max(len(planes), 1), horizontal_spacing=PLANE_SPACING,
+                        subplot_titles=[f"PC{i + 1} vs PC{j + 1}" for i, j in planes])
     for col, plane in enumerate(planes, start=1):
         _add_geometry_plane(fig, geometry, tuple(plane), col, circles, evolute, show_colorbar=col == 1)
     title = f"trajectory geometry — {len(geometry.milestones_)} milestone(s)"
-    # no fixed width: the figure fills the notebook's output area (a fixed 1140 px ran off a 970 px one)
-    fig.update_layout(title=title, height=420, autosize=True, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(template=THEME, title=title, height=420, legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -296,18 +316,19 @@ def plot_essential_dynamics(ed, planes=None, circles: bool = False, evolute: boo
                                  name="PC1"), row=1, col=1)
         fig.update_xaxes(type="log", title_text="training step", row=1, col=1)
         _add_explained_variance(fig, ed.explained_variance_ratio_, col=2)
-        fig.update_layout(title="essential dynamics", height=420)
+        fig.update_layout(template=THEME, title="essential dynamics", height=420)
         return fig
     planes = list(geometry.planes_[:3] if planes is None else planes)
     titles = [f"PC{i + 1} vs PC{j + 1}" for i, j in planes] + ["explained variance"]
     widths = [1.0] * len(planes) + [0.45]
-    fig = make_subplots(rows=1, cols=len(planes) + 1, subplot_titles=titles, column_widths=widths)
+    fig = make_subplots(rows=1, cols=len(planes) + 1, subplot_titles=titles, column_widths=widths,
+                        horizontal_spacing=PLANE_SPACING)
     for col, plane in enumerate(planes, start=1):
         _add_geometry_plane(fig, geometry, tuple(plane), col, circles, evolute, show_colorbar=col == 1)
     _add_explained_variance(fig, ed.explained_variance_ratio_, col=len(planes) + 1)
     milestones = ", ".join(str(s) for s in geometry.milestone_steps_) or "none"
-    fig.update_layout(title=f"essential dynamics ({ed.solver_} PCA) — milestones at steps: {milestones}", height=440,
-                      width=max(520, 360 * len(planes) + 220), legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(template=THEME, title=f"essential dynamics ({ed.solver_} PCA) — milestones at steps: {milestones}", height=440,
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -322,7 +343,7 @@ def plot_joint_essential_dynamics(joint, plane=(0, 1)) -> go.Figure:
         The PC pair (0-based).
     """
     i, j = plane
-    fig = make_subplots(rows=1, cols=2, column_widths=[1.0, 0.4],
+    fig = make_subplots(rows=1, cols=2, column_widths=[1.0, 0.4], horizontal_spacing=PLANE_SPACING,
                         subplot_titles=(f"PC{i + 1} vs PC{j + 1} (joint basis)", "explained variance"))
     for index, name in enumerate(joint.run_names_):
         color = CHAIN_COLORS[index % len(CHAIN_COLORS)]
@@ -338,17 +359,17 @@ def plot_joint_essential_dynamics(joint, plane=(0, 1)) -> go.Figure:
             fig.add_trace(go.Scatter(x=geometry.smoothed_[marks, i], y=geometry.smoothed_[marks, j], mode="markers",
                                      legendgroup=name, showlegend=False,
                                      text=[f"{name}: milestone at step {steps[t]}" for t in marks], hoverinfo="text",
-                                     marker=dict(symbol="star", size=13, color=color, line=dict(color="black", width=1))),
+                                     marker=dict(symbol="star", size=13, color=color, line=dict(color=NEUTRAL, width=1))),
                           row=1, col=1)
     for name, points in joint.references_.items():
         fig.add_trace(go.Scatter(x=points[:, i], y=points[:, j], mode="markers+text", name=f"reference: {name}",
                                  text=[name] * len(points), textposition="top center",
-                                 marker=dict(symbol="x", size=12, color="black")), row=1, col=1)
+                                 marker=dict(symbol="x", size=12, color=NEUTRAL)), row=1, col=1)
     fig.update_xaxes(title_text=f"PC{i + 1}", row=1, col=1)
     fig.update_yaxes(title_text=f"PC{j + 1}", row=1, col=1)
     _add_explained_variance(fig, joint.explained_variance_ratio_, col=2)
-    fig.update_layout(title=f"joint essential dynamics of {len(joint.run_names_)} runs (■ = last checkpoint)",
-                      height=460, width=900)
+    fig.update_layout(template=THEME, title=f"joint essential dynamics of {len(joint.run_names_)} runs (■ = last checkpoint)",
+                      height=460)
     return fig
 
 
@@ -370,9 +391,9 @@ def plot_stage_comparison(comparison) -> go.Figure:
                              text=[f"milestone {m:.0f}" for m in comparison.milestones], hoverinfo="text"))
     fig.add_trace(go.Scatter(x=np.maximum(comparison.boundaries, 1), y=np.zeros(len(comparison.boundaries)),
                              mode="markers", name="LLC stage boundaries",
-                             marker=dict(symbol="line-ns-open", size=18, color="black", line=dict(width=2)),
+                             marker=dict(symbol="line-ns-open", size=18, color=NEUTRAL, line=dict(width=2)),
                              text=[f"boundary {b:.0f}" for b in comparison.boundaries], hoverinfo="text"))
-    fig.update_layout(title="milestones vs LLC stage boundaries", xaxis_type="log", xaxis_title="training step",
+    fig.update_layout(template=THEME, title="milestones vs LLC stage boundaries", xaxis_type="log", xaxis_title="training step",
                       yaxis=dict(tickvals=[0, 1], ticktext=["LLC stages", "milestones"], range=[-0.5, 1.5]),
                       height=300)
     return fig

@@ -275,7 +275,9 @@ def test_plot_shows_traces_and_verdict(trained_mlp, regression_data):
     res = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **FAST)
     fig = res.plot()
     assert len([t for t in fig.data if t.name and t.name.startswith("chain")]) >= 3
-    assert res.diagnostics.verdict.split(":")[0] in fig.layout.title.text
+    assert res.diagnostics.status in fig.layout.title.text
+    notes = " ".join(note.text.replace("<br>", " ") for note in fig.layout.annotations)
+    assert all(note in notes for note in res.diagnostics.reasons + res.diagnostics.warnings)  # each in full
 
 
 # ------------------------------------------------------------------------ bad input

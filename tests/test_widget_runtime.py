@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from devinterp_viz.widgets._base import DvzRuntime, bundle, bundle_is_built, scr
 built = pytest.mark.skipif(not bundle_is_built(), reason="JS bundle not built (npm --prefix js run build)")
 
 VIEW_MODULE_MAX_BYTES = 4 * 1024
+PAGE_MAX_BYTES = int(1.2 * 1024 * 1024)  # a saved offline page (tests/test_widget_notebook.py: a saved notebook)
 
 
 def finished_widget(seed: int = 0) -> SamplerWidget:
@@ -82,3 +86,16 @@ def test_save_html_inlines_the_runtime_once(tmp_path):
     runtime, view = bundle()
     assert page.count(script_json(runtime)[1:200]) == 1
     assert len(page) < len(runtime) * 1.1 + 200_000
+
+
+@built
+def test_a_saved_page_stays_under_its_budget_with_every_view_inside(tmp_path):
+    page = finished_widget().save_html(tmp_path / "w.html")
+    assert page.stat().st_size <= PAGE_MAX_BYTES, f"a saved page is {page.stat().st_size / 2**20:.2f} MB"
+    # the runtime travels gzipped in the page; unpacked it holds plotly and every view
+    packed = re.search(r'"(H4sI[A-Za-z0-9+/=]+)"', bundle()[0])
+    assert packed, "the runtime is not packed (npm --prefix js run build)"
+    runtime = gzip.decompress(base64.b64decode(packed[1])).decode("utf-8")
+    assert len(runtime) > 2 * page.stat().st_size
+    assert "plotly" in runtime and all(view in runtime for view in ("SamplerWidget", "DevelopmentDashboard",
+                                                                     "RefinedLLCWidget", "HeadClusterWidget"))

@@ -1,12 +1,17 @@
-// Plotly (cartesian dist, bundled) and helpers: one shared instance, rAF-coalesced redraws.
+// Plotly (a partial bundle of plotly.js: its core and the traces the views draw) and helpers: one
+// shared instance, rAF-coalesced redraws.
 
 const KEY = "__dvz_plotly_4";
 
 /** The Plotly module, evaluated once per page even if several bundles are loaded. */
 export function plotly() {
   if (!globalThis[KEY]) {
-    // require() keeps plotly's evaluation lazy: it runs on first use, not on import
-    globalThis[KEY] = require("plotly.js-cartesian-dist-min");
+    // require() keeps plotly's evaluation lazy: it runs on first use, not on import. The core holds
+    // scatter (lines, markers, fills), shapes, annotations, legends, colour bars, hover and the mode
+    // bar; heatmap is the one other trace type the views draw (calibration grid, attention patterns).
+    const Plotly = require("plotly.js/lib/core");
+    Plotly.register([require("plotly.js/lib/heatmap")]);
+    globalThis[KEY] = Plotly;
   }
   return globalThis[KEY];
 }
