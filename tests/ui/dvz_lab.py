@@ -134,3 +134,66 @@ def kernel_eval(client, expression: str, timeout: float = 30):
     text = "".join(outputs)
     assert not text.startswith("ERROR"), text
     return json.loads(text)
+
+
+# ----------------------------------------------------------------------------- notebook and page helpers
+def write_notebook(lab: Lab, name: str, source: str | list[str]) -> str:
+    """A notebook of one code cell per source string in the lab's root; returns its name."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell.strip()) for cell in ([source] if isinstance(source, str) else source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab.root / name)
+    return name
+
+
+def start_run_all(page, lab: Lab, name: str) -> None:
+    """Open the notebook in JupyterLab, wait for an idle kernel, and run all cells."""
+    page.goto(lab.notebook_url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /Idle/.test(e.textContent))", timeout=90_000
+    )
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+
+def open_and_run(page, lab: Lab, name: str, root: str) -> None:
+    """:func:`start_run_all`, then wait until the widget ``root`` says it is ready."""
+    start_run_all(page, lab, name)
+    page.wait_for_selector(f"{root}[data-dvz-ready='1']", timeout=120_000)
+
+
+def q(selector: str) -> str:
+    """JS expression for the element matching ``selector``."""
+    return f"document.querySelector({json.dumps(selector)})"
+
+
+def switch_theme(page, name: str) -> None:
+    """Pick a JupyterLab theme from the Settings menu ("JupyterLab Light", "JupyterLab Dark")."""
+    page.click(".lm-MenuBar-itemLabel:text-is('Settings')")
+    page.hover(".lm-Menu-itemLabel:text-is('Theme')")
+    page.click(f".lm-Menu-itemLabel:text-is('{name}')")
+
+
+def wait_python(client, expression: str, predicate, timeout: float = 20.0):
+    """Poll ``expression`` in the kernel until ``predicate`` holds (or time runs out); its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = kernel_eval(client, expression)
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def plot_background_luminance(selector: str) -> str:
+    """JS expression: relative luminance (0 black .. 1 white) of a plotly figure's paper colour."""
+    return f"""(() => {{
+        const probe = document.createElement("span");
+        probe.style.color = {q(selector)}._fullLayout.paper_bgcolor;
+        document.body.appendChild(probe);
+        const [r, g, b] = getComputedStyle(probe).color.match(/[\\d.]+/g).map(Number);
+        probe.remove();
+        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    }})()"""

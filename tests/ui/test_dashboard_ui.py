@@ -7,7 +7,8 @@ import math
 import re
 
 from dvz_lab import ARTIFACTS, kernel_eval
-from test_linked_widgets_ui import DASH, IMPORT_FAKES, open_and_run, q, switch_theme, wait_python, write_notebook
+from dvz_lab import open_and_run, q, switch_theme, wait_python, write_notebook
+from test_linked_widgets_ui import DASH, IMPORT_FAKES
 
 # As in the essential-dynamics notebook: a loss and a dynamics point at all 60 checkpoints, an LLC
 # at 10 of them, neither the first (step 0) nor the last (none between steps 36 and 1124, 1124 and

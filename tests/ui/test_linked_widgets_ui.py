@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import nbformat
 
-from dvz_lab import ARTIFACTS, kernel_eval
+from dvz_lab import ARTIFACTS, kernel_eval, open_and_run, plot_background_luminance, q, switch_theme, wait_python, write_notebook  # noqa: F401 - re-exported to the other browser tests
 
 DASH = '[data-dvz-widget="DevelopmentDashboard"] .dvz-dashboard'
 REFINED = '[data-dvz-widget="RefinedLLCWidget"] .dvz-refined'
@@ -54,27 +52,10 @@ w
 """
 
 
-def write_notebook(lab, name: str, source: str) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source.strip())]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / name)
-    return name
 
 
-def open_and_run(page, lab, name: str, root: str) -> None:
-    page.goto(lab.notebook_url(name))
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    page.wait_for_function(
-        "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /Idle/.test(e.textContent))", timeout=90_000
-    )
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-    page.wait_for_selector(f"{root}[data-dvz-ready='1']", timeout=120_000)
 
 
-def q(selector: str) -> str:
-    return f"document.querySelector({json.dumps(selector)})"
 
 
 def shot(page, name: str) -> None:
@@ -82,13 +63,6 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def wait_python(client, expression, predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = kernel_eval(client, expression)
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def highlighted(page, role_prefix: str = "cursor") -> dict:
@@ -107,10 +81,6 @@ def point_on(page, plot: str, x: float, y: float) -> tuple[float, float]:
     )
 
 
-def switch_theme(page, name: str) -> None:
-    page.click(".lm-MenuBar-itemLabel:text-is('Settings')")
-    page.hover(".lm-Menu-itemLabel:text-is('Theme')")
-    page.click(f".lm-Menu-itemLabel:text-is('{name}')")
 
 
 def test_dashboard_scrubbed_by_slider_keyboard_and_hover_moves_every_panel_and_the_trait(lab, page):
@@ -160,9 +130,7 @@ def test_dashboard_scrubbed_by_slider_keyboard_and_hover_moves_every_panel_and_t
         switch_theme(page, "JupyterLab Dark")
         page.wait_for_selector(f"{DASH}[data-dvz-theme='dark']", timeout=30_000)
         page.wait_for_function(
-            f"""(() => {{ const probe = document.createElement('span'); probe.style.color = {q(DASH + ' [data-dvz-role=llc-plot]')}._fullLayout.paper_bgcolor;
-                document.body.append(probe); const [r, g, b] = getComputedStyle(probe).color.match(/[\\d.]+/g).map(Number); probe.remove();
-                return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255 < 0.3; }})()""",
+            f"{plot_background_luminance(DASH + ' [data-dvz-role=llc-plot]')} < 0.3",
             timeout=30_000,
         )
         shot(page, "dashboard-04-dark")

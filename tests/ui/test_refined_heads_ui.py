@@ -6,7 +6,8 @@ import json
 
 from dvz_lab import kernel_eval
 from dvz_lab import ARTIFACTS
-from test_linked_widgets_ui import HEADS, IMPORT_FAKES, REFINED, open_and_run, q, switch_theme, wait_python, write_notebook
+from dvz_lab import open_and_run, q, switch_theme, wait_python, write_notebook
+from test_linked_widgets_ui import HEADS, IMPORT_FAKES, REFINED
 
 TRANSFORMER_CELL = """
 import torch

@@ -6,10 +6,9 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from dvz_lab import ARTIFACTS, kernel_eval
+from dvz_lab import ARTIFACTS, kernel_eval, plot_background_luminance, q, wait_python, write_notebook
 
 WIDGET = '[data-dvz-widget="SamplerWidget"]'
 ROOT = f"{WIDGET} .dvz-sampler"
@@ -42,12 +41,6 @@ w
 """
 
 
-def write_notebook(lab, name: str, source: str) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source.strip())]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / name)
-    return name
 
 
 def open_and_run(page, lab, name: str) -> None:
@@ -71,25 +64,12 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"sampler-{name}.png"))
 
 
-def q(selector: str) -> str:
-    """JS expression for the element matching ``selector``."""
-    return f"document.querySelector({json.dumps(selector)})"
 
 
 def role(name: str) -> str:
     return f"{ROOT} [data-dvz-role='{name}']"
 
 
-def plot_background_luminance(selector: str) -> str:
-    """JS expression: relative luminance (0 black .. 1 white) of a plotly figure's paper colour."""
-    return f"""(() => {{
-        const probe = document.createElement("span");
-        probe.style.color = {q(selector)}._fullLayout.paper_bgcolor;
-        document.body.appendChild(probe);
-        const [r, g, b] = getComputedStyle(probe).color.match(/[\\d.]+/g).map(Number);
-        probe.remove();
-        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
-    }})()"""
 
 
 def test_sampler_widget_live_in_jupyterlab(lab, page):
@@ -126,7 +106,7 @@ def test_sampler_widget_live_in_jupyterlab(lab, page):
         page.wait_for_function(
             f"{q(role('lr-value'))}.value !== ''", timeout=10_000
         )
-        after = _wait_python(client, "w.lr", lambda v: v != before)
+        after = wait_python(client, "w.lr", lambda v: v != before)
         assert after == pytest.approx(shown, rel=1e-2)
         assert 10 ** (-8 + 8 * 0.7) < after < 10 ** (-8 + 8 * 0.9)  # the track maps log10(lr) in [-8, 0]
 
@@ -135,11 +115,11 @@ def test_sampler_widget_live_in_jupyterlab(lab, page):
         page.press(role("lr-value"), "Enter")
         page.fill(role("num-draws"), "1000000")
         page.press(role("num-draws"), "Tab")
-        _wait_python(client, "w.num_draws", lambda v: v == 1_000_000)
+        wait_python(client, "w.num_draws", lambda v: v == 1_000_000)
         page.click(role("run"))
         # the previous run's draw count shows until the new run's first frame: wait for the new run
         page.wait_for_selector(f"{ROOT}[data-status='running']", timeout=60_000)
-        _wait_python(client, "int(w.trace['loss'].shape[1])", lambda v: v > 20, timeout=60)
+        wait_python(client, "int(w.trace['loss'].shape[1])", lambda v: v > 20, timeout=60)
         page.wait_for_function(
             f"Number({q(ROOT)}.dataset.dvzDraws || 0) > 20", timeout=60_000
         )
@@ -205,7 +185,7 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         )
         page.mouse.click(x, y)
         page.wait_for_function(f"{q(role('cell-info'))}.textContent.includes('lr 0.001')")
-        assert _wait_python(client, "w.selected_cell", lambda v: v == [1, 2]) == [1, 2]
+        assert wait_python(client, "w.selected_cell", lambda v: v == [1, 2]) == [1, 2]
         assert page.locator(f"{role('cell-plot')} .scatterlayer .trace").count() >= 4
         shot(page, "06-cell")
         page.click(role("use-cell"))
@@ -275,15 +255,6 @@ def test_saved_html_page_renders_offline(browser, tmp_path):
         context.close()
 
 
-def _wait_python(client, expression, predicate, timeout=15.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = kernel_eval(client, expression)
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 SETUP_FAKE_DEFAULTS = IMPORT_FAKES + """
@@ -419,9 +390,9 @@ def test_run_history_table_compare_and_csv(lab, page):
         for k, lr in enumerate(("0.001", "0.003", "0.5")):
             page.fill(role("lr-value"), lr)
             page.press(role("lr-value"), "Enter")  # Enter commits the box
-            _wait_python(client, "w.lr", lambda v, lr=lr: v == float(lr))
+            wait_python(client, "w.lr", lambda v, lr=lr: v == float(lr))
             page.click(role("run"))
-            _wait_python(client, "len(w.runs)", lambda v, k=k: v == k + 1, timeout=60)
+            wait_python(client, "len(w.runs)", lambda v, k=k: v == k + 1, timeout=60)
             page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
         page.wait_for_function(f"{q(role('history-table'))}.querySelectorAll('tbody tr').length === 3")
         rows = kernel_eval(client, "w.history['rows']")
@@ -432,7 +403,7 @@ def test_run_history_table_compare_and_csv(lab, page):
         # tick two runs: their running LLCs overlay
         page.check(role("compare-0"))
         page.check(role("compare-1"))
-        assert _wait_python(client, "w.compared", lambda v: v == [0, 1]) == [0, 1]
+        assert wait_python(client, "w.compared", lambda v: v == [0, 1]) == [0, 1]
         page.wait_for_function(f"!{q(role('compare-plot'))}.hidden && {q(role('compare-plot'))}.data?.length === 2")
         last = page.evaluate(f"{q(role('compare-plot'))}.data.map((d) => d.y[d.y.length - 1])")
         expected = kernel_eval(client, "[float(w.runs[i].llc_mean) for i in (0, 1)]")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import nbformat
-
-from test_linked_widgets_ui import shot, switch_theme
+from dvz_lab import start_run_all, switch_theme, write_notebook
+from test_linked_widgets_ui import shot
 
 FIGURES_CELL = """
 import numpy as np
@@ -48,22 +47,10 @@ MEASURE = """() => {
 }""" % FIGURE
 
 
-def write_notebook(lab, name: str, cells: list[str]) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source.strip()) for source in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / name)
-    return name
 
 
 def run_all(page, lab, name: str) -> None:
-    page.goto(lab.notebook_url(name))
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    page.wait_for_function(
-        "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /Idle/.test(e.textContent))", timeout=90_000
-    )
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    start_run_all(page, lab, name)
     page.wait_for_function(f"document.querySelectorAll({FIGURE!r} + ' .main-svg').length >= 2", timeout=120_000)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from test_linked_widgets_ui import open_and_run, point_on, q, switch_theme, wait_python, write_notebook
+from dvz_lab import open_and_run, plot_background_luminance, q, switch_theme, wait_python, write_notebook
+from test_linked_widgets_ui import point_on
 
 from dvz_lab import ARTIFACTS, kernel_eval
 
@@ -137,9 +138,7 @@ def test_a_response_cell_picks_the_component_whose_tokens_the_text_shows_and_the
         switch_theme(page, "JupyterLab Dark")
         page.wait_for_selector(f"{ROOT}[data-dvz-theme='dark']", timeout=30_000)
         page.wait_for_function(
-            f"""(() => {{ const probe = document.createElement('span'); probe.style.color = {q(ROOT + ' [data-dvz-role=kernel]')}._fullLayout.paper_bgcolor;
-                document.body.append(probe); const [r, g, b] = getComputedStyle(probe).color.match(/[\\d.]+/g).map(Number); probe.remove();
-                return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255 < 0.3; }})()""",
+            f"{plot_background_luminance(ROOT + ' [data-dvz-role=kernel]')} < 0.3",
             timeout=30_000,
         )
         page.wait_for_timeout(500)
