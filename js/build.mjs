@@ -8,7 +8,7 @@
 //             DvzRuntime widget it references and renders with it.
 // Usage: npm run build (minified, packed); npm run watch (rebuild on change, unminified, unpacked).
 import * as esbuild from "esbuild";
-import { rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -55,6 +55,7 @@ async function buildPackedRuntime() {
   const source = loader.outputFiles[0].text;
   if (!source.includes(placeholder)) throw new Error(`src/unpack.js lost its ${placeholder} placeholder`);
   const packed = gzipSync(runtime, { level: 9 }).toString("base64");
+  mkdirSync(outdir, { recursive: true }); // a fresh clone has no static/ folder (its files are build outputs)
   writeFileSync(path.join(outdir, "index.js"), source.replace(placeholder, packed));
   return runtime.length;
 }
