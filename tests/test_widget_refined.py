@@ -193,7 +193,7 @@ def test_a_trajectory_of_another_architecture_is_refused_naming_the_step(tms_run
 def test_both_widgets_have_every_sampler_setting_with_the_engines_default_and_check():
     from devinterp_viz.engine.settings import SamplerSettings
     from devinterp_viz.widgets import SettingError
-    from devinterp_viz.widgets.sampler import SamplerWidget
+    from devinterp_viz.widgets.sampler import WIDGET_DEFAULTS, SamplerWidget
 
     defaults = SamplerSettings()
     for widget in (RefinedLLCWidget, SamplerWidget):
@@ -208,4 +208,5 @@ def test_both_widgets_have_every_sampler_setting_with_the_engines_default_and_ch
     with pytest.raises(SettingError, match="num_steps_bw_draws must be a positive integer"):
         w.num_steps_bw_draws = 0
     w.batch_size, w.seed = 16, 7
-    assert w.sampler_settings() == defaults.replace(batch_size=16, seed=7)
+    # a new SamplerWidget starts from its own stated defaults (a healthy first run), the rest the engine's
+    assert w.sampler_settings() == defaults.replace(batch_size=16, seed=7, **WIDGET_DEFAULTS)
