@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "ui"))
 sys.path.insert(0, str(REPO))
 
-from dvz_lab import CHROMIUM, CHROMIUM_ARGS, Lab, kernel_eval  # noqa: E402
+from dvz_lab import CHROMIUM, CHROMIUM_ARGS, Lab, kernel_eval, write_notebook  # noqa: E402
 
 ROOT = '[data-dvz-widget="SamplerWidget"] .dvz-sampler'
 
@@ -50,15 +50,6 @@ w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).po
                   num_chains=CHAINS, num_draws=DRAWS)
 w
 """
-
-def write_notebook(lab: Lab, name: str, *sources: str) -> str:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s.strip()) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / name)
-    return name
 
 
 def open_notebook(page, lab: Lab, name: str) -> None:
@@ -84,7 +75,7 @@ def bench_render(browser, lab: Lab, repeats: int = 3) -> dict:
     """Time from pressing Shift+Enter on a cell that makes a widget to the widget drawn (its plot
     rendered). Cold: the first widget of a fresh page (bundle loaded, plotly evaluated); warm: a
     second widget in the same page. The imports run in an earlier cell, as in a real notebook."""
-    name = write_notebook(lab, "bench_render.ipynb", RENDER_SETUP, RENDER_CELL, RENDER_CELL)
+    name = write_notebook(lab, "bench_render.ipynb", [RENDER_SETUP, RENDER_CELL, RENDER_CELL])
     cold, warm = [], []
     for _ in range(repeats):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -240,7 +231,7 @@ def bench_dashboard(browser, lab: Lab, checkpoints: int = 1000, repeats: int = 3
     essential dynamics): first render after Shift+Enter (cold page), scrub-to-redraw in the browser,
     and the size of its saved standalone page."""
     setup = DASH_SETUP.replace("CHECKPOINTS", str(checkpoints))
-    name = write_notebook(lab, "bench_dashboard.ipynb", setup, DASH_CELL)
+    name = write_notebook(lab, "bench_dashboard.ipynb", [setup, DASH_CELL])
     renders, scrubs, handler = [], [], []
     for repeat in range(repeats):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
