@@ -24,6 +24,45 @@ THEME = go.layout.Template(layout=dict(
     legend=dict(bgcolor=TRANSPARENT), modebar=dict(bgcolor=TRANSPARENT, color=NEUTRAL, activecolor=CHAIN_COLORS[0]),
     colorscale=dict(sequential="Viridis")))
 
+# One visual language for an estimate's verdict, in every static figure and widget (the widgets' copy
+# is js/src/views/conventions.js; tests/test_static_figures.py checks that the two agree):
+# undefined (w* is not a local minimum, so there is no LLC) is a grey hollow tick on the step axis and no
+# point; unhealthy is a red ✕ at the estimate (on the step axis when the estimate is not finite).
+UNHEALTHY_COLOR = "#E45756"
+UNDEFINED_COLOR = "#8c8c8c"
+UNHEALTHY_LABEL = "✕ unhealthy estimate"
+UNDEFINED_LABEL = "grey tick: no LLC (undefined: w* is not a local minimum)"
+UNHEALTHY_MARKER = dict(symbol="x-thin", size=11, color=UNHEALTHY_COLOR, line=dict(width=2.5, color=UNHEALTHY_COLOR))
+UNDEFINED_MARKER = dict(symbol="line-ns-open", size=12, color=UNDEFINED_COLOR, line=dict(width=2, color=UNDEFINED_COLOR))
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """A number for a label, exactly as the widgets' ``fmt`` (js/src/dom.js) writes it.
+
+    ``digits`` significant digits; scientific notation below 1e-3 and from 1e5 (``1.2e-4``,
+    ``3e5``); trailing zeros dropped; "–" for None or NaN, "∞" / "−∞" for infinities.
+    """
+    if x is None or np.isnan(x):
+        return "–"
+    if not np.isfinite(x):
+        return "∞" if x > 0 else "−∞"
+    x = float(x)
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        mantissa, exponent = f"{x:.{max(0, digits - 1)}e}".split("e")
+        return f"{_shortest(float(mantissa))}e{int(exponent):+d}".replace("+", "")
+    return _shortest(float(f"{x:.{digits}g}"))
+
+
+def _shortest(x: float) -> str:
+    """JavaScript's ``Number.prototype.toString`` for 1e-4 ≤ |x| < 1e16 (where both write no exponent)."""
+    text = repr(x)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_estimate(mean: float, se: float) -> str:
+    """``"λ̂ ± SE"`` as every view writes an estimate: 4 significant digits, its standard error 2 (``0.2559 ± 0.005``)."""
+    return f"{fmt(mean, 4)} ± {fmt(se, 2)}"
+
 
 def plot_llc_result(res) -> go.Figure:
     """Loss traces and running LLC per chain, L(w*) marked, the verdict in the title.
@@ -56,7 +95,7 @@ def plot_llc_result(res) -> go.Figure:
         fig.add_hline(y=res.llc_mean, line=dict(color=NEUTRAL, dash="dash"), annotation_text=f"λ̂ = {res.llc_mean:.3g}", row=2, col=1)
     diagnostics = res.diagnostics
     counted = f" ({len(diagnostics.warnings)} warning{'s' * (len(diagnostics.warnings) > 1)})" if diagnostics.warnings else ""
-    title = f"LLC {res.llc_mean:.4g} ± {res.llc_std:.2g} — {diagnostics.status}{counted}" + (" — partial" if res.partial else "")
+    title = f"LLC {format_estimate(res.llc_mean, res.llc_se)} (± SE) — {diagnostics.status}{counted}" + (" — partial" if res.partial else "")
     # every failure and warning in full below the plot, wrapped so that none runs off a narrow output area
     notes = [line for note in diagnostics.reasons + diagnostics.warnings for line in textwrap.wrap(note, 100)]
     fig.update_layout(
@@ -100,7 +139,7 @@ def plot_calibration(cal) -> go.Figure:
     hover = [
         [
             f"lr={cal.lrs[j]:.3g}, {cal.axis}={cal.values[i]:.3g}<br>"
-            + ("not computed" if not computed[i, j] else f"λ̂={means[i, j]:.4g} ± {cal.llc_se[i, j]:.2g}<br>"
+            + ("not computed" if not computed[i, j] else f"λ̂ = {format_estimate(means[i, j], cal.llc_se[i, j])}<br>"
                + ("healthy" if healthy[i, j] else "<br>".join(reasons[i][j][:3])))
             for j in range(len(cal.lrs))
         ]
@@ -122,48 +161,59 @@ def plot_calibration(cal) -> go.Figure:
 
 
 def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
-    """LLC over training steps (log axis), a band of ± two standard errors, unhealthy checkpoints crossed.
+    """LLC over training steps (log axis): each estimate with a ± one-standard-error bar.
 
-    Checkpoints where w* is not a local minimum have no LLC: no point is drawn there, only a grey
-    tick on the step axis.
+    The marks are the widgets': a red ✕ on an unhealthy estimate, a grey hollow tick on the step axis
+    where w* is not a local minimum (no LLC, no point). A negative estimate is no LLC either: it is
+    drawn as unhealthy, and left out of (and, normalised, on the axis below) the normalised curve.
 
     Parameters
     ----------
     sweep : SweepResult
     normalize : bool
-        Divide each curve by its maximum (compares the shapes of refined-LLC curves).
+        Divide each curve by its largest positive estimate (compares the shapes of refined-LLC curves).
     """
     fig = go.Figure()
     steps = np.maximum(sweep.steps, 1)
     undefined = sweep.undefined
-    mean, spread_all, healthy = np.where(undefined, np.nan, sweep.llc_mean), 2 * sweep.llc_se, sweep.healthy
+    mean, se_all = np.where(undefined, np.nan, sweep.llc_mean), sweep.llc_se
+    unhealthy = ~sweep.healthy & ~undefined & np.isfinite(mean) | (mean <= 0)
     color_index = 0
+    axis_row: list[float] = []
     for i, sel in enumerate(sweep.selections):
         for j, dist in enumerate(sweep.distributions):
-            curve, spread = mean[i, j], spread_all[i, j]
-            scale = np.nanmax(np.abs(curve)) if normalize and np.isfinite(curve).any() else 1.0
-            curve, spread = curve / scale, spread / scale
+            curve, se = mean[i, j], se_all[i, j]
+            positive = curve[curve > 0]
+            scale = positive.max() if normalize and positive.size else 1.0
+            shown = np.where(curve > 0, curve, np.nan) / scale if normalize else curve
             color = CHAIN_COLORS[color_index % len(CHAIN_COLORS)]
             color_index += 1
             name = sel if len(sweep.distributions) == 1 else f"{sel} · {dist}"
-            fig.add_trace(go.Scatter(x=np.concatenate([steps, steps[::-1]]),
-                                     y=np.concatenate([curve + spread, (curve - spread)[::-1]]),
-                                     fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0),
-                                     showlegend=False, hoverinfo="skip", legendgroup=name))
-            fig.add_trace(go.Scatter(x=steps, y=curve, name=name, legendgroup=name, line=dict(color=color)))
-            bad = ~healthy[i, j] & np.isfinite(curve)
-            if bad.any():
-                fig.add_trace(go.Scatter(x=steps[bad], y=curve[bad], mode="markers", name=f"{name}: unhealthy",
-                                         legendgroup=name, showlegend=False,
-                                         marker=dict(symbol="x", size=9, color=color)))
+            text = [format_estimate(m, e) for m, e in zip(curve, se)]
+            fig.add_trace(go.Scatter(x=steps, y=shown, name=name, legendgroup=name, mode="lines+markers", text=text,
+                                     hovertemplate=f"{name}<br>step %{{x}}<br>LLC %{{text}} (± SE)<extra></extra>",
+                                     error_y=dict(type="data", array=se / scale, visible=True, thickness=1, width=3),
+                                     line=dict(color=color, width=1.2), marker=dict(size=5, color=color)))
+            bad = unhealthy[i, j]
+            on_curve = bad & np.isfinite(shown)
+            axis_row.extend(steps[bad & ~np.isfinite(shown)])
+            if on_curve.any():
+                fig.add_trace(go.Scatter(x=steps[on_curve], y=shown[on_curve], mode="markers", name=UNHEALTHY_LABEL,
+                                         legendgroup="unhealthy", showlegend=not any(t.legendgroup == "unhealthy" for t in fig.data),
+                                         marker=UNHEALTHY_MARKER, hoverinfo="skip"))
+    if axis_row:
+        fig.add_trace(go.Scatter(x=axis_row, y=np.full(len(axis_row), 0.04), yaxis="y2", mode="markers", hoverinfo="x",
+                                 name=UNHEALTHY_LABEL + (" (negative: not normalised)" if normalize else " (not finite)"),
+                                 legendgroup="unhealthy-axis", marker=UNHEALTHY_MARKER))
     if undefined.any():
         ticks = steps[undefined.any(axis=(0, 1))]
-        fig.add_trace(go.Scatter(x=ticks, y=np.zeros(ticks.size), yaxis="y2", mode="markers", hoverinfo="x",
-                                 name="no LLC: w* not a local minimum",
-                                 marker=dict(symbol="line-ns-open", size=12, color="gray", line=dict(width=2))))
+        fig.add_trace(go.Scatter(x=ticks, y=np.full(ticks.size, 0.04), yaxis="y2", mode="markers", hoverinfo="x",
+                                 name=UNDEFINED_LABEL, marker=UNDEFINED_MARKER))
+    if axis_row or undefined.any():
         fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
-    fig.update_layout(template=THEME, title="LLC over training" + (" (normalised)" if normalize else ""), xaxis_type="log",
-                      xaxis_title="training step", yaxis_title="λ̂" + (" / max" if normalize else ""), height=420)
+    fig.update_layout(template=THEME, title="LLC over training, ± one standard error" + (" (normalised)" if normalize else ""),
+                      xaxis_type="log", xaxis_title="training step",
+                      yaxis_title="λ̂ / largest positive λ̂ of the curve" if normalize else "λ̂", height=420)
     return fig
 
 
@@ -199,13 +249,22 @@ CUSP_COLOR = "#F58518"
 
 
 def _step_colorbar(steps: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Marker colours log10(step + 1) and a colour bar labelled in steps."""
-    colour = np.log10(np.asarray(steps, dtype=float) + 1)
-    lo, hi = float(colour.min()), float(colour.max())
-    ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
-    ticks = ticks[(ticks >= lo) & (ticks <= hi)] if hi > lo else np.array([lo])
-    labels = [f"{10 ** t - 1:.0f}" if t < 4 else f"1e{t:.0f}" for t in ticks]
-    return colour, dict(title="step", tickvals=ticks, ticktext=labels, len=0.8)
+    """Marker colours log10(step + 1) and a colour bar whose ticks are round steps of the run.
+
+    The ticks are 0 (when checkpointed) and 1, 2, 5 × 10^k inside the run's steps, each drawn at its
+    own log10(step + 1); only the powers of ten when that gives more than six.
+    """
+    steps = np.asarray(steps, dtype=float)
+    colour = np.log10(steps + 1)
+    first, last = float(steps.min()), float(steps.max())
+    decades = range(int(np.log10(max(last, 1))) + 1)
+    rounds = [m * 10**e for e in decades for m in (1, 2, 5)]
+    ticks = [s for s in ([0] + rounds) if first <= s <= last]
+    if len(ticks) > 6:
+        ticks = [s for s in ([0] + [10**e for e in decades]) if first <= s <= last]
+    if not ticks:
+        ticks = [first]
+    return colour, dict(title="step", tickvals=np.log10(np.asarray(ticks, float) + 1), ticktext=[f"{t:.0f}" for t in ticks], len=0.8)
 
 
 def _circle_lines(centres: np.ndarray, radii: np.ndarray, every: int, limit: float) -> tuple[list, list]:
@@ -252,8 +311,9 @@ def _add_geometry_plane(fig: go.Figure, geometry, plane: tuple[int, int], col: i
                                  marker=dict(size=2, color=NEUTRAL)), row=1, col=col)
     cusps = geometry.cusps_[which]
     if len(cusps):
-        fig.add_trace(go.Scatter(x=smooth[cusps, i], y=smooth[cusps, j], mode="markers", name="evolute cusps",
-                                 legendgroup="cusps", showlegend=show_colorbar,
+        fig.add_trace(go.Scatter(x=smooth[cusps, i], y=smooth[cusps, j], mode="markers",
+                                 name="evolute cusps (in this plane; not milestones)",
+                                 legendgroup="cusps", showlegend=not any(t.legendgroup == "cusps" for t in fig.data),
                                  text=[f"cusp at step {steps[t]}" for t in cusps], hoverinfo="text",
                                  marker=dict(symbol="triangle-up", size=10, color=CUSP_COLOR)), row=1, col=col)
     milestones = geometry.milestones_

@@ -33,8 +33,9 @@ class StageDetector(BaseEstimator):
     boundaries_ : np.ndarray, shape (n_boundaries,)
         Training steps of the stage boundaries: the checkpoints where the curve turns.
     stages_ : list of dict
-        ``{"start", "end", "type", "change", "z"}`` per stage: its first and last step, ``"rising"``
-        or ``"falling"``, the LLC change over it and that change in standard errors.
+        ``{"start", "end", "type", "change", "z", "estimates"}`` per stage: its first and last step,
+        ``"rising"`` or ``"falling"``, the LLC change over it, that change in standard errors and the
+        number of estimates it rests on (its two ends included).
 
     Notes
     -----
@@ -79,6 +80,7 @@ class StageDetector(BaseEstimator):
                 "type": "rising" if curve[b] >= curve[a] else "falling",
                 "change": float(curve[b] - curve[a]),
                 "z": float(_z(curve, curve_se, a, b)),
+                "estimates": int(b - a + 1),
             }
             for a, b in zip(runs[:-1], runs[1:])
         ]

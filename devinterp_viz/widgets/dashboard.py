@@ -404,7 +404,7 @@ def _llc_data(sweep: Any, master: np.ndarray) -> dict[str, Any]:
         "steps": sweep_steps.astype(np.float32),
         "index": _nearest_indices(master, sweep_steps),
         "mean": mean,
-        "std": sweep.llc_std.astype(np.float32),
+        "se": sweep.llc_se.astype(np.float32),
         "healthy": healthy,
         "chains": per_chain,
     }
@@ -429,6 +429,7 @@ def _stage_data(sweep: Any, stages: Any) -> list[dict[str, Any]]:
                 "boundaries": np.asarray(fitted.boundaries_, np.float32),
                 "smoothed": np.asarray(fitted.smoothed_, np.float32),
                 "stages": [dict(s) for s in fitted.stages_],
+                "significance": float(fitted.significance),
             })
     return out
 

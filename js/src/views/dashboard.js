@@ -10,6 +10,7 @@ import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
+import { UNDEFINED_LABEL, UNHEALTHY_LABEL } from "./conventions.js";
 import { dashboardControls } from "./dashboard_controls.js";
 import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
 import { defaultStepRange, edFigure, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
@@ -56,6 +57,8 @@ export function renderDashboard({ model, el }) {
     nearest: [new Cursor(llc.box, llc.gd, { kind: "point", role: "nearest-llc", variant: "nearest" })],
     ed: [new Cursor(ed.box, ed.gd, { kind: "point", role: "cursor-ed" }), new Cursor(ed.box, ed.gd, { kind: "point", role: "hover-ed", variant: "hover" })],
   };
+  // the ring at the nearest estimate says what it is: the checkpoint itself has no estimate
+  cursors.nearest[0].el.append(h("span", { class: "dvz-cursor-label" }, "nearest estimate"));
   const edNote = h("div", { class: "dvz-legend-note", role: "ed-note" });
   const llcNote = h("div", { class: "dvz-legend-note", role: "llc-note" });
   const grid = h("div", { class: "dvz-dash-grid" }, h("div", { class: "dvz-dash-col" }, loss.box, llc.box, llcNote), h("div", { class: "dvz-dash-col" }, ed.box, edNote));
@@ -274,9 +277,14 @@ export function renderDashboard({ model, el }) {
     react(llc.gd, figure.traces, figure.layout);
     llc.gd.dataset.stages = String(stage?.stages?.length ?? 0);
     const estimates = c.steps.data.length;
+    const found = stage?.stages?.length ?? 0;
     llcNote.textContent =
-      `LLC estimated at ${estimates} of ${n()} checkpoints; band: chains' min–max; × unhealthy` +
-      (stage?.stages?.length ? "; shaded: stages the detector found (green: the LLC rises, amber: it falls), dashed: their boundaries" : "");
+      `LLC estimated at ${estimates} of ${n()} checkpoints: ● an estimate, its bar ± one standard error (SE); nothing is drawn between estimates; ` +
+      `${UNHEALTHY_LABEL}; ${UNDEFINED_LABEL}; dashed ring: the nearest estimate when the checkpoint has none` +
+      (stage?.stages
+        ? `; shaded: the ${found} stage${found === 1 ? "" : "s"} the detector found (green: the LLC rises, amber: it falls; dashed: boundaries), each labelled with its change in SE (kept when over ${fmt(stage.significance ?? 3, 2)} SE)` +
+          (found === 1 ? ": no turn of the curve is larger than that" : "")
+        : "");
     onPlot(llc.gd, hoverHandlers(llc.gd));
   }
 

@@ -1,6 +1,6 @@
 // What the DevelopmentDashboard shows at a checkpoint, looked up in the decoded panel data (pure).
 
-import { fmt } from "../dom.js";
+import { estimate } from "./conventions.js";
 import { nearestIndex } from "./linked.js";
 
 /**
@@ -26,12 +26,12 @@ export function estimateIndex(c, [i, j], steps) {
   return { own, nearest };
 }
 
-/** Curve [i, j] at sweep checkpoint ``k``: [mean, std, healthy (1, 0, -1: no LLC, NaN: not computed)]. */
+/** Curve [i, j] at sweep checkpoint ``k``: [mean, standard error, healthy (1, 0, -1: no LLC, NaN: not computed)]. */
 export function estimateAt(c, [i, j], k) {
   if (!c || k < 0) return [NaN, NaN, NaN];
   const [, D, M] = c.mean.shape;
   const offset = (i * D + j) * M + k;
-  return [c.mean.data[offset], c.std.data[offset], c.healthy.data[offset]];
+  return [c.mean.data[offset], c.se.data[offset], c.healthy.data[offset]];
 }
 
 /** A loss series' value at exactly ``step``, or null when it was not recorded there. */
@@ -59,7 +59,7 @@ export function llcReadout(c, ij, { own, nearest }, index) {
   const k = mine >= 0 ? mine : nearest[index] ?? -1;
   if (!c || k < 0) return { text: "no LLC estimate yet", exact: false, step: null };
   const [m, s, healthy] = estimateAt(c, ij, k);
-  const value = healthy === -1 ? "none (w* not a local minimum)" : `${fmt(m, 4)} ± ${fmt(s, 2)}${healthy === 0 ? " (unhealthy)" : ""}`;
+  const value = healthy === -1 ? "none (w* not a local minimum)" : `${estimate(m, s)}${healthy === 0 ? " (unhealthy)" : ""}`;
   const step = c.steps.data[k];
   if (mine >= 0) return { text: `LLC ${value}`, exact: true, step };
   return { text: `LLC – (none here; nearest estimate, step ${step}: ${value})`, exact: false, step };

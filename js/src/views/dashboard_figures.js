@@ -1,6 +1,8 @@
 // Figures of the DevelopmentDashboard: loss, LLC and essential-dynamics panels (pure: data in, plotly spec out).
 
+import { fmt } from "../dom.js";
 import { themeLayout } from "../theme.js";
+import { UNDEFINED_LABEL, UNHEALTHY_LABEL, estimate, undefinedMarker, unhealthyMarker } from "./conventions.js";
 import { mapArray, withAlpha } from "./linked.js";
 
 const customIndex = (indices, stepValues) => {
@@ -152,8 +154,10 @@ export function labelRows(spans, gap = 4) {
 }
 
 /**
- * The LLC panel of curve [i, j] (selection, distribution): the estimate, its chains' range, crosses
- * and axis ticks on unhealthy checkpoints, grey ticks where no LLC exists, the stages of `stage`.
+ * The LLC panel of curve [i, j] (selection, distribution): a marker at each estimate with its ± SE
+ * bar and nothing between estimates (no value exists there); a red ✕ on unhealthy estimates (on the
+ * step axis when not finite), a grey hollow tick on the step axis where no LLC exists; the stages of
+ * `stage`, each labelled with its change in standard errors and the estimates it rests on.
  * @returns {{traces, layout, unhealthy: number, undefined: number}}
  */
 export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, plotWidth }, margin) {
@@ -161,63 +165,49 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
   const steps = c.steps.data;
   const base = (i * D + j) * N;
   const mean = c.mean.data.subarray(base, base + N);
-  const chains = c.chains.shape[3] || 0;
-  const lo = new Float32Array(N).fill(NaN);
-  const hi = new Float32Array(N).fill(NaN);
-  for (let t = 0; t < N; t++) {
-    let a = Infinity;
-    let b = -Infinity;
-    for (let k = 0; k < chains; k++) {
-      const v = c.chains.data[(base + t) * chains + k];
-      if (Number.isFinite(v)) {
-        if (v < a) a = v;
-        if (v > b) b = v;
-      }
-    }
-    if (a <= b) {
-      lo[t] = a;
-      hi[t] = b;
-    }
-  }
+  const se = c.se.data.subarray(base, base + N);
   const x = mapArray(steps, xmap);
-  const custom = customIndex(c.index.data, steps);
+  const custom = Array.from(steps, (s, t) => [c.index.data[t], s, estimate(mean[t], se[t])]);
   const bad = { x: [], y: [], customdata: [] };
-  const shapes = [];
-  const undefinedTicks = [];
+  const badAxis = { x: [], customdata: [] };
+  const undef = { x: [], customdata: [] };
   for (let t = 0; t < N; t++) {
-    if (c.healthy.data[base + t] === -1) {
-      // w* is not a local minimum there: no LLC exists, so no point is drawn, only a grey tick
-      shapes.push({ type: "line", xref: "x", yref: "paper", x0: x[t], x1: x[t], y0: 0, y1: 0.07, line: { width: 2, color: theme.fontMuted } });
-      undefinedTicks.push(t);
-      continue;
-    }
-    if (c.healthy.data[base + t] === 0) {
-      // a tick on the axis for every unhealthy estimate (its mean may be non-finite), an × on the curve
-      shapes.push({ type: "line", xref: "x", yref: "paper", x0: x[t], x1: x[t], y0: 0, y1: 0.07, line: { width: 2, color: theme.error } });
-      if (!Number.isFinite(mean[t])) continue;
-      bad.x.push(x[t]);
-      bad.y.push(mean[t]);
-      bad.customdata.push([c.index.data[t], steps[t]]);
+    const verdict = c.healthy.data[base + t];
+    if (verdict === -1) {
+      undef.x.push(x[t]);
+      undef.customdata.push([c.index.data[t], steps[t]]);
+    } else if (verdict === 0) {
+      const target = Number.isFinite(mean[t]) ? bad : badAxis;
+      target.x.push(x[t]);
+      if (target === bad) target.y.push(mean[t]);
+      target.customdata.push([c.index.data[t], steps[t]]);
     }
   }
-  const unhealthy = shapes.length - undefinedTicks.length;
+  const unhealthy = bad.x.length + badAxis.x.length;
   const tl = themeLayout(theme);
+  const axisRow = (marks, marker, name, hover) => ({ type: "scatter", mode: "markers", x: marks.x, y: marks.x.map(() => 0.04), yaxis: "y2", customdata: marks.customdata, name, marker, cliponaxis: false, hovertemplate: hover });
   const traces = [
-    { type: "scatter", mode: "lines", x, y: lo, line: { width: 0 }, hoverinfo: "skip", showlegend: false },
-    { type: "scatter", mode: "lines", x, y: hi, line: { width: 0 }, fill: "tonexty", fillcolor: withAlpha(theme.brand, 0.18), hoverinfo: "skip", name: "chains (min–max)" },
-    { type: "scatter", mode: N > 300 ? "lines" : "lines+markers", x, y: mean, customdata: custom, name: "LLC", marker: { size: 4, color: theme.brand }, line: { width: 1.8, color: theme.brand }, hovertemplate: "step %{customdata[1]}<br>LLC %{y:.4g}<extra></extra>" },
-    { type: "scatter", mode: "markers", x: bad.x, y: bad.y, customdata: bad.customdata, name: "unhealthy", marker: { symbol: "x-thin", size: 9, line: { width: 2, color: theme.error }, color: theme.error }, hovertemplate: "step %{customdata[1]}: unhealthy estimate<extra></extra>" },
+    {
+      type: "scatter", mode: "markers", x, y: mean, customdata: custom, name: "LLC estimate ± SE",
+      marker: { size: 6, color: theme.brand }, error_y: { type: "data", array: se, visible: true, color: withAlpha(theme.brand, 0.7), thickness: 1.2, width: 3 },
+      hovertemplate: "step %{customdata[1]}<br>LLC %{customdata[2]} (± SE)<extra></extra>",
+    },
+    { type: "scatter", mode: "markers", x: bad.x, y: bad.y, customdata: bad.customdata, name: UNHEALTHY_LABEL, marker: unhealthyMarker(theme), hovertemplate: "step %{customdata[1]}: unhealthy estimate<extra></extra>" },
+    axisRow(badAxis, unhealthyMarker(theme), `${UNHEALTHY_LABEL} (not finite)`, "step %{customdata[1]}: unhealthy, no finite estimate<extra></extra>"),
+    axisRow(undef, undefinedMarker(theme), UNDEFINED_LABEL, "step %{customdata[1]}: no LLC (w* is not a local minimum)<extra></extra>"),
   ];
-  if (undefinedTicks.length) {
-    traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], name: "no LLC: w* not a local minimum (grey ticks)", marker: { symbol: "line-ns-open", size: 10, line: { width: 2, color: theme.fontMuted } }, hoverinfo: "skip" });
-  }
+  const shapes = [];
   const annotations = [];
   if (stage?.stages) {
-    if (stage.smoothed) traces.push({ type: "scatter", mode: "lines", x, y: stage.smoothed.data, name: "smoothed", hoverinfo: "skip", line: { width: 1, dash: "dot", color: theme.fontMuted } });
+    // the detector's curve, when it is not the estimates themselves (a smoothing bandwidth was set)
+    const sm = stage.smoothed?.data;
+    if (sm && sm.some((v, t) => Number.isFinite(v) && Math.abs(v - mean[t]) > 1e-6 * (1 + Math.abs(mean[t])))) {
+      traces.push({ type: "scatter", mode: "lines", x, y: sm, name: "smoothed (the stage detector's curve)", hoverinfo: "skip", line: { width: 1, dash: "dot", color: theme.fontMuted } });
+    }
     const toPixel = (mapped) => ((logX ? Math.log10(mapped) : mapped) - range[0]) / (range[1] - range[0]) * plotWidth;
     const labels = stage.stages.map((s, k) => {
       const rising = s.type === "rising";
-      const text = `stage ${k + 1} ${rising ? "↑" : "↓"}`;
+      const text = `stage ${k + 1} ${rising ? "↑" : "↓"} ${fmt(s.z, 2)} SE${s.estimates <= 2 ? ", 2 estimates" : ""}`;
       const centre = logX ? Math.sqrt(xmap(s.start) * xmap(s.end)) : (s.start + s.end) / 2;
       return { s, k, rising, text, centre, px: toPixel(centre), width: 6 * text.length + 6 };
     });
@@ -226,7 +216,10 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
       shapes.push({ type: "rect", xref: "x", yref: "paper", x0: xmap(s.start), x1: xmap(s.end), y0: 0, y1: 1, layer: "below", line: { width: 0 }, fillcolor: withAlpha(rising ? theme.success : theme.warn, k % 2 ? 0.1 : 0.16) });
       annotations.push({
         xref: "x", yref: "paper", x: logX ? Math.log10(centre) : centre, y: 1, yanchor: "bottom", yshift: 12 * rows[n], showarrow: false, text,
-        hovertext: `stage ${k + 1}: the LLC ${rising ? "rises" : "falls"} from step ${Math.round(s.start)} to ${Math.round(s.end)}`,
+        hovertext:
+          `stage ${k + 1}: the LLC ${rising ? "rises" : "falls"} by ${fmt(Math.abs(s.change), 3)} from step ${Math.round(s.start)} to ${Math.round(s.end)}, ` +
+          `${fmt(s.z, 3)} standard errors of the difference between its ends, resting on ${s.estimates} estimates` +
+          (s.estimates <= 2 ? " (only its two ends: the evidence is their two error bars)" : ""),
         font: { size: 10, color: theme.font }, captureevents: true,
       });
     });
@@ -240,21 +233,59 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
     hovermode: "closest",
     xaxis: xAxis(tl, title, logX, range),
     yaxis: { ...tl.yaxis, title: { text: D * S > 1 ? `LLC · ${c.selections[i]} · ${c.distributions[j]}` : "LLC" } },
+    yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
     shapes,
     annotations,
     uirevision: `llc-${logX}`,
   };
-  return { traces, layout, unhealthy, undefined: undefinedTicks.length };
+  return { traces, layout, unhealthy, undefined: undef.x.length };
 }
 
-/** The colour bar of "colour = training time": ticks at a few checkpoints, labelled by their step. */
-function timeColorbar(theme, steps) {
+/**
+ * Round training steps for the colour bar of "colour = training time" (colour follows the
+ * checkpoint's index): 1, 2 and 5 × 10^k inside the run (0 too when it was checkpointed), placed at
+ * their fractional index between the checkpoints around them, the roundest first, each at least
+ * ``gap`` of the bar from the others. Every label is thus a step of the run's range, never a
+ * checkpoint's odd step such as 10006 for a 10 000-step run.
+ * @param {ArrayLike<number>} steps every checkpoint's step, increasing
+ * @returns {{tickvals: number[], ticktext: string[]}}
+ */
+export function stepTicks(steps, gap = 0.14) {
   const m = steps.length;
-  const ticks = m > 1 ? [...new Set([0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(f * (m - 1))))] : [0];
+  if (m < 2) return { tickvals: [0], ticktext: m ? [String(steps[0])] : [] };
+  const first = steps[0];
+  const last = steps[m - 1];
+  const position = (step) => {
+    let k = 1;
+    while (k < m - 1 && steps[k] < step) k++;
+    const width = steps[k] - steps[k - 1];
+    return width > 0 ? k - 1 + Math.min(1, Math.max(0, (step - steps[k - 1]) / width)) : k;
+  };
+  const candidates = first <= 0 ? [[0, 0]] : [];
+  for (const mantissa of [1, 5, 2]) {
+    for (let e = 0; 10 ** e <= last; e++) {
+      for (let k = 1; k < 10; k++) {
+        const step = (mantissa === 1 ? k : mantissa * k) * 10 ** e;
+        const rank = mantissa === 1 ? (k === 1 ? 1 : 4) : mantissa === 5 ? 2 : 3;
+        if (step >= first && step <= last && (mantissa === 1 || k === 1)) candidates.push([step, rank]);
+      }
+    }
+  }
+  candidates.sort((a, b) => a[1] - b[1] || b[0] - a[0]);
+  const chosen = [];
+  for (const [step] of candidates) {
+    const at = position(step) / (m - 1);
+    if (chosen.every(([, other]) => Math.abs(other - at) >= gap)) chosen.push([step, at]);
+  }
+  chosen.sort((a, b) => a[0] - b[0]);
+  return { tickvals: chosen.map(([step]) => position(step)), ticktext: chosen.map(([step]) => String(step)) };
+}
+
+/** The colour bar of "colour = training time": round steps placed where they fall between checkpoints. */
+function timeColorbar(theme, steps) {
   return {
     title: { text: "training step", side: "right", font: { size: 10, color: theme.font } },
-    tickvals: ticks,
-    ticktext: ticks.map((k) => String(steps[k])),
+    ...stepTicks(steps),
     tickfont: { size: 9, color: theme.font },
     thickness: 10,
     len: 0.9,
