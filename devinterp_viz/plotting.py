@@ -177,7 +177,10 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
     steps = np.maximum(sweep.steps, 1)
     undefined = sweep.undefined
     mean, se_all = np.where(undefined, np.nan, sweep.llc_mean), sweep.llc_se
-    unhealthy = ~sweep.healthy & ~undefined & np.isfinite(mean) | (mean <= 0)
+    computed = np.zeros(mean.shape, bool)
+    for sel, dist, index in sweep.results:
+        computed[sweep.selections.index(sel), sweep.distributions.index(dist), index] = True
+    unhealthy = (computed & ~sweep.healthy & ~undefined) | (mean <= 0)
     color_index = 0
     axis_row: list[float] = []
     for i, sel in enumerate(sweep.selections):

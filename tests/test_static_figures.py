@@ -57,3 +57,76 @@ def test_static_figure_follows_the_output_width_and_reads_in_both_themes(figures
     assert theme.font.color == NEUTRAL
     drawn = fig.to_json().lower()
     assert '"black"' not in drawn and '"#000000"' not in drawn  # black marks vanish on a dark notebook
+
+
+# ---- one format for an estimate and one visual language for verdicts, in static figures and widgets ----
+
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from devinterp_viz import plotting  # noqa: E402
+
+JS = Path(__file__).resolve().parents[1] / "js" / "src"
+VALUES = [0.2559, 0.00503, 0.0049999, 12345.6, 99999.6, 123456.0, 1e-4, -3.25e-5, 0.0, -0.65, 8.1667, 19.2, 2.7, 1.0, 0.001, 0.000999]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the widgets' formatter")
+def test_python_and_the_widgets_write_numbers_and_estimates_identically():
+    script = (f"import {{ fmt }} from {json.dumps(str(JS / 'dom.js'))};"
+              f"import {{ estimate }} from {json.dumps(str(JS / 'views' / 'conventions.js'))};"
+              f"const v = {json.dumps(VALUES)};"
+              "console.log(JSON.stringify({fmt2: v.map((x) => fmt(x, 2)), fmt4: v.map((x) => fmt(x, 4)), est: v.map((x) => estimate(x, x / 51))}));")
+    js = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True).stdout)
+    assert js["fmt2"] == [plotting.fmt(x, 2) for x in VALUES]
+    assert js["fmt4"] == [plotting.fmt(x, 4) for x in VALUES]
+    assert js["est"] == [plotting.format_estimate(x, x / 51) for x in VALUES]
+    assert plotting.format_estimate(0.2559, 0.00503) == "0.2559 ± 0.005"  # the example of the README's conventions
+    assert plotting.fmt(float("nan")) == "–" and plotting.fmt(123456.0, 4) == "1.235e5"
+
+
+def test_the_verdict_marks_and_their_labels_are_the_widgets():
+    source = (JS / "views" / "conventions.js").read_text()
+    assert re.search(r'UNHEALTHY_LABEL = "(.*)"', source).group(1) == plotting.UNHEALTHY_LABEL
+    assert re.search(r'UNDEFINED_LABEL = "(.*)"', source).group(1) == plotting.UNDEFINED_LABEL
+    assert 'symbol: "x-thin"' in source and plotting.UNHEALTHY_MARKER["symbol"] == "x-thin"
+    assert 'symbol: "line-ns-open"' in source and plotting.UNDEFINED_MARKER["symbol"] == "line-ns-open"
+
+
+def test_an_llc_result_figure_titles_its_estimate_with_the_standard_error():
+    rng = np.random.default_rng(0)
+    result = LLCResult.from_traces(1 + 0.05 * rng.random((4, 300)), 1.0, 10.0, config={"lr": 1e-3, "num_draws": 300})
+    title = result.plot().layout.title.text
+    assert title.startswith(f"LLC {plotting.format_estimate(result.llc_mean, result.llc_se)} (± SE)")
+    assert plotting.fmt(result.llc_std, 2) != plotting.fmt(result.llc_se, 2)  # so the title could not show the std
+
+
+def test_sweep_figure_marks_unhealthy_and_undefined_and_never_normalises_a_negative_estimate():
+    sweep = synthetic_sweep(12, unhealthy=(4,))  # checkpoint 4: a chain diverges (unhealthy, a finite estimate)
+    flat = LLCResult.from_traces(np.full((4, 40), 0.9) + 0.001 * np.random.default_rng(1).standard_normal((4, 40)), 1.0, 10.0, config={"lr": 1e-3})
+    assert flat.llc_mean < 0 and flat.diagnostics.status == "undefined"
+    sweep.results[("all", "data", 7)] = flat  # below L(w*): a negative estimate, no LLC
+    fig = plotting.plot_sweep(sweep, normalize=True)
+    curve = next(t for t in fig.data if t.name == "all")
+    y = np.asarray(curve.y, float)
+    assert np.nanmax(y) == pytest.approx(1.0) and np.nanmin(y) > 0 and np.isnan(y[7]) and np.isfinite(y[4])
+    unhealthy = [t for t in fig.data if t.name == plotting.UNHEALTHY_LABEL]
+    assert len(unhealthy) == 1 and list(unhealthy[0].x) == [sweep.steps[4]] and unhealthy[0].marker.symbol == "x-thin"
+    assert list(unhealthy[0].y) == [y[4]]
+    undefined = [t for t in fig.data if t.name == plotting.UNDEFINED_LABEL]
+    assert len(undefined) == 1 and list(undefined[0].x) == [sweep.steps[7]] and undefined[0].marker.symbol == "line-ns-open"
+    shown = ~np.isnan(y)
+    largest = np.nanmax(np.where(sweep.undefined[0, 0], np.nan, sweep.llc_mean[0, 0])[shown])
+    assert np.allclose(np.asarray(curve.error_y.array, float)[shown], sweep.llc_se[0, 0][shown] / largest)
+    assert fig.layout.title.text.startswith("LLC over training, ± one standard error")
+
+
+def test_ed_colour_bar_ticks_are_round_steps_of_the_run():
+    steps = np.arange(60) * 50  # 0 … 2950
+    _, bar = plotting._step_colorbar(steps)
+    assert bar["ticktext"] == ["0", "1", "10", "100", "1000"]
+    assert np.allclose(bar["tickvals"], np.log10(np.array([0, 1, 10, 100, 1000]) + 1))
+    _, bar = plotting._step_colorbar(np.array([100, 300, 2000]))
+    assert bar["ticktext"] == ["100", "200", "500", "1000", "2000"]

@@ -92,8 +92,9 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
         Selection name → ``{num_selected, tensors}``, the same breakdown for every selection.
     available : list of str (read-only)
     curves : dict (read-only)
-        ``steps`` (checkpoints,), ``selections``, ``distributions``, ``mean`` / ``std`` /
-        ``healthy`` (selections, distributions, checkpoints) float32 (NaN = not computed),
+        ``steps`` (checkpoints,), ``selections``, ``distributions``, ``mean`` / ``se`` (standard
+        error) / ``healthy`` (selections, distributions, checkpoints) float32 (NaN = not computed;
+        healthy 1, 0 unhealthy, -1 undefined),
         ``counts`` (weights per selection), ``done``, ``total``.
     status, error : str (read-only)
     """
@@ -328,12 +329,13 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
                 dists = list(dict.fromkeys([*plan["distributions"], *dists]))
             steps = np.asarray(self.trajectory.steps)
             shape = (len(sels), len(dists), len(steps))
-            mean, std, healthy = (np.full(shape, np.nan, np.float32) for _ in range(3))
+            mean, se, healthy = (np.full(shape, np.nan, np.float32) for _ in range(3))
             for (sel, dist, index), res in self.results.items():
                 if sel in sels and dist in dists:
                     i, j = sels.index(sel), dists.index(dist)
-                    mean[i, j, index], std[i, j, index] = res.llc_mean, res.llc_std
-                    healthy[i, j, index] = float(bool(res.diagnostics.healthy))
+                    mean[i, j, index], se[i, j, index] = res.llc_mean, res.llc_se
+                    # 1 healthy, 0 unhealthy, -1 undefined (w* is not a local minimum: no LLC)
+                    healthy[i, j, index] = -1.0 if res.diagnostics.status == "undefined" else float(bool(res.diagnostics.healthy))
             counts = []
             for name in sels:
                 entry = next((s for s in self.selections if s["name"] == name), None)
@@ -341,7 +343,7 @@ class RefinedLLCWidget(BackgroundJobs, settings_traits(), DvzWidget):
             planned = len(plan["selections"]) * len(plan["distributions"]) * len(steps) if plan else 0
             done = sum(1 for (s, d, _) in self.results if plan and s in plan["selections"] and d in plan["distributions"])
         self.curves = {"steps": steps.astype(np.float32), "selections": sels, "distributions": dists, "mean": mean,
-                       "std": std, "healthy": healthy, "counts": counts, "done": done, "total": planned}
+                       "se": se, "healthy": healthy, "counts": counts, "done": done, "total": planned}
 
     def _count_of(self, items: list[str]) -> int:
         try:

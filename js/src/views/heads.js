@@ -7,7 +7,7 @@ import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
-import { attentionHover, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, textWidth, tokenTicks } from "./heads_figures.js";
+import { attentionHover, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, spreadPoints, textWidth, tokenTicks } from "./heads_figures.js";
 import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -39,6 +39,7 @@ export function renderHeads({ model, el }) {
   const multiples = h("div", { class: "dvz-multiples", role: "multiples" });
   const heatmap = h("div", { class: "dvz-plot", role: "heatmap" });
   const embedding = h("div", { class: "dvz-plot", role: "embedding" });
+  const embeddingNote = h("div", { class: "dvz-legend-note", role: "embedding-note" });
   const scores = h("table", { class: "dvz-scores", role: "scores" });
   const detailTitle = h("div", { class: "dvz-section-title", role: "detail-title" });
   const detailScores = h("div", { class: "dvz-small", role: "detail-scores" });
@@ -57,7 +58,7 @@ export function renderHeads({ model, el }) {
       "div",
       { class: "dvz-heads-grid", role: "heads-grid" },
       h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Signatures (dendrogram order)"), multiplesKey, multiples, heatmap),
-      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Embedding"), embedding, h("div", { class: "dvz-section-title" }, "Behaviour"), scores),
+      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Embedding"), embedding, embeddingNote, h("div", { class: "dvz-section-title" }, "Behaviour"), scores),
     ),
     detail,
     overviewBox,
@@ -84,13 +85,13 @@ export function renderHeads({ model, el }) {
   }
 
   // ------------------------------------------------------------------ small multiples (SVG sparklines)
-  function drawMultiplesKey() {
+  function drawMultiplesKey(range) {
     const steps = data.steps.data;
     const shown = distIndex();
     const js = shown === null ? data.distributions.map((_, j) => j) : [shown];
     multiplesKey.replaceChildren(
       h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
-      h("span", { title: "each sparkline's y axis" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, from the curve's min to its max`),
+      h("span", { title: "each sparkline's y axis: one scale for every head, so that the scaling chosen above shows" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, one scale for every head: ${fmt(range[0])} → ${fmt(range[1])}`),
       ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
     );
   }
@@ -98,7 +99,19 @@ export function renderHeads({ model, el }) {
   function drawMultiples() {
     const D = data.distributions.length;
     const [, , N] = data.normalized.shape;
-    drawMultiplesKey();
+    const shownDist = distIndex();
+    // one y range for every sparkline (not each curve's own min–max, which would undo the scaling)
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let i = 0; i < H(); i++) {
+      for (let j = 0; j < D; j++) {
+        if (shownDist !== null && j !== shownDist) continue;
+        for (const v of data.normalized.data.subarray((i * D + j) * N, (i * D + j + 1) * N)) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+      }
+    }
+    const span = hi - lo || 1;
+    drawMultiplesKey([lo, hi]);
+    multiples.dataset.yRange = JSON.stringify([lo, hi]);
     const cells = order().map((i) => {
       const svg = document.createElementNS(SVG, "svg");
       svg.setAttribute("viewBox", `0 0 100 40`);
@@ -115,10 +128,6 @@ export function renderHeads({ model, el }) {
       for (let j = 0; j < D; j++) {
         if (shown !== null && j !== shown) continue;
         const row = data.normalized.data.subarray((i * D + j) * N, (i * D + j + 1) * N);
-        let lo = Infinity;
-        let hi = -Infinity;
-        for (const v of row) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
-        const span = hi - lo || 1;
         const points = Array.from(row, (v, t) => `${((t / Math.max(1, N - 1)) * 100).toFixed(2)},${(38 - ((v - lo) / span) * 36).toFixed(2)}`).join(" ");
         const line = document.createElementNS(SVG, "polyline");
         line.setAttribute("points", points);
@@ -152,7 +161,8 @@ export function renderHeads({ model, el }) {
     const js = shown === null ? Array.from({ length: D }, (_, j) => j) : [shown];
     const z = rows.map((i) => js.flatMap((j) => Array.from(data.normalized.data.subarray((i * D + j) * N, (i * D + j + 1) * N), (v) => (Number.isFinite(v) ? v : null))));
     const steps = Array.from(data.steps.data);
-    const columns = js.flatMap((j) => steps.map((s) => `${data.distributions[j]} · step ${s}`));
+    // hover names the distribution only when there are several; the ticks sit at the same checkpoints in every block
+    const columns = js.flatMap((j) => steps.map((s) => (D > 1 ? `${data.distributions[j]} · step ${s}` : `step ${s}`)));
     const tl = themeLayout(theme);
     // laid out in pixels, so that the dendrogram, the row labels and the colour bar never overlap
     const margin = { l: 4, r: 78, t: 8, b: 56 };
@@ -179,13 +189,18 @@ export function renderHeads({ model, el }) {
     for (let j = 1; j < js.length; j++) shapes.push({ type: "line", xref: "x", yref: "paper", x0: j * N - 0.5, x1: j * N - 0.5, y0: 0, y1: 1, line: { color: theme.background, width: 3 } });
     const r = rows.indexOf(heads().indexOf(selected));
     if (r >= 0) shapes.push({ type: "rect", xref: "paper", x0: heatStart, x1: 1, yref: "y", y0: r - 0.5, y1: r + 0.5, line: { color: theme.font, width: 2.5 } });
-    const tickStep = Math.max(1, Math.ceil(columns.length / Math.max(2, Math.floor(((1 - heatStart) * plotWidth) / 70))));
+    const perBlock = Math.max(1, Math.floor(((1 - heatStart) * plotWidth) / js.length / 46));
+    const every = Math.max(1, Math.ceil(N / perBlock));
+    const local = Array.from({ length: N }, (_, t) => t).filter((t) => t % every === 0);
+    const tickvals = js.flatMap((_, b) => local.map((t) => b * N + t));
+    const ticktext = js.flatMap((j) => local.map((t) => (D > 1 && js.length > 1 && t === 0 ? `${data.distributions[j]}<br>${steps[t]}` : String(steps[t]))));
+    heatmap.dataset.ticks = JSON.stringify(ticktext);
     react(heatmap, traces, {
       ...tl,
       height: Math.max(200, 60 + 16 * rows.length),
       margin,
       showlegend: false,
-      xaxis: { ...tl.xaxis, domain: [heatStart, 1], showgrid: false, zeroline: false, tickvals: columns.map((_, c) => c).filter((c) => c % tickStep === 0), ticktext: columns.filter((_, c) => c % tickStep === 0).map((c) => c.replace(" · ", "<br>")), tickfont: { size: 9 } },
+      xaxis: { ...tl.xaxis, domain: [heatStart, 1], showgrid: false, zeroline: false, tickvals, ticktext, tickfont: { size: 9 }, title: { text: `training step (every ${every === 1 ? "" : `${every}th `}checkpoint labelled${js.length > 1 ? "; a block per distribution" : ""})`, font: { size: 10 }, standoff: 4 } },
       xaxis2: { ...tl.xaxis2, domain: [0, dendrogramEnd], autorange: "reversed", showgrid: false, zeroline: false, showticklabels: false, ticks: "", showline: false },
       yaxis: { ...tl.yaxis, autorange: "reversed", tickvals: rows.map((_, k) => k), ticktext: rowLabels, showgrid: false, zeroline: false, tickfont: { size: 10 } },
       shapes,
@@ -217,6 +232,13 @@ export function renderHeads({ model, el }) {
     const plotHeight = height - margin.t - margin.b;
     const px = xs.map((x) => ((x - xr[0]) / (xr[1] - xr[0])) * plotWidth);
     const py = ys.map((y) => (1 - (y - yr[0]) / (yr[1] - yr[0])) * plotHeight);
+    const moved = spreadPoints(px, py, 13);
+    for (let i = 0; i < px.length; i++) {
+      xs[i] = xr[0] + (px[i] / plotWidth) * (xr[1] - xr[0]);
+      ys[i] = yr[0] + (1 - py[i] / plotHeight) * (yr[1] - yr[0]);
+    }
+    embedding.dataset.nudged = String(moved);
+    embeddingNote.textContent = `colour: cluster; ${moved > 0.5 ? `points closer than a marker were nudged apart (by ${Math.round(moved)} px at most) so that none hides another` : "no point hides another"}; hover or click a point for its head`;
     const labels = placeLabels(px, py, idx.map((i) => shortName(heads()[i])), [plotWidth, plotHeight], heads().indexOf(selected), theme.fontFamily);
     const traces = [
       {
@@ -234,7 +256,7 @@ export function renderHeads({ model, el }) {
       },
     ];
     const k = heads().indexOf(selected);
-    if (k >= 0) traces.push({ type: "scatter", mode: "markers", x: [e[2 * k]], y: [e[2 * k + 1]], customdata: [k], marker: { size: 20, color: "rgba(0,0,0,0)", line: { width: 2.5, color: theme.font } }, hoverinfo: "skip" });
+    if (k >= 0) traces.push({ type: "scatter", mode: "markers", x: [xs[k]], y: [ys[k]], customdata: [k], marker: { size: 20, color: "rgba(0,0,0,0)", line: { width: 2.5, color: theme.font } }, hoverinfo: "skip" });
     const method = clusters.embedding_method === "umap" ? "UMAP" : "PCA";
     react(embedding, traces, {
       ...tl,

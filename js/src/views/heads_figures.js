@@ -148,3 +148,38 @@ export function overviewFigure({ attention, tokens, cells, selected, width, them
   layout.shapes = r < 0 ? [] : [{ type: "rect", xref: `x${axis} domain`, yref: `y${axis} domain`, x0: -0.02, x1: 1.02, y0: -0.02, y1: 1.01, line: { color: theme.font, width: 2 } }];
   return { traces, layout };
 }
+
+/**
+ * Push points (pixel coordinates, changed in place) apart until no two centres are closer than
+ * ``gap`` pixels, so that no marker hides another: a few rounds of pairwise repulsion, each pair
+ * moved symmetrically along the line between them (coincident ones apart along a fixed direction
+ * per pair, so the result does not depend on chance).
+ * @returns {number} the largest distance any point moved, in pixels
+ */
+export function spreadPoints(px, py, gap, rounds = 60) {
+  const x0 = Array.from(px);
+  const y0 = Array.from(py);
+  for (let round = 0; round < rounds; round++) {
+    let overlap = false;
+    for (let a = 0; a < px.length; a++) {
+      for (let b = a + 1; b < px.length; b++) {
+        let dx = px[b] - px[a];
+        let dy = py[b] - py[a];
+        let d = Math.hypot(dx, dy);
+        if (d >= gap - 1e-6) continue;
+        overlap = true;
+        if (d < 1e-9) {
+          const angle = ((a * 7 + b * 13) % 12) * (Math.PI / 6);
+          [dx, dy, d] = [Math.cos(angle), Math.sin(angle), 1];
+        }
+        const push = (gap - d) / 2 + 0.01;
+        px[a] -= (dx / d) * push;
+        py[a] -= (dy / d) * push;
+        px[b] += (dx / d) * push;
+        py[b] += (dy / d) * push;
+      }
+    }
+    if (!overlap) break;
+  }
+  return Math.max(0, ...Array.from(px, (x, i) => Math.hypot(x - x0[i], py[i] - y0[i])));
+}

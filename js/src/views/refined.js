@@ -6,6 +6,7 @@
 import { decode } from "../codec.js";
 import { settingControls } from "../controls.js";
 import { h } from "../dom.js";
+import { UNDEFINED_LABEL, UNHEALTHY_LABEL, estimate, undefinedMarker, unhealthyMarker } from "./conventions.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { categorical, followTheme, logTicks, mapArray, stepMapper, syncer } from "./linked.js";
@@ -39,7 +40,7 @@ export function renderRefined({ model, el }) {
   const runButton = h("button", { role: "run", class: "dvz-button dvz-primary", style: "white-space: nowrap", title: "sweep every selection listed above (the ticks are added first) over the trajectory", onclick: () => model.send({ type: "run", name: nameInput.value.trim() }) }, "▶ Run");
   const stopButton = h("button", { role: "stop", class: "dvz-button", style: "white-space: nowrap", title: "stop the sweep; the estimates finished so far are kept (and stored)", onclick: () => model.send({ type: "stop" }) }, "■ Stop");
   const progress = h("span", { class: "dvz-muted dvz-small", role: "progress" });
-  const normalize = h("input", { type: "checkbox", role: "normalize", title: "draw each curve divided by its largest absolute value" });
+  const normalize = h("input", { type: "checkbox", role: "normalize", title: "draw each curve divided by its largest positive estimate (a negative estimate is no LLC: it is marked on the step axis)" });
   const logX = h("input", { type: "checkbox", role: "log-x", title: "training steps on a log axis (step 0 at half the first step)" });
   const plot = h("div", { class: "dvz-plot", role: "curves-plot" });
   const note = h("div", { class: "dvz-legend-note", role: "curves-note" });
@@ -52,7 +53,8 @@ export function renderRefined({ model, el }) {
     count,
     preview,
     h("div", { class: "dvz-buttons", style: "flex-wrap: wrap" }, nameInput, addButton, headsButton),
-    h("div", { class: "dvz-section-title", title: "Run sweeps every selection of this list" }, "Selections Run sweeps"),
+    h("div", { class: "dvz-section-title", title: "Run sweeps every selection of this list" }, "Selections to sweep"),
+    h("div", { class: "dvz-muted dvz-small", role: "selections-hint" }, "Each selection is one curve. Run first adds the ticked weights as a selection, then clears the ticks, ready for the next one."),
     chosen,
     h("div", { class: "dvz-section-title" }, "Data"),
     dists,
@@ -286,18 +288,21 @@ export function renderRefined({ model, el }) {
     const bad = { x: [], y: [], text: [] };
     let drawn = 0;
     let points = 0;
+    const axis = { unhealthy: { x: [], text: [] }, undefined: { x: [], text: [] } };
     for (let i = 0; i < S; i++) {
       for (let j = 0; j < D; j++) {
         const base = (i * D + j) * N;
         const mean = c.mean.data.subarray(base, base + N);
-        const std = c.std.data.subarray(base, base + N);
+        const se = c.se.data.subarray(base, base + N);
+        const verdict = c.healthy.data.subarray(base, base + N);
+        // a negative estimate is no LLC: never a point of the normalised curve, always marked unhealthy
         let scale = 1;
         if (norm) {
           let m = 0;
-          for (const v of mean) if (Number.isFinite(v)) m = Math.max(m, Math.abs(v));
-          scale = m > 0 ? 1 / m : 1;
+          for (let t = 0; t < N; t++) if (verdict[t] !== -1 && mean[t] > 0) m = Math.max(m, mean[t]);
+          scale = m > 0 ? 1 / m : NaN;
         }
-        const y = Float32Array.from(mean, (v) => v * scale);
+        const y = Float32Array.from(mean, (v, t) => (verdict[t] === -1 || (norm && !(v > 0)) ? NaN : v * scale));
         const finite = y.filter(Number.isFinite).length;
         points += finite;
         if (finite) drawn += 1;
@@ -309,23 +314,36 @@ export function renderRefined({ model, el }) {
           x,
           y,
           name,
-          customdata: Array.from(steps, (s, t) => [s, mean[t], std[t]]),
+          customdata: Array.from(steps, (s, t) => [s, estimate(mean[t], se[t])]),
           connectgaps: false,
           line: { color, width: 1.8, dash: DASHES[j % DASHES.length] },
           marker: { size: 5, color },
-          error_y: norm ? undefined : { type: "data", array: std, visible: true, color, thickness: 1, width: 2 },
-          hovertemplate: `${name}<br>step %{customdata[0]}<br>LLC %{customdata[1]:.4g} ± %{customdata[2]:.2g}<extra></extra>`,
+          error_y: { type: "data", array: Float32Array.from(se, (v) => v * (norm ? scale : 1)), visible: true, color, thickness: 1, width: 2 },
+          hovertemplate: `${name}<br>step %{customdata[0]}<br>LLC %{customdata[1]} (± SE)<extra></extra>`,
         });
         for (let t = 0; t < N; t++) {
-          if (c.healthy.data[base + t] === 0 && Number.isFinite(y[t])) {
-            bad.x.push(x[t]);
-            bad.y.push(y[t]);
-            bad.text.push(`${name}, step ${steps[t]}: unhealthy estimate`);
+          const negative = verdict[t] !== -1 && mean[t] <= 0;
+          if (verdict[t] === -1) {
+            axis.undefined.x.push(x[t]);
+            axis.undefined.text.push(`${name}, step ${steps[t]}: no LLC (w* is not a local minimum)`);
+          } else if (verdict[t] === 0 || negative) {
+            const text = `${name}, step ${steps[t]}: ${negative ? `negative estimate ${estimate(mean[t], se[t])}: no LLC` : "unhealthy estimate"}`;
+            if (Number.isFinite(y[t])) {
+              bad.x.push(x[t]);
+              bad.y.push(y[t]);
+              bad.text.push(text);
+            } else {
+              axis.unhealthy.x.push(x[t]);
+              axis.unhealthy.text.push(text);
+            }
           }
         }
       }
     }
-    traces.push({ type: "scatter", mode: "markers", x: bad.x, y: bad.y, text: bad.text, name: "unhealthy", marker: { symbol: "x-thin", size: 11, line: { width: 2.5, color: theme.error }, color: theme.error }, hovertemplate: "%{text}<extra></extra>" });
+    const axisRow = (marks, marker, name) => ({ type: "scatter", mode: "markers", x: marks.x, y: marks.x.map(() => 0.04), yaxis: "y2", text: marks.text, name, marker, cliponaxis: false, showlegend: marks.x.length > 0, hovertemplate: "%{text}<extra></extra>" });
+    traces.push({ type: "scatter", mode: "markers", x: bad.x, y: bad.y, text: bad.text, name: UNHEALTHY_LABEL, showlegend: bad.x.length > 0, marker: unhealthyMarker(theme), hovertemplate: "%{text}<extra></extra>" });
+    traces.push(axisRow(axis.unhealthy, unhealthyMarker(theme), `${UNHEALTHY_LABEL} (${norm ? "negative or not finite: not normalised" : "not finite"})`));
+    traces.push(axisRow(axis.undefined, undefinedMarker(theme), UNDEFINED_LABEL));
     const tl = themeLayout(theme);
     react(plot, traces, {
       ...tl,
@@ -334,13 +352,19 @@ export function renderRefined({ model, el }) {
       legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
       hovermode: "closest",
       xaxis: { ...tl.xaxis, type: model.get("log_x") ? "log" : "linear", ...(model.get("log_x") ? logTicks(x) : {}), title: { text: "training step" } },
-      yaxis: { ...tl.yaxis, title: { text: norm ? "LLC / max |LLC| of the curve" : "refined LLC" } },
+      yaxis: { ...tl.yaxis, title: { text: norm ? "LLC / largest positive LLC of the curve" : "refined LLC" } },
+      yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
       uirevision: "curves",
     });
+    const unhealthyCount = bad.x.length + axis.unhealthy.x.length;
     root.dataset.dvzCurves = String(drawn);
     root.dataset.dvzPoints = String(points);
-    root.dataset.dvzUnhealthy = String(bad.x.length);
-    note.textContent = `${S} selection(s) × ${D} distribution(s); × marks an unhealthy estimate (see its diagnostics with SamplerWidget.from_result).`;
+    root.dataset.dvzUnhealthy = String(unhealthyCount);
+    root.dataset.dvzUndefined = String(axis.undefined.x.length);
+    note.textContent =
+      `${S} selection(s) × ${D} distribution(s). Error bars: ± one standard error (SE) of each estimate. ` +
+      `${UNHEALTHY_LABEL} (a negative estimate is no LLC: always so marked${norm ? ", on the step axis, and left out of the normalisation" : ""}); ${UNDEFINED_LABEL}. ` +
+      "Each estimate is kept in w.results[(selection, distribution, checkpoint index)]: see its diagnostics with SamplerWidget.from_result(w.results[...]).";
   });
 
   // ------------------------------------------------------------------ wiring
