@@ -133,7 +133,8 @@ def test_the_scrubber_reaches_checkpoints_without_an_llc_and_names_the_nearest_e
         shown = float(re.search(r"nearest estimate, step \d+: ([-\d.e]+)", readout).group(1))
         assert nearest_step == 16 and math.isclose(shown, nearest_llc, rel_tol=1e-3)
         ring = page.locator(f"{DASH} [data-dvz-role='nearest-llc']")
-        assert ring.is_visible()
+        assert ring.is_visible() and ring.inner_text() == "nearest estimate"  # the ring says what it marks
+        assert page.is_hidden(f"{DASH} [data-dvz-role='cursor-llc'] .dvz-cursor-dot")  # no dot where no estimate is
         highlighted = page.evaluate(f"[...document.querySelectorAll({json.dumps(DASH + ' [data-dvz-role^=cursor-]')})].map((e) => e.hidden ? null : Number(e.dataset.checkpoint))")
         assert highlighted == [13, 13, 13]  # loss, LLC (a rule without a dot) and dynamics panels
         shot(page, "dashboard-nearest-llc-light")
@@ -269,3 +270,69 @@ def test_smoothing_log_loss_tooltips_and_keyboard(lab, page):
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+
+
+# A TMS-like sweep: most checkpoints have no LLC (w* is not a local minimum: the chains went below
+# L(w*)), one is unhealthy (a chain diverges); the run ends at step 10 006 (synthetic_sweep's last step).
+MARKS_CELL = IMPORT_FAKES + """
+import numpy as np
+from devinterp_viz.analysis.essential_dynamics import essential_dynamics
+from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.widgets.dashboard import DevelopmentDashboard
+from tests.widget_fakes import synthetic_sweep
+sweep = synthetic_sweep(20, unhealthy=(15,))
+below = LLCResult.from_traces(0.9 + 0.001 * np.random.default_rng(1).standard_normal((4, 40)), 1.0, 10.0, config={"lr": 1e-3})
+for k in (2, 3, 4, 6, 7, 9, 10, 11):
+    sweep.results[("all", "data", k)] = below
+t = np.linspace(0, 1, 20)
+outputs = np.stack([np.cos(3 * t), np.sin(3 * t), t ** 2], 1) @ np.random.default_rng(0).standard_normal((3, 20))
+ed = essential_dynamics(outputs, steps=sweep.steps, n_components=3, progress=False)
+d = DevelopmentDashboard(sweep=sweep, dynamics=ed, losses={"train": 0.3 * np.exp(-t * 3) + 0.05})
+d
+"""
+
+
+def test_the_llc_panel_draws_estimates_only_and_names_every_mark_in_both_themes(lab, page):
+    write_notebook(lab, "dash-marks.ipynb", MARKS_CELL)
+    open_and_run(page, lab, "dash-marks.ipynb", DASH)
+    page.wait_for_function(f"{q(ED)}._fullLayout !== undefined && {q(LLC)}._fullLayout !== undefined")
+    page.evaluate(f"{q(DASH)}.scrollIntoView({{block: 'start'}})")
+    client = lab.kernel_client("dash-marks.ipynb")
+    try:
+        undefined = kernel_eval(client, "[int(k) for k in np.flatnonzero(sweep.undefined[0, 0])]")
+        assert undefined == [2, 3, 4, 6, 7, 9, 10, 11]
+        # no trace joins estimates with a line: the estimates are markers, with ± SE bars
+        traces = page.evaluate(f"{q(LLC)}.data.map((t) => ({{name: t.name, mode: t.mode, n: (t.x || []).filter((v) => v !== null).length, bar: t.error_y?.array ? Array.from(t.error_y.array) : null, symbol: t.marker?.symbol ?? null}}))")
+        assert not [t for t in traces if "lines" in (t["mode"] or "")], traces
+        llc = next(t for t in traces if t["name"] == "LLC estimate ± SE")
+        se = kernel_eval(client, "[float(v) for v in sweep.llc_se[0, 0]]")
+        assert llc["bar"] is not None and all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(llc["bar"], se) if math.isfinite(b))
+        ticks = next(t for t in traces if t["name"].startswith("grey tick"))
+        assert ticks["n"] == 8 and ticks["symbol"] == "line-ns-open"
+        crosses = next(t for t in traces if t["name"] == "✕ unhealthy estimate")
+        assert crosses["n"] == 1 and crosses["symbol"] == "x-thin"
+        # the caption names every mark drawn, with its count
+        note = page.inner_text(f"{DASH} [data-dvz-role='llc-note']")
+        for text in ("± one standard error (SE)", "nothing is drawn between estimates", "✕ unhealthy estimate (1)",
+                     "grey tick: no LLC (undefined: w* is not a local minimum) (8)", "dashed ring: the nearest estimate"):
+            assert text in note, (text, note)
+        # the cursor's dot sits on the LLC panel only at an estimate; elsewhere a labelled ring marks the nearest one
+        scrub_to(page, 5)
+        assert page.is_visible(f"{DASH} [data-dvz-role='cursor-llc'] .dvz-cursor-dot")
+        assert page.is_hidden(f"{DASH} [data-dvz-role='nearest-llc']")
+        scrub_to(page, 7)  # an estimate with no LLC: no dot, the readout says why
+        assert page.is_hidden(f"{DASH} [data-dvz-role='cursor-llc'] .dvz-cursor-dot")
+        assert "LLC none (w* not a local minimum)" in page.inner_text(f"{DASH} [data-dvz-role='readout']")
+        # the colour bar's ticks are round steps of the run (its last checkpoint is step 10006)
+        bar = page.evaluate(f"{q(ED)}.data.find((t) => t.name === 'trajectory').marker.colorbar.ticktext")
+        assert bar == ["0", "10", "100", "1000", "10000"], bar
+        shot(page, "dashboard-marks-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{DASH}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_timeout(500)
+        assert not _overlaps(_label_boxes(page, LLC))
+        shot(page, "dashboard-marks-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")

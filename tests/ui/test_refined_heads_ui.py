@@ -213,3 +213,122 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
     finally:
         client.stop_channels()
         switch_theme(page, "JupyterLab Light")
+
+
+# Estimates put into the widget's results as a finished sweep would leave them (no sampling): per
+# checkpoint a healthy positive one, one whose chains went below L(w*) (a negative estimate: no LLC),
+# one with a diverging chain (unhealthy) and another healthy one.
+REFINED_MARKS_CELL = TRANSFORMER_CELL.replace("\nw\n", "\n") + """
+import numpy as np
+from devinterp_viz.engine.results import LLCResult
+rng = np.random.default_rng(0)
+def estimate(level, diverge=False):
+    trace = 1.0 + level / 10.0 + 0.01 * rng.standard_normal((2, 40))
+    if diverge:
+        trace[0, 20:] = np.inf
+    return LLCResult.from_traces(trace, 1.0, 10.0, config={"lr": 1e-4})
+name = w.add_selection("head 0", ["h:blocks.0.attn:0"])
+for k, result in enumerate([estimate(2.0), estimate(-1.0), estimate(4.0, diverge=True), estimate(6.0)]):
+    w.results[(name, "data", k)] = result
+w._push_curves()
+w
+"""
+
+
+def test_refined_curves_draw_se_bars_and_never_normalise_a_negative_estimate(lab, page):
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    name = write_notebook(lab, "refined_marks.ipynb", REFINED_MARKS_CELL)
+    open_and_run(page, lab, name, REFINED)
+    client = lab.kernel_client(name)
+    plot = f"{REFINED} [data-dvz-role='curves-plot']"
+    try:
+        assert kernel_eval(client, "[w.results[('head 0', 'data', k)].diagnostics.status for k in range(4)]") == [
+            "healthy", "undefined", "unhealthy", "healthy"]
+        page.wait_for_function(f"{q(REFINED)}.dataset.dvzPoints === '3'")  # the undefined estimate is no point
+        assert page.get_attribute(REFINED, "data-dvz-undefined") == "1"
+        assert page.get_attribute(REFINED, "data-dvz-unhealthy") == "1"
+        se = kernel_eval(client, "[float(w.results[('head 0', 'data', k)].llc_se) for k in range(4)]")
+        bars = page.evaluate(f"Array.from({q(plot)}.data[0].error_y.array)")
+        assert all(abs(a - b) <= 1e-5 * abs(b) for a, b in zip(bars, se)), (bars, se)
+        note = page.inner_text(f"{REFINED} [data-dvz-role='curves-note']")
+        assert "± one standard error (SE)" in note and "✕ unhealthy estimate" in note and "grey tick: no LLC" in note
+        assert "w.results[(selection, distribution, checkpoint index)]" in note
+        heading = page.inner_text(f"{REFINED} .dvz-refined-side").split("\n")
+        assert "Selections to sweep" in heading and not any("Selections Run sweeps" in line for line in heading)
+        assert "then clears the ticks" in page.inner_text(f"{REFINED} [data-dvz-role='selections-hint']")
+        legend = page.eval_on_selector_all(f"{plot} .legend .traces text", "(ts) => ts.map((t) => t.textContent)")
+        assert "✕ unhealthy estimate" in legend and any(t.startswith("grey tick: no LLC") for t in legend), legend
+        shot(page, REFINED, "refined-04-marks-light")
+        # normalised: every drawn value in (0, 1], the largest positive estimate at 1
+        page.click(f"{REFINED} [data-dvz-role='normalize']")
+        assert wait_python(client, "w.normalize", bool) is True
+        page.wait_for_function(f"{q(plot)}.layout.yaxis.title.text.startsWith('LLC / largest positive')")
+        y = page.evaluate(f"Array.from({q(plot)}.data[0].y).filter(Number.isFinite)")
+        assert len(y) == 3 and max(y) == 1.0 and min(y) > 0, y
+        assert not overlapping_texts(page, plot)
+        shot(page, REFINED, "refined-05-marks-normalised-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{REFINED}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_timeout(500)
+        shot(page, REFINED, "refined-06-marks-normalised-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
+
+
+def marker_boxes(page, plot: str) -> list[dict]:
+    """Page boxes of the points of a figure's first trace."""
+    return page.eval_on_selector(plot, """(gd) => Array.from(gd.querySelector('.scatterlayer .trace').querySelectorAll('.points path'),
+        (p) => { const r = p.getBoundingClientRect(); return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; })""")
+
+
+def test_heads_raw_switch_changes_the_thumbnails_points_never_hide_each_other_and_heatmap_ticks_are_regular(lab, page):
+    page.set_viewport_size({"width": 1400, "height": 2400})
+    name = write_notebook(lab, "heads_marks.ipynb", HEADS_ZOO_CELL)
+    open_and_run(page, lab, name, HEADS)
+    client = lab.kernel_client(name)
+    emb = f"{HEADS} [data-dvz-role='embedding']"
+    try:
+        page.wait_for_function(f"{q(emb)}._fullLayout !== undefined")
+        for k in ("2", "3", "4"):
+            page.select_option(f"{HEADS} [data-dvz-role='n-clusters']", k)
+            page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '{k}'")
+            boxes = marker_boxes(page, emb)
+            assert len(boxes) == 8
+            hidden = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                      if min(a["x1"], b["x1"]) - max(a["x0"], b["x0"]) > 2 and min(a["y1"], b["y1"]) - max(a["y0"], b["y0"]) > 2]
+            assert not hidden, (k, hidden)
+            assert not overlapping_texts(page, emb), k
+        assert "hover or click a point" in page.inner_text(f"{HEADS} [data-dvz-role='embedding-note']")
+        # the heatmap: column ticks are checkpoint steps, the same ones in each distribution's block
+        ticks = json.loads(page.get_attribute(f"{HEADS} [data-dvz-role='heatmap']", "data-ticks"))
+        steps = [str(int(s)) for s in kernel_eval(client, "[int(s) for s in w.sweep.steps]")]
+        blocks = [ticks[: len(ticks) // 2], ticks[len(ticks) // 2:]]
+        plain = [[t.split("<br>")[-1] for t in block] for block in blocks]
+        assert plain[0] == plain[1] and set(plain[0]) <= set(steps), ticks
+        assert blocks[0][0] == f"full<br>{steps[0]}" and blocks[1][0] == f"code<br>{steps[0]}"
+        assert not any("step" in t or "data" in t for t in ticks)
+        # raw refined LLCs: the thumbnails (one y scale for all heads) and their caption change
+        lines = f"[...{q(HEADS)}.querySelectorAll('[data-dvz-role=multiple] polyline[data-distribution]')].map((l) => l.getAttribute('points'))"
+        before, key_before = page.evaluate(lines), page.inner_text(f"{HEADS} [data-dvz-role='multiples-key']")
+        page.select_option(f"{HEADS} [data-dvz-role='normalize']", "none")
+        assert wait_python(client, "w.signatures.normalize is None", lambda v: v is True)
+        page.wait_for_function(f"!{q(HEADS + ' [data-dvz-role=multiples-key]')}.textContent.includes('÷ max')")
+        after, key_after = page.evaluate(lines), page.inner_text(f"{HEADS} [data-dvz-role='multiples-key']")
+        assert "rLLC ÷ max, one scale for every head" in key_before
+        assert "refined LLC, one scale for every head" in key_after and key_after != key_before
+        changed = sum(a != b for a, b in zip(before, after))
+        assert changed >= len(before) // 2, f"only {changed} of {len(before)} thumbnails changed"
+        lo, hi = json.loads(page.get_attribute(f"{HEADS} [data-dvz-role='multiples']", "data-y-range"))
+        raw = kernel_eval(client, "[float(np.nanmin(w.signatures.signatures_)), float(np.nanmax(w.signatures.signatures_))]")
+        assert abs(lo - raw[0]) <= 1e-4 * abs(raw[0]) + 1e-6 and abs(hi - raw[1]) <= 1e-4 * abs(raw[1]), (lo, hi, raw)
+        shot(page, HEADS, "heads-04-raw-thumbnails-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{HEADS}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_timeout(500)
+        shot(page, HEADS, "heads-05-raw-thumbnails-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")

@@ -280,7 +280,9 @@ export function renderDashboard({ model, el }) {
     const found = stage?.stages?.length ?? 0;
     llcNote.textContent =
       `LLC estimated at ${estimates} of ${n()} checkpoints: ● an estimate, its bar ± one standard error (SE); nothing is drawn between estimates; ` +
-      `${UNHEALTHY_LABEL}; ${UNDEFINED_LABEL}; dashed ring: the nearest estimate when the checkpoint has none` +
+      (figure.unhealthy ? `${UNHEALTHY_LABEL} (${figure.unhealthy}); ` : "") +
+      (figure.undefined ? `${UNDEFINED_LABEL} (${figure.undefined}); ` : "") +
+      "dashed ring: the nearest estimate when the checkpoint has none" +
       (stage?.stages
         ? `; shaded: the ${found} stage${found === 1 ? "" : "s"} the detector found (green: the LLC rises, amber: it falls; dashed: boundaries), each labelled with its change in SE (kept when over ${fmt(stage.significance ?? 3, 2)} SE)` +
           (found === 1 ? ": no turn of the curve is larger than that" : "")

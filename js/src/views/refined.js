@@ -363,7 +363,8 @@ export function renderRefined({ model, el }) {
     root.dataset.dvzUndefined = String(axis.undefined.x.length);
     note.textContent =
       `${S} selection(s) × ${D} distribution(s). Error bars: ± one standard error (SE) of each estimate. ` +
-      `${UNHEALTHY_LABEL} (a negative estimate is no LLC: always so marked${norm ? ", on the step axis, and left out of the normalisation" : ""}); ${UNDEFINED_LABEL}. ` +
+      `${UNHEALTHY_LABEL}; ${UNDEFINED_LABEL}. A negative estimate is never an LLC: it is a grey tick when its verdict is undefined, else a ✕` +
+      `${norm ? " on the step axis, and it is left out of the normalisation" : ""}. ` +
       "Each estimate is kept in w.results[(selection, distribution, checkpoint index)]: see its diagnostics with SamplerWidget.from_result(w.results[...]).";
   });
 
