@@ -103,7 +103,9 @@ def test_run_streams_each_selection_curve_and_marks_health(tms_run):
     curves = widget.curves
     assert curves["selections"] == ["W", "bias"] and curves["mean"].shape == (2, 1, 5)
     np.testing.assert_allclose(curves["mean"][:, 0], sweep.llc_mean[:, 0], rtol=1e-6)
-    np.testing.assert_array_equal(curves["healthy"][:, 0], sweep.healthy[:, 0].astype(np.float32))
+    verdict = np.where(sweep.undefined, -1.0, sweep.healthy.astype(float))  # 1 healthy, 0 unhealthy, -1 no LLC
+    np.testing.assert_array_equal(curves["healthy"][:, 0], verdict[:, 0].astype(np.float32))
+    np.testing.assert_allclose(curves["se"][:, 0], sweep.llc_se[:, 0], rtol=1e-6)  # the error bars are standard errors
     assert curves["counts"] == [12, 6] and curves["done"] == curves["total"] == 10
     assert pushed == sorted(pushed) and pushed[-1] == 10 and len(pushed) >= 2  # the curves grew as checkpoints finished
 

@@ -69,8 +69,9 @@ class HeadClusterWidget(DvzWidget):
         unit variance, or not at all (raw refined LLCs: heads that grow more stand apart).
         Switchable only for a widget built from a sweep (``can_renormalize``).
     data : dict (read-only)
-        ``heads``, ``steps``, ``distributions``, ``curves`` and ``normalized`` (heads,
-        distributions, checkpoints), ``scores`` {``names``, ``values`` (scores, heads)},
+        ``heads``, ``steps``, ``distributions``, ``curves``, ``normalized`` and ``verdicts`` (heads,
+        distributions, checkpoints; verdicts 1 healthy, 0 unhealthy, -1 undefined, None without a
+        sweep), ``scores`` {``names``, ``values`` (scores, heads)},
         ``attention`` (heads, query, key) or None, ``tokens``.
     clusters : dict (read-only)
         ``labels``, ``order``, ``embedding`` (heads, 2), ``n_clusters``, ``silhouette``,
@@ -233,10 +234,22 @@ class HeadClusterWidget(DvzWidget):
             "normalize": str(getattr(sig, "normalize", "")),
             "curves": curves,
             "normalized": normalized,
+            "verdicts": self._verdicts(sig),
             "scores": {"names": list(self._scores), "values": np.stack(list(self._scores.values())).astype(np.float32)} if self._scores else None,
             "attention": self._attention,
             "tokens": tokens,
         }
+
+    def _verdicts(self, sig: Any) -> np.ndarray | None:
+        """Each estimate's verdict, shape (heads, distributions, checkpoints) float32: 1 healthy, 0
+        unhealthy, -1 undefined (w* is not a local minimum); None without the sweep."""
+        sweep = getattr(self, "sweep", None)
+        if sweep is None:
+            return None
+        columns = [sweep.distributions.index(d) for d in sig.distributions_]
+        rows = [sweep.selections.index(h) for h in sig.heads_]
+        verdict = np.where(sweep.undefined, -1.0, sweep.healthy.astype(float))
+        return verdict[np.ix_(rows, columns)].astype(np.float32)
 
     # ------------------------------------------------------------- reading
     def head_index(self, head: str | None = None) -> int:

@@ -283,14 +283,36 @@ def marker_boxes(page, plot: str) -> list[dict]:
         (p) => { const r = p.getBoundingClientRect(); return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; })""")
 
 
+# The zoo cell with two of head 1's estimates replaced: a diverging chain (unhealthy) at checkpoint 3
+# and chains below L(w*) (no LLC) at checkpoint 5, both under "full".
+HEADS_VERDICT_CELL = HEADS_ZOO_CELL.replace("w = HeadClusterWidget(synthetic_head_sweep(16),", """sweep = synthetic_head_sweep(16)
+from devinterp_viz.engine.results import LLCResult
+diverged = 1.05 + 0.01 * rng.standard_normal((4, 40))
+diverged[0, 20:] = np.inf
+sweep.results[("blocks.0.attn.head1", "full", 3)] = LLCResult.from_traces(diverged, 1.0, 10.0, config={"lr": 1e-3})
+sweep.results[("blocks.0.attn.head1", "full", 5)] = LLCResult.from_traces(0.9 + 0.001 * rng.standard_normal((4, 40)), 1.0, 10.0, config={"lr": 1e-3})
+w = HeadClusterWidget(sweep,""")
+
+
 def test_heads_raw_switch_changes_the_thumbnails_points_never_hide_each_other_and_heatmap_ticks_are_regular(lab, page):
     page.set_viewport_size({"width": 1400, "height": 2400})
-    name = write_notebook(lab, "heads_marks.ipynb", HEADS_ZOO_CELL)
+    name = write_notebook(lab, "heads_marks.ipynb", HEADS_VERDICT_CELL)
     open_and_run(page, lab, name, HEADS)
     client = lab.kernel_client(name)
     emb = f"{HEADS} [data-dvz-role='embedding']"
     try:
         page.wait_for_function(f"{q(emb)}._fullLayout !== undefined")
+        # the marks of every view: the selected head's curve crosses its unhealthy estimate, ticks its undefined one
+        assert kernel_eval(client, "[sweep.results[('blocks.0.attn.head1', 'full', k)].diagnostics.status for k in (3, 5)]") == ["unhealthy", "undefined"]
+        curve = f"{HEADS} [data-dvz-role='head-curve']"
+        page.wait_for_function(f"{q(curve)}.dataset.undefined === '1'")
+        assert page.get_attribute(curve, "data-unhealthy") == "1"
+        legend = page.eval_on_selector_all(f"{curve} .legend .traces text", "(ts) => ts.map((t) => t.textContent)")
+        assert "✕ unhealthy estimate" in legend and "grey tick: no LLC (undefined: w* is not a local minimum)" in legend, legend
+        thumb = f"{HEADS} [data-dvz-role='multiple'][data-head='blocks.0.attn.head1']"
+        assert page.inner_text(f"{thumb} [data-dvz-role='unhealthy-count']") == "✕1"
+        assert page.inner_text(f"{thumb} [data-dvz-role='undefined-count']") == "|1"
+        assert page.locator(f"{HEADS} [data-dvz-role='unhealthy-count']").count() == 1
         for k in ("2", "3", "4"):
             page.select_option(f"{HEADS} [data-dvz-role='n-clusters']", k)
             page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '{k}'")

@@ -10,10 +10,9 @@ import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { purge, react, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
-import { UNDEFINED_LABEL, UNHEALTHY_LABEL } from "./conventions.js";
 import { dashboardControls } from "./dashboard_controls.js";
 import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
-import { defaultStepRange, edFigure, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
+import { defaultStepRange, edFigure, llcCaption, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
 import { applyXRange, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
 import { Cursor, followTheme, nearestIndex, onPlot, stepMapper, syncer } from "./linked.js";
 
@@ -276,17 +275,7 @@ export function renderDashboard({ model, el }) {
     llc.gd.dataset.undefined = String(figure.undefined);
     react(llc.gd, figure.traces, figure.layout);
     llc.gd.dataset.stages = String(stage?.stages?.length ?? 0);
-    const estimates = c.steps.data.length;
-    const found = stage?.stages?.length ?? 0;
-    llcNote.textContent =
-      `LLC estimated at ${estimates} of ${n()} checkpoints: ● an estimate, its bar ± one standard error (SE); nothing is drawn between estimates; ` +
-      (figure.unhealthy ? `${UNHEALTHY_LABEL} (${figure.unhealthy}); ` : "") +
-      (figure.undefined ? `${UNDEFINED_LABEL} (${figure.undefined}); ` : "") +
-      "dashed ring: the nearest estimate when the checkpoint has none" +
-      (stage?.stages
-        ? `; shaded: the ${found} stage${found === 1 ? "" : "s"} the detector found (green: the LLC rises, amber: it falls; dashed: boundaries), each labelled with its change in SE (kept when over ${fmt(stage.significance ?? 3, 2)} SE)` +
-          (found === 1 ? ": no turn of the curve is larger than that" : "")
-        : "");
+    llcNote.textContent = llcCaption(c.steps.data.length, n(), figure, stage);
     onPlot(llc.gd, hoverHandlers(llc.gd));
   }
 

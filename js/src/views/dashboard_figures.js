@@ -242,6 +242,24 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
 }
 
 /**
+ * The LLC panel's caption: every mark drawn (with its count) and, with stages, what a stage is.
+ * @param {number} estimates checkpoints with an estimate; ``checkpoints`` all of them
+ */
+export function llcCaption(estimates, checkpoints, figure, stage) {
+  const found = stage?.stages?.length ?? 0;
+  return (
+    `LLC estimated at ${estimates} of ${checkpoints} checkpoints: ● an estimate, its bar ± one standard error (SE); nothing is drawn between estimates; ` +
+    (figure.unhealthy ? `${UNHEALTHY_LABEL} (${figure.unhealthy}); ` : "") +
+    (figure.undefined ? `${UNDEFINED_LABEL} (${figure.undefined}); ` : "") +
+    "dashed ring: the nearest estimate when the checkpoint has none" +
+    (stage?.stages
+      ? `; shaded: the ${found} stage${found === 1 ? "" : "s"} the detector found (green: the LLC rises, amber: it falls; dashed: boundaries), each labelled with its change in SE (kept when over ${fmt(stage.significance ?? 3, 2)} SE)` +
+        (found === 1 ? ": no turn of the curve is larger than that" : "")
+      : "")
+  );
+}
+
+/**
  * Round training steps for the colour bar of "colour = training time" (colour follows the
  * checkpoint's index): 1, 2 and 5 × 10^k inside the run (0 too when it was checkpointed), placed at
  * their fractional index between the checkpoints around them, the roundest first, each at least

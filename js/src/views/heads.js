@@ -7,7 +7,8 @@ import { decode } from "../codec.js";
 import { fmt, h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
-import { attentionHover, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, spreadPoints, textWidth, tokenTicks } from "./heads_figures.js";
+import { attentionHover, blockTicks, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, sharedRange } from "./heads_figures.js";
+import { spreadPoints, svgElement, textWidth, tokenTicks, verdictBadges, verdictTraces } from "./heads_figures.js";
 import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -92,6 +93,7 @@ export function renderHeads({ model, el }) {
     multiplesKey.replaceChildren(
       h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
       h("span", { title: "each sparkline's y axis: one scale for every head, so that the scaling chosen above shows" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, one scale for every head: ${fmt(range[0])} → ${fmt(range[1])}`),
+      ...(data.verdicts ? [h("span", { title: "counts in a thumbnail's title; the selected head's curve marks each one" }, "✕n: unhealthy estimates, |n: no LLC (undefined)")] : []),
       ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
     );
   }
@@ -100,15 +102,7 @@ export function renderHeads({ model, el }) {
     const D = data.distributions.length;
     const [, , N] = data.normalized.shape;
     const shownDist = distIndex();
-    // one y range for every sparkline (not each curve's own min–max, which would undo the scaling)
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (let i = 0; i < H(); i++) {
-      for (let j = 0; j < D; j++) {
-        if (shownDist !== null && j !== shownDist) continue;
-        for (const v of data.normalized.data.subarray((i * D + j) * N, (i * D + j + 1) * N)) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
-      }
-    }
+    const [lo, hi] = sharedRange(data.normalized, H(), D, shownDist);
     const span = hi - lo || 1;
     drawMultiplesKey([lo, hi]);
     multiples.dataset.yRange = JSON.stringify([lo, hi]);
@@ -116,33 +110,19 @@ export function renderHeads({ model, el }) {
       const svg = document.createElementNS(SVG, "svg");
       svg.setAttribute("viewBox", `0 0 100 40`);
       svg.setAttribute("preserveAspectRatio", "none");
-      const axes = document.createElementNS(SVG, "polyline");
-      axes.setAttribute("points", "0.5,0 0.5,39.5 100,39.5");
-      axes.setAttribute("fill", "none");
-      axes.setAttribute("stroke", theme.fontMuted);
-      axes.setAttribute("stroke-width", "1");
-      axes.setAttribute("vector-effect", "non-scaling-stroke");
-      axes.setAttribute("data-dvz-role", "multiple-axes");
-      svg.append(axes);
+      svg.append(svgElement("polyline", { points: "0.5,0 0.5,39.5 100,39.5", fill: "none", stroke: theme.fontMuted, "stroke-width": "1", "vector-effect": "non-scaling-stroke", "data-dvz-role": "multiple-axes" }));
       const shown = distIndex();
       for (let j = 0; j < D; j++) {
         if (shown !== null && j !== shown) continue;
         const row = data.normalized.data.subarray((i * D + j) * N, (i * D + j + 1) * N);
         const points = Array.from(row, (v, t) => `${((t / Math.max(1, N - 1)) * 100).toFixed(2)},${(38 - ((v - lo) / span) * 36).toFixed(2)}`).join(" ");
-        const line = document.createElementNS(SVG, "polyline");
-        line.setAttribute("points", points);
-        line.setAttribute("fill", "none");
-        line.setAttribute("stroke", colorOf(i));
-        line.setAttribute("stroke-width", "1.6");
-        line.setAttribute("vector-effect", "non-scaling-stroke");
-        if (DASHES[j % DASHES.length]) line.setAttribute("stroke-dasharray", DASHES[j % DASHES.length]);
-        line.setAttribute("data-distribution", data.distributions[j]);
-        svg.append(line);
+        const dash = DASHES[j % DASHES.length];
+        svg.append(svgElement("polyline", { points, fill: "none", stroke: colorOf(i), "stroke-width": "1.6", "vector-effect": "non-scaling-stroke", ...(dash ? { "stroke-dasharray": dash } : {}), "data-distribution": data.distributions[j] }));
       }
       const cell = h(
         "div",
         { class: "dvz-multiple", role: "multiple", "data-head": heads()[i], title: `${heads()[i]} · cluster ${labelOf(i)}: click to select`, onclick: () => select(heads()[i]) },
-        h("div", { class: "dvz-multiple-title" }, h("span", { class: "dvz-swatch", style: `background:${colorOf(i)}` }), shortName(heads()[i])),
+        h("div", { class: "dvz-multiple-title" }, h("span", { class: "dvz-swatch", style: `background:${colorOf(i)}` }), shortName(heads()[i]), ...verdictBadges(data, theme, i)),
       );
       cell.append(svg);
       return cell;
@@ -189,11 +169,7 @@ export function renderHeads({ model, el }) {
     for (let j = 1; j < js.length; j++) shapes.push({ type: "line", xref: "x", yref: "paper", x0: j * N - 0.5, x1: j * N - 0.5, y0: 0, y1: 1, line: { color: theme.background, width: 3 } });
     const r = rows.indexOf(heads().indexOf(selected));
     if (r >= 0) shapes.push({ type: "rect", xref: "paper", x0: heatStart, x1: 1, yref: "y", y0: r - 0.5, y1: r + 0.5, line: { color: theme.font, width: 2.5 } });
-    const perBlock = Math.max(1, Math.floor(((1 - heatStart) * plotWidth) / js.length / 46));
-    const every = Math.max(1, Math.ceil(N / perBlock));
-    const local = Array.from({ length: N }, (_, t) => t).filter((t) => t % every === 0);
-    const tickvals = js.flatMap((_, b) => local.map((t) => b * N + t));
-    const ticktext = js.flatMap((j) => local.map((t) => (D > 1 && js.length > 1 && t === 0 ? `${data.distributions[j]}<br>${steps[t]}` : String(steps[t]))));
+    const { tickvals, ticktext, every } = blockTicks(steps, js.map((j) => data.distributions[j]), D > 1, (1 - heatStart) * plotWidth);
     heatmap.dataset.ticks = JSON.stringify(ticktext);
     react(heatmap, traces, {
       ...tl,
@@ -233,10 +209,7 @@ export function renderHeads({ model, el }) {
     const px = xs.map((x) => ((x - xr[0]) / (xr[1] - xr[0])) * plotWidth);
     const py = ys.map((y) => (1 - (y - yr[0]) / (yr[1] - yr[0])) * plotHeight);
     const moved = spreadPoints(px, py, 13);
-    for (let i = 0; i < px.length; i++) {
-      xs[i] = xr[0] + (px[i] / plotWidth) * (xr[1] - xr[0]);
-      ys[i] = yr[0] + (1 - py[i] / plotHeight) * (yr[1] - yr[0]);
-    }
+    px.forEach((p, i) => ((xs[i] = xr[0] + (p / plotWidth) * (xr[1] - xr[0])), (ys[i] = yr[0] + (1 - py[i] / plotHeight) * (yr[1] - yr[0]))));
     embedding.dataset.nudged = String(moved);
     embeddingNote.textContent = `colour: cluster; ${moved > 0.5 ? `points closer than a marker were nudged apart (by ${Math.round(moved)} px at most) so that none hides another` : "no point hides another"}; hover or click a point for its head`;
     const labels = placeLabels(px, py, idx.map((i) => shortName(heads()[i])), [plotWidth, plotHeight], heads().indexOf(selected), theme.fontFamily);
@@ -352,8 +325,8 @@ export function renderHeads({ model, el }) {
     if (curvePlot.offsetWidth > 0) {
       react(
         curvePlot,
-        data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })),
-        { ...tl, height: 280, margin: { l: 56, r: 8, t: 26, b: 44 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step", standoff: 6 }, automargin: true }, yaxis: { ...tl.yaxis, title: { text: "refined LLC", standoff: 6 }, automargin: true }, uirevision: "curve" },
+        [...data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })), ...verdictTraces(data, theme, i, curvePlot)],
+        { ...tl, yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true }, height: 280, margin: { l: 56, r: 8, t: 26, b: 44 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step", standoff: 6 }, automargin: true }, yaxis: { ...tl.yaxis, title: { text: "refined LLC", standoff: 6 }, automargin: true }, uirevision: "curve" },
       );
     }
     curvePlot.dataset.head = selected;

@@ -2,7 +2,9 @@
 // samples, embedding labels placed so they never overlap, token ticks thinned to fit, and the
 // overview of every head's attention pattern.
 
+import { fmt, h } from "../dom.js";
 import { themeLayout } from "../theme.js";
+import { UNDEFINED_LABEL, UNHEALTHY_LABEL, undefinedMarker, unhealthyMarker } from "./conventions.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -182,4 +184,85 @@ export function spreadPoints(px, py, gap, rounds = 60) {
     if (!overlap) break;
   }
   return Math.max(0, ...Array.from(px, (x, i) => Math.hypot(x - x0[i], py[i] - y0[i])));
+}
+
+/** The verdict marks of head ``i``'s estimates on its curve figure (counts recorded on ``plot``) (every view's: a red ✕ unhealthy, a grey tick on the step axis undefined). */
+export function verdictTraces(data, theme, i, plot) {
+  const v = data.verdicts;
+  if (!v) return [];
+  const D = data.distributions.length;
+  const [, , N] = data.curves.shape;
+  const steps = data.steps.data;
+  const bad = { x: [], y: [], text: [] };
+  const none = { x: [], text: [] };
+  for (let j = 0; j < D; j++) {
+    for (let t = 0; t < N; t++) {
+      const k = (i * D + j) * N + t;
+      const where = `${data.distributions[j]}, step ${steps[t]}`;
+      if (v.data[k] === 0) (bad.x.push(steps[t]), bad.y.push(data.curves.data[k]), bad.text.push(`${where}: unhealthy estimate`));
+      else if (v.data[k] === -1) (none.x.push(steps[t]), none.text.push(`${where}: no LLC (w* is not a local minimum); the curve shows the estimate ${fmt(data.curves.data[k], 4)}`));
+    }
+  }
+  plot.dataset.unhealthy = String(bad.x.length);
+  plot.dataset.undefined = String(none.x.length);
+  return [
+    { type: "scatter", mode: "markers", x: bad.x, y: bad.y, text: bad.text, name: UNHEALTHY_LABEL, showlegend: bad.x.length > 0, marker: unhealthyMarker(theme), hovertemplate: "%{text}<extra></extra>" },
+    { type: "scatter", mode: "markers", x: none.x, y: none.x.map(() => 0.04), yaxis: "y2", text: none.text, name: UNDEFINED_LABEL, showlegend: none.x.length > 0, cliponaxis: false, marker: undefinedMarker(theme), hovertemplate: "%{text}<extra></extra>" },
+  ];
+}
+
+/** Counts of head ``i``'s unhealthy (✕) and undefined (grey |) estimates, for its thumbnail's title. */
+export function verdictBadges(data, theme, i) {
+  const v = data.verdicts;
+  if (!v) return [];
+  const D = data.distributions.length;
+  const [, , N] = data.curves.shape;
+  const row = v.data.subarray(i * D * N, (i + 1) * D * N);
+  const bad = row.filter((x) => x === 0).length;
+  const none = row.filter((x) => x === -1).length;
+  return [
+    ...(bad ? [h("span", { role: "unhealthy-count", style: `color:${theme.error}; margin-left:4px`, title: `${bad} unhealthy estimate(s): ✕ on the head's curve` }, `✕${bad}`)] : []),
+    ...(none ? [h("span", { role: "undefined-count", style: `color:${theme.fontMuted}; margin-left:4px`, title: `${none} estimate(s) with no LLC (w* is not a local minimum): grey ticks on the head's curve` }, `|${none}`)] : []),
+  ];
+}
+
+/**
+ * One y range [lo, hi] for every sparkline (not each curve's own min–max, which would undo the
+ * scaling chosen): the finite values of ``values`` (heads, distributions, checkpoints), only
+ * distribution ``shown`` unless it is null.
+ */
+export function sharedRange(values, heads, D, shown) {
+  const [, , N] = values.shape;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < heads; i++) {
+    for (let j = 0; j < D; j++) {
+      if (shown !== null && j !== shown) continue;
+      for (const v of values.data.subarray((i * D + j) * N, (i * D + j + 1) * N)) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+    }
+  }
+  return [lo, hi];
+}
+
+/**
+ * The heatmap's column ticks: a block of checkpoints per shown distribution (``names``), every
+ * ``every``-th checkpoint labelled by its step, at the same checkpoints in each block; the first
+ * tick of a block carries the distribution's name when ``named``.
+ * @param {number} width the heatmap's width in pixels
+ */
+export function blockTicks(steps, names, named, width) {
+  const N = steps.length;
+  const perBlock = Math.max(1, Math.floor(width / names.length / 46));
+  const every = Math.max(1, Math.ceil(N / perBlock));
+  const local = Array.from({ length: N }, (_, t) => t).filter((t) => t % every === 0);
+  const tickvals = names.flatMap((_, b) => local.map((t) => b * N + t));
+  const ticktext = names.flatMap((name) => local.map((t) => (named && names.length > 1 && t === 0 ? `${name}<br>${steps[t]}` : String(steps[t]))));
+  return { tickvals, ticktext, every };
+}
+
+/** An SVG element with the given attributes. */
+export function svgElement(tag, attributes) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) el.setAttribute(name, value);
+  return el;
 }

@@ -361,6 +361,7 @@ export function renderRefined({ model, el }) {
     root.dataset.dvzPoints = String(points);
     root.dataset.dvzUnhealthy = String(unhealthyCount);
     root.dataset.dvzUndefined = String(axis.undefined.x.length);
+    root.dataset.dvzEstimates = String(c.healthy.data.filter((v) => !Number.isNaN(v)).length); // drawn or marked
     note.textContent =
       `${S} selection(s) × ${D} distribution(s). Error bars: ± one standard error (SE) of each estimate. ` +
       `${UNHEALTHY_LABEL}; ${UNDEFINED_LABEL}. A negative estimate is never an LLC: it is a grey tick when its verdict is undefined, else a ✕` +
