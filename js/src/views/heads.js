@@ -25,7 +25,7 @@ export function renderHeads({ model, el }) {
   let selected = model.get("selected_head");
 
   // ------------------------------------------------------------------ layout
-  const kSelect = h("select", { role: "n-clusters", title: "number of clusters (auto: the one with the best silhouette score); changing it reclusters in Python" });
+  const kSelect = h("select", { role: "n-clusters", title: "number of clusters (auto: the one with the best silhouette score: from −1 to 1, how much closer each head is to its own cluster than to the next one; near 1 well separated, near 0 overlapping); changing it reclusters in Python" });
   const distSelect = h("select", { role: "distribution", title: "cluster on the signatures under this data distribution" });
   const normSelect = h(
     "select",
@@ -93,7 +93,7 @@ export function renderHeads({ model, el }) {
     multiplesKey.replaceChildren(
       h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
       h("span", { title: "each sparkline's y axis: one scale for every head, so that the scaling chosen above shows" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, one scale for every head: ${fmt(range[0])} → ${fmt(range[1])}`),
-      ...(data.verdicts ? [h("span", { title: "counts in a thumbnail's title; the selected head's curve marks each one" }, "✕n: unhealthy estimates, |n: no LLC (undefined)")] : []),
+      ...(data.verdicts?.data.some((v) => v === 0 || v === -1) ? [h("span", { title: "counts in a thumbnail's title; the selected head's curve marks each one" }, "✕n: unhealthy estimates, |n: no LLC (undefined)")] : []),
       ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
     );
   }
