@@ -166,3 +166,22 @@ def test_token_labels_are_printable_for_any_vocabulary(sweep):
     assert token_labels(["\x01", " ", "ab", ""]) == ["\\x01", "␣", "ab", "∅"]
     with pytest.raises(TypeError, match="token_text must be a function"):
         HeadClusterWidget(sweep, tokens=probe, token_text="ascii")
+
+
+def test_each_estimates_verdict_is_sent_with_the_curves_and_none_without_a_sweep():
+    from devinterp_viz.engine.results import LLCResult
+
+    sweep = synthetic_head_sweep(num_checkpoints=16)
+    rng = np.random.default_rng(3)
+    diverged = 1.05 + 0.01 * rng.standard_normal((4, 40))
+    diverged[0, 20:] = np.inf
+    sweep.results[("blocks.0.attn.head1", "code", 3)] = LLCResult.from_traces(diverged, 1.0, 10.0, config={"lr": 1e-3})
+    sweep.results[("blocks.1.attn.head0", "full", 5)] = LLCResult.from_traces(0.9 + 0.001 * rng.standard_normal((4, 40)), 1.0, 10.0, config={"lr": 1e-3})
+    verdicts = HeadClusterWidget(sweep).data["verdicts"]
+    n = len(sweep.steps)
+    assert verdicts.shape == (8, 2, n) and verdicts.dtype == np.float32
+    expected = np.ones((8, 2, n), np.float32)
+    expected[sweep.selections.index("blocks.0.attn.head1"), 1, 3] = 0.0  # unhealthy
+    expected[sweep.selections.index("blocks.1.attn.head0"), 0, 5] = -1.0  # undefined: no LLC
+    np.testing.assert_array_equal(verdicts, expected)
+    assert HeadClusterWidget(signatures=dvz.HeadSignatures().fit(sweep)).data["verdicts"] is None

@@ -307,6 +307,8 @@ def test_heads_raw_switch_changes_the_thumbnails_points_never_hide_each_other_an
         curve = f"{HEADS} [data-dvz-role='head-curve']"
         page.wait_for_function(f"{q(curve)}.dataset.undefined === '1'")
         assert page.get_attribute(curve, "data-unhealthy") == "1"
+        drawn = page.evaluate(f"Array.from({q(curve)}.data[0].y, Number.isFinite)")
+        assert len(drawn) == kernel_eval(client, "len(sweep.steps)") and drawn == [k != 5 for k in range(len(drawn))], drawn  # "full": no point where there is no LLC
         legend = page.eval_on_selector_all(f"{curve} .legend .traces text", "(ts) => ts.map((t) => t.textContent)")
         assert "✕ unhealthy estimate" in legend and "grey tick: no LLC (undefined: w* is not a local minimum)" in legend, legend
         thumb = f"{HEADS} [data-dvz-role='multiple'][data-head='blocks.0.attn.head1']"

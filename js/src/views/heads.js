@@ -8,7 +8,7 @@ import { fmt, h } from "../dom.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { attentionHover, blockTicks, dendrogramTraces, lineSample, overviewFigure, patternOf, placeLabels, sharedRange } from "./heads_figures.js";
-import { spreadPoints, svgElement, textWidth, tokenTicks, verdictBadges, verdictTraces } from "./heads_figures.js";
+import { definedCurve, spreadPoints, svgElement, textWidth, tokenTicks, verdictBadges, verdictTraces } from "./heads_figures.js";
 import { categorical, followTheme, logTicks, onPlot, syncer } from "./linked.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -325,7 +325,7 @@ export function renderHeads({ model, el }) {
     if (curvePlot.offsetWidth > 0) {
       react(
         curvePlot,
-        [...data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: data.curves.data.subarray((i * D + j) * N, (i * D + j + 1) * N), name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })), ...verdictTraces(data, theme, i, curvePlot)],
+        [...data.distributions.map((name, j) => ({ type: "scatter", mode: "lines+markers", x: steps, y: definedCurve(data, i, j), connectgaps: false, name, marker: { size: 4 }, line: { color: theme.chains[j % theme.chains.length], width: 1.8, dash: ["solid", "dash", "dot", "dashdot"][j % 4] }, hovertemplate: `${name}<br>step %{x}<br>rLLC %{y:.4g}<extra></extra>` })), ...verdictTraces(data, theme, i, curvePlot)],
         { ...tl, yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true }, height: 280, margin: { l: 56, r: 8, t: 26, b: 44 }, legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" }, xaxis: { ...tl.xaxis, type: positive ? "log" : "linear", ...(positive ? logTicks(steps) : {}), title: { text: "training step", standoff: 6 }, automargin: true }, yaxis: { ...tl.yaxis, title: { text: "refined LLC", standoff: 6 }, automargin: true }, uirevision: "curve" },
       );
     }

@@ -266,3 +266,12 @@ export function svgElement(tag, attributes) {
   for (const [name, value] of Object.entries(attributes)) el.setAttribute(name, value);
   return el;
 }
+
+/** Head ``i``'s curve under distribution ``j`` (checkpoints,), NaN where its estimate has no LLC (undefined): no point is drawn there. */
+export function definedCurve(data, i, j) {
+  const D = data.distributions.length;
+  const [, , N] = data.curves.shape;
+  const k = (i * D + j) * N;
+  const values = data.curves.data.subarray(k, k + N);
+  return data.verdicts ? Float32Array.from(values, (v, t) => (data.verdicts.data[k + t] === -1 ? NaN : v)) : values;
+}
