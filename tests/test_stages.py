@@ -108,3 +108,13 @@ def test_stage_detector_is_a_scikit_learn_estimator():
 def test_stage_bad_input(steps, llc, match):
     with pytest.raises(ValueError, match=match):
         dvz.stages(steps, llc)
+
+
+def test_each_stage_says_how_many_estimates_it_rests_on():
+    from devinterp_viz.analysis.stages import StageDetector
+
+    steps = np.array([0, 10, 100, 1000, 10000], float)
+    found = StageDetector(significance=3).fit(steps, [1.0, 2.0, 3.0, 2.0, 1.0], np.full(5, 0.01))
+    assert [(s["type"], s["estimates"]) for s in found.stages_] == [("rising", 3), ("falling", 3)]
+    two = StageDetector(significance=3).fit(steps, [1.0, 1.0, 1.0, 1.0, 5.0], [0.1, 0.1, 0.1, np.nan, 0.1])
+    assert [(s["start"], s["end"], s["estimates"]) for s in two.stages_] == [(0.0, 10000.0, 4)]  # the NaN one is left out

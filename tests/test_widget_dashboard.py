@@ -45,13 +45,14 @@ def test_panels_hold_every_curve_as_float32_buffers(sweep):
     assert [s["name"] for s in data["losses"]] == ["train", "test"]
     assert data["losses"][1]["index"].tolist() == list(range(0, 40, 4))  # each test-loss step maps to its checkpoint
     llc = data["llc"]
-    assert llc["mean"].shape == llc["healthy"].shape == (1, 1, 40) and llc["chains"].shape == (1, 1, 40, 4)
+    assert llc["mean"].shape == llc["healthy"].shape == llc["se"].shape == (1, 1, 40)
     np.testing.assert_allclose(llc["mean"][0, 0], sweep.llc_mean[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(llc["se"][0, 0], sweep.llc_se[0, 0], rtol=1e-6)  # the error bars: standard errors
     assert llc["healthy"][0, 0, 3] == 0 and llc["healthy"][0, 0, 4] == 1
     np.testing.assert_array_equal(data["dynamics"]["coords"], ed.trajectory_.astype(np.float32))
     # every array travels as a binary leaf, never a JSON list of numbers
     packed = pack(data)
-    assert packed["llc"]["chains"][ARRAY_TAG] == 1 and packed["dynamics"]["coords"][ARRAY_TAG] == 1
+    assert packed["llc"]["se"][ARRAY_TAG] == 1 and packed["dynamics"]["coords"][ARRAY_TAG] == 1
 
 
 def test_stages_of_the_curve_come_from_the_stage_detector(sweep):

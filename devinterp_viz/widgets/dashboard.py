@@ -19,8 +19,9 @@ from devinterp_viz.widgets._transport import PackedTrait, Throttle
 class DevelopmentDashboard(BackgroundJobs, DvzWidget):
     """Training checkpoints on one scrubber, driving linked panels.
 
-    The panels: the training (and any other) loss over steps; the LLC curve with its chains'
-    spread, unhealthy checkpoints marked and the detected stages shaded; the essential-dynamics
+    The panels: the training (and any other) loss over steps; the LLC estimates, each with its
+    ± SE bar and nothing drawn between them, a red ✕ on unhealthy ones, a grey tick where there is
+    no LLC, and the detected stages shaded (each labelled with its change in SE); the essential-dynamics
     trajectory in a chosen PC-pair plane with its milestones. The current checkpoint is
     highlighted in every panel, hovering any panel highlights the same checkpoint everywhere, and
     scrubbing (slider, play/pause, step box, arrow keys) is answered in the browser from data
@@ -387,8 +388,6 @@ def _llc_data(sweep: Any, master: np.ndarray) -> dict[str, Any]:
     """LLC curves at the sweep's own checkpoints; ``index``: each one's checkpoint of the dashboard."""
     shape = (len(sweep.selections), len(sweep.distributions), len(sweep.steps))
     healthy = np.full(shape, np.nan, np.float32)
-    chains = max((len(r.llc_per_chain) for r in sweep.results.values()), default=0)
-    per_chain = np.full(shape + (chains,), np.nan, np.float32)
     mean = sweep.llc_mean.astype(np.float32)
     for (sel, dist, index), res in sweep.results.items():
         i, j = sweep.selections.index(sel), sweep.distributions.index(dist)
@@ -396,7 +395,6 @@ def _llc_data(sweep: Any, master: np.ndarray) -> dict[str, Any]:
             healthy[i, j, index], mean[i, j, index] = -1.0, np.nan
             continue
         healthy[i, j, index] = float(bool(res.diagnostics.healthy))
-        per_chain[i, j, index, : len(res.llc_per_chain)] = res.llc_per_chain
     sweep_steps = np.asarray(sweep.steps, dtype=np.int64)
     return {
         "selections": list(sweep.selections),
@@ -406,7 +404,6 @@ def _llc_data(sweep: Any, master: np.ndarray) -> dict[str, Any]:
         "mean": mean,
         "se": sweep.llc_se.astype(np.float32),
         "healthy": healthy,
-        "chains": per_chain,
     }
 
 
