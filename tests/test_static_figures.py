@@ -7,12 +7,19 @@ on both: see-through backgrounds, a neutral grey for text, no black or white mar
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import devinterp_viz as dvz
 from devinterp_viz.analysis.essential_dynamics import compare_with_stages, essential_dynamics, joint_essential_dynamics
 from devinterp_viz.engine.results import LLCResult
+from devinterp_viz import plotting
 from devinterp_viz.plotting import NEUTRAL, TRANSPARENT
 from tests.widget_fakes import synthetic_sweep
 
@@ -60,14 +67,6 @@ def test_static_figure_follows_the_output_width_and_reads_in_both_themes(figures
 
 
 # ---- one format for an estimate and one visual language for verdicts, in static figures and widgets ----
-
-import json  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from devinterp_viz import plotting  # noqa: E402
 
 JS = Path(__file__).resolve().parents[1] / "js" / "src"
 VALUES = [0.2559, 0.00503, 0.0049999, 12345.6, 99999.6, 123456.0, 1e-4, -3.25e-5, 0.0, -0.65, 8.1667, 19.2, 2.7, 1.0, 0.001, 0.000999]
