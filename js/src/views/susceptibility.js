@@ -141,8 +141,8 @@ export function renderSusceptibility({ model, el }) {
     for (let i = 0; i < n; i++) if (Number.isFinite(value[i]) && !(influence && i === token)) scale = Math.max(scale, Math.abs(value[i]));
     const symbol = influence ? `BIF with ${named(token)}` : "χ";
     textTitle.textContent = influence
-      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under ${component}${stepText()}`
-      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under ${component}${stepText()}`;
+      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under component ${component}${stepText()}`
+      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under component ${component}${stepText()}`;
     if (model.get("text_values") === "influence" && !influence) {
       const why = !detail.top_index ? "" : !("bif" in detail) ? " (more samples than max_kernel_samples: influences not sent)" : isStatic ? " (saved page: influences of the saved component and checkpoint only)" : " (updating…)";
       textTitle.textContent += token < 0 ? " (pick a token to see its influences)" : why;

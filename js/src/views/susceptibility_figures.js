@@ -35,7 +35,7 @@ export function responseFigure(data, checkpoint, selected, theme) {
   // every cell prints its value (a white cell is χ ≈ 0; a cell with no estimate stays empty, "missing" on hover)
   const scale = Math.max(1e-12, ...z.flat().filter((v) => v !== null).map(Math.abs));
   const tl = themeLayout(theme);
-  const traces = [{ type: "heatmap", z, x: data.probes.map((_, p) => p), y: rows, text, hovertemplate: "%{text}<extra></extra>", texttemplate: "%{z:.2g}", textfont: { size: 10, color: theme.font }, colorscale: diverging(theme), zmin: -scale, zmax: scale, colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, title: { text: "χ", side: "right" }, tickfont: { color: theme.font } } }];
+  const traces = [{ type: "heatmap", z, x: data.probes.map((_, p) => p), y: rows, text, hovertemplate: "%{text}<extra></extra>", texttemplate: "%{z:.2e}", textfont: { size: 10, color: theme.font }, colorscale: diverging(theme), zmin: -scale, zmax: scale, colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, title: { text: "χ", side: "right" }, tickfont: { color: theme.font } } }];
   const layout = {
     ...tl,
     height: Math.max(160, 70 + 24 * rows.length),
