@@ -60,8 +60,16 @@ def test_the_grids_are_the_covariance_functions_of_each_component(estimates):
     # towards the training set itself nothing responds: χ = −nβ Cov(L, L − L) = 0 (batch = the data set)
     np.testing.assert_allclose(response.value[0, :, 1], 0.0, atol=1e-9)
     features, description = views.token_features(grid, "train", chi)
-    assert features.shape == (1, N, 2) and "susceptibility vectors" in description
+    assert features.shape == (1, N, 2) and description == "susceptibility vectors (χ under each component) (auto: 2 components)"
     np.testing.assert_array_equal(features[0, :, 1], chi.value[0, 1])
+    # asked for, the kernel of the first component even with two: the choice is the user's and is named
+    kernel, description = views.token_features(grid, "train", chi, kind="kernel")
+    assert description == "loss-kernel correlation rows under layer 0"
+    np.testing.assert_allclose(kernel[0], dvz.loss_kernel(layers["layer 0"], "train", correlation=True).value)
+    with pytest.raises(ValueError, match="embedding_features='rows'; choose one of auto, susceptibility, kernel"):
+        views.token_features(grid, "train", chi, kind="rows")
+    w = dvz.SusceptibilityExplorer(layers, observable="train", embedding="pca", embedding_features="kernel")
+    assert w.data["embedding"]["features"] == "loss-kernel correlation rows under layer 0"
 
 
 def test_one_component_is_embedded_by_its_loss_kernel_rows_and_pca_is_its_first_two_principal_axes(estimates):

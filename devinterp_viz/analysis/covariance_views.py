@@ -12,6 +12,7 @@ from devinterp_viz.analysis.sweep import SweepResult
 from devinterp_viz.engine.results import LLCResult
 
 EMBEDDING_METHODS = ("auto", "umap", "pca", "tsne")
+EMBEDDING_FEATURES = ("auto", "susceptibility", "kernel")
 UMAP_MIN_SAMPLES = 15  # below this UMAP's neighbour graph is too thin to mean much; PCA is used
 
 
@@ -120,13 +121,17 @@ def response_grid(grid: ResultGrid, probes: Sequence[str], loss_observable: str 
     return Covariance(value, stderr)
 
 
-def token_features(grid: ResultGrid, name: str, chi: Covariance, max_kernel_samples: int = 2000) -> tuple[np.ndarray, str]:
+def token_features(grid: ResultGrid, name: str, chi: Covariance, max_kernel_samples: int = 2000,
+                   kind: str = "auto") -> tuple[np.ndarray, str]:
     """What each sample is embedded by, at every checkpoint.
 
-    With several components, each sample's susceptibility vector (its χ under every component,
-    Baker et al. 2025); with one, its row of the loss kernel's correlations (Adam et al. 2025) or,
-    above ``max_kernel_samples`` samples (the kernel would be samples × samples), its
-    standardised loss draws (:func:`standardized_draws`), whose inner products are that kernel.
+    ``kind="susceptibility"``: each sample's susceptibility vector (its χ under every component,
+    Baker et al. 2025). ``kind="kernel"``: its row of the loss kernel's correlations (Adam et al.
+    2025) under the first component or, above ``max_kernel_samples`` samples (the kernel would be samples × samples), its
+    standardised loss draws (:func:`standardized_draws`), whose inner products are that kernel:
+    the same geometry. ``kind="auto"``: susceptibility vectors with several components, the
+    kernel with one (a single χ per sample is a line, not a map). The description says which,
+    and why.
 
     Returns
     -------
@@ -134,21 +139,29 @@ def token_features(grid: ResultGrid, name: str, chi: Covariance, max_kernel_samp
         Non-finite entries (estimates not computed) set to 0.
     description : str
     """
-    if len(grid.components) > 1:
+    if kind not in EMBEDDING_FEATURES:
+        raise ValueError(f"embedding_features={kind!r}; choose one of {', '.join(EMBEDDING_FEATURES)}.")
+    chosen = kind if kind != "auto" else ("susceptibility" if len(grid.components) > 1 else "kernel")
+    why = "" if kind != "auto" else f" (auto: {len(grid.components)} component{'s' if len(grid.components) > 1 else ''})"
+    first = {checkpoint: result for (component, checkpoint), result in grid.results.items() if component == grid.components[0]}
+    if chosen == "susceptibility":
         features, description = np.moveaxis(chi.value, 1, 2), "susceptibility vectors (χ under each component)"
     elif chi.shape[-1] > max_kernel_samples:
-        draws = {checkpoint: standardized_draws(result, name) for (_, checkpoint), result in grid.results.items()}
+        draws = {checkpoint: standardized_draws(result, name) for checkpoint, result in first.items()}
         width = max(d.shape[1] for d in draws.values())
         features = np.zeros((len(grid.steps), chi.shape[-1], width))
         for checkpoint, d in draws.items():
             features[checkpoint, :, : d.shape[1]] = d
-        description = "standardised loss draws (the loss kernel's geometry)"
+        description = (f"standardised loss draws (the loss kernel's geometry: {chi.shape[-1]} samples, "
+                       f"above max_kernel_samples={max_kernel_samples})")
     else:
         features = np.full((len(grid.steps), chi.shape[-1], chi.shape[-1]), np.nan)
-        for (_, checkpoint), result in grid.results.items():
+        for checkpoint, result in first.items():
             features[checkpoint] = loss_kernel(result, name, correlation=True).value
         description = "loss-kernel correlation rows"
-    return np.where(np.isfinite(features), features, 0.0), description
+    if chosen == "kernel" and len(grid.components) > 1:
+        description += f" under {grid.components[0]}"
+    return np.where(np.isfinite(features), features, 0.0), description + why
 
 
 def standardized_draws(result: LLCResult, name: str) -> np.ndarray:

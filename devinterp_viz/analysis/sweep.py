@@ -283,6 +283,9 @@ def _estimate_kwargs(given: Mapping[str, Any]) -> dict[str, Any]:
     for forbidden in ("params", "stop"):
         if forbidden in given:
             raise ValueError(f"{forbidden}= is not an estimate setting of a sweep here; see sweep_llc's parameters.")
+    if "observable_folder" in given:
+        raise ValueError("observable_folder= names one estimate's files; a sweep keeps each checkpoint's observables "
+                         "in its store= (written as each checkpoint finishes, reused when nothing changed).")
     settings, run_options = SamplerSettings.split({k: v for k, v in given.items() if k not in ("progress", "on_draw")})
     valid = set(inspect.signature(estimate_llc_selections).parameters) - {
         "model", "data", "loss_fn", "selections", "settings", "sampler_settings", "progress", "on_draw", "stop"}

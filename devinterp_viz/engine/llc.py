@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Callable
@@ -60,6 +61,7 @@ def estimate_llc(
     observables: Mapping[str, Any] | None = None,
     per_sample_loss: PerSampleLoss | None = None,
     observable_dtype: str = "float32",
+    observable_folder: str | os.PathLike | None = None,
     **sampler_settings: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
@@ -140,6 +142,10 @@ def estimate_llc(
         token's (sequence, position)). Required with ``observables``.
     observable_dtype : {"float32", "float16"}
         How the recorded values are stored (float16 halves a long per-token run's memory).
+    observable_folder : str or Path, optional
+        Write each observable, draw by draw, to ``<folder>/<name>.npy`` mapped into memory
+        instead of holding it in RAM (long runs); ``result.observables[name]`` is then that
+        ``np.memmap``. Existing files are never overwritten.
 
     Returns
     -------
@@ -171,6 +177,7 @@ def estimate_llc(
         device=device, on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize,
         chain_chunk_size=chain_chunk_size, graph=graph, on_start=on_start, model_mode=model_mode,
         observables=observables, per_sample_loss=per_sample_loss, observable_dtype=observable_dtype,
+        observable_folder=observable_folder,
     )
     return results["params"]
 
@@ -197,6 +204,7 @@ def estimate_llc_selections(
     observables: Mapping[str, Any] | None = None,
     per_sample_loss: PerSampleLoss | None = None,
     observable_dtype: str = "float32",
+    observable_folder: str | os.PathLike | None = None,
     **sampler_settings: Any,
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
@@ -224,7 +232,7 @@ def estimate_llc_selections(
     check_loss_fn(loss_fn)
     check_run_options(chain_chunk_size=chain_chunk_size, model_mode=model_mode, vectorize=vectorize, graph=graph)
     check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop)
-    check_observables(observables, per_sample_loss, observable_dtype)
+    check_observables(observables, per_sample_loss, observable_dtype, observable_folder)
     if not selections:
         raise ValueError("selections is empty: name at least one selection of weights to sample.")
     chosen_sampler = get_sampler(settings.sampler)
@@ -246,7 +254,8 @@ def estimate_llc_selections(
         step_rows = source.batch_size * (chain_chunk_size or settings.num_chains * len(resolved))
         recorder = None if observables is None else Observables(
             observables, per_sample_loss, flat_loss, num_chains=settings.num_chains * len(resolved),
-            num_draws=settings.num_draws, dtype=observable_dtype, chunk_rows=step_rows)
+            num_draws=settings.num_draws, dtype=observable_dtype, chunk_rows=step_rows,
+            folder=observable_folder)
         init_loss, init_grad = evaluate_init_loss(flat_loss, source, settings.seed, step_rows)
         if on_start is not None:
             on_start(init_loss, used_nbeta)

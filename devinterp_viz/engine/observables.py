@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -19,11 +21,14 @@ from devinterp_viz.engine.potential import FlatLoss
 
 PerSampleLoss = Callable[[nn.Module, Any], torch.Tensor]
 OBSERVABLE_DTYPES = {"float32": np.float32, "float16": np.float16}
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: Any) -> None:
-    """A clear error for observables given without a per-sample loss (or the other way), bad names or dtype."""
+def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: Any, folder: Any = None) -> None:
+    """A clear error for observables given without a per-sample loss (or the other way), bad names, dtype or folder."""
     if observables is None and per_sample_loss is None:
+        if folder is not None:
+            raise ValueError("observable_folder= is where observables= are written; give observables= and per_sample_loss= too.")
         return
     if observables is None or per_sample_loss is None:
         raise ValueError(
@@ -37,6 +42,14 @@ def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: 
         raise TypeError(f"per_sample_loss must be a callable (model, batch) -> tensor; got {type(per_sample_loss).__name__}.")
     if observable_dtype not in OBSERVABLE_DTYPES:
         raise ValueError(f"observable_dtype={observable_dtype!r}; choose one of {', '.join(OBSERVABLE_DTYPES)}.")
+    if folder is not None:
+        bad = [name for name in observables if not _FILE_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"observable_folder= writes each observable to <name>.npy; {bad[0]!r} is not a file name "
+                             "(letters, digits, '_', '-', '.'; up to 128 characters).")
+        taken = [str(Path(folder) / f"{name}.npy") for name in observables if (Path(folder) / f"{name}.npy").exists()]
+        if taken:
+            raise FileExistsError(f"{taken[0]} exists; observable_folder= never overwrites a file: choose an empty folder.")
 
 
 class Observables:
@@ -45,7 +58,9 @@ class Observables:
     Evaluated without gradients per chunk of rows, all chains in one ``torch.func.vmap`` call or one
     chain at a time, whichever the first chunk measured faster (vmap falls back to a slow loop for
     operations with no batching rule, e.g. CPU scaled-dot-product attention; it is not used at all
-    when the model cannot be vmapped), and copied to host memory at once.
+    when the model cannot be vmapped), and copied to host memory at once: into arrays in memory,
+    or, with ``folder``, into ``<folder>/<name>.npy`` files mapped into memory, written draw by
+    draw (a long run's recording then lives on disk; the process holds only one draw's values).
 
     Parameters
     ----------
@@ -62,17 +77,23 @@ class Observables:
         Storage of the recorded values (float16 halves the memory of long per-token runs).
     chunk_rows : int
         Rows evaluated at once.
+    folder : str or Path, optional
+        Where to write the recording as ``<name>.npy`` (created if missing; existing files are
+        never overwritten). Draws not reached (a stopped run) stay NaN.
 
     Attributes
     ----------
     values : dict of str to np.ndarray, shape (chains, draws, samples)
+        ``np.memmap`` arrays with ``folder``.
     index : dict of str to np.ndarray or None, shape (samples, 2)
         (sequence, position) of each recorded token; None for per-sample observables.
     """
 
     def __init__(self, data: Mapping[str, Any], per_sample_loss: PerSampleLoss, flat_loss: FlatLoss, *,
-                 num_chains: int, num_draws: int, dtype: str = "float32", chunk_rows: int = 64):
+                 num_chains: int, num_draws: int, dtype: str = "float32", chunk_rows: int = 64,
+                 folder: str | Path | None = None):
         self.flat_loss, self.per_sample_loss = flat_loss, per_sample_loss
+        self.folder = None if folder is None else Path(folder)
         self.num_chains, self.num_draws, self.dtype, self.chunk_rows = num_chains, num_draws, OBSERVABLE_DTYPES[dtype], chunk_rows
         device = flat_loss.w_star.device
         self.sources = {}
@@ -90,8 +111,22 @@ class Observables:
         for name in self.sources:
             values = self.evaluate(name, positions)
             if name not in self.values:
-                self.values[name] = np.full((self.num_chains, self.num_draws, values.shape[1]), np.nan, dtype=self.dtype)
+                self.values[name] = self._allocate(name, (self.num_chains, self.num_draws, values.shape[1]))
             self.values[name][:, draw] = values.cpu().numpy()
+            if self.folder is not None:
+                self.values[name].flush()
+
+    def _allocate(self, name: str, shape: tuple[int, int, int]) -> np.ndarray:
+        """NaN-filled storage of one observable: in memory, or a new ``<folder>/<name>.npy`` mapped into memory."""
+        if self.folder is None:
+            return np.full(shape, np.nan, dtype=self.dtype)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}.npy"
+        if path.exists():
+            raise FileExistsError(f"{path} exists; observable_folder= never overwrites a file: choose an empty folder.")
+        mapped = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+        mapped[:] = np.nan
+        return mapped
 
     def evaluate(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         """The observable ``name`` at each row of ``positions`` (chains, n): shape (chains, samples)."""

@@ -9,6 +9,7 @@ import numpy as np
 import traitlets
 
 from devinterp_viz.analysis.covariance_views import (
+    EMBEDDING_FEATURES,
     EMBEDDING_METHODS,
     embed,
     kernel_view,
@@ -63,6 +64,12 @@ class SusceptibilityExplorer(DvzWidget):
     embedding : {"auto", "umap", "pca", "tsne"}
         Embedding method (``"auto"``: UMAP when umap-learn is installed, else PCA). UMAP's first
         call in a process compiles (numba) for up to a minute; ``"pca"`` is instant.
+    embedding_features : {"auto", "susceptibility", "kernel"}
+        What places the samples (:func:`~devinterp_viz.analysis.covariance_views.token_features`):
+        their susceptibility vectors across components, or their loss-kernel rows (standardised
+        draws above ``max_kernel_samples``, the same geometry). ``"auto"``: susceptibility vectors
+        with several components, the kernel with one; the panel's caption and
+        ``data["embedding"]["features"]`` name the choice.
     top_k : int
         Influences listed for the selected token.
     max_kernel_samples : int
@@ -99,7 +106,7 @@ class SusceptibilityExplorer(DvzWidget):
     _view = traitlets.Unicode("SusceptibilityExplorer").tag(sync=True)
     _read_only = ("data", "detail", "error")
     _extra_kwargs = ("results", "observable", "probes", "loss_observable", "tokens", "vocabulary", "classes", "distribution", "embedding",
-                     "top_k", "max_kernel_samples", "random_state")
+                     "embedding_features", "top_k", "max_kernel_samples", "random_state")
 
     selected_component = traitlets.Unicode("").tag(sync=True)
     checkpoint = traitlets.Int(0).tag(sync=True)
@@ -114,7 +121,7 @@ class SusceptibilityExplorer(DvzWidget):
     def __init__(self, results: Any, *, observable: str | None = None, probes: Sequence[str] | None = None,
                  loss_observable: str | None = None, tokens: Any = None,
                  vocabulary: Sequence[str] | Callable[[Any], str] | None = None, classes: Any = None,
-                 distribution: str | None = None, embedding: str = "auto", top_k: int = 8, max_kernel_samples: int = 600,
+                 distribution: str | None = None, embedding: str = "auto", embedding_features: str = "auto", top_k: int = 8, max_kernel_samples: int = 600,
                  random_state: int = 0, **traits: Any):
         self.grid = result_grid(results, distribution)
         recorded = self.grid.observables
@@ -122,6 +129,8 @@ class SusceptibilityExplorer(DvzWidget):
         self.probes = _probe_names(probes, recorded)
         if embedding not in EMBEDDING_METHODS:
             raise ValueError(f"embedding={embedding!r}; choose one of {', '.join(EMBEDDING_METHODS)}.")
+        if embedding_features not in EMBEDDING_FEATURES:
+            raise ValueError(f"embedding_features={embedding_features!r}; choose one of {', '.join(EMBEDDING_FEATURES)}.")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer (influences listed per token), got {top_k!r}.")
         if isinstance(max_kernel_samples, bool) or not isinstance(max_kernel_samples, int) or max_kernel_samples < 0:
@@ -129,7 +138,7 @@ class SusceptibilityExplorer(DvzWidget):
         self.top_k, self.max_kernel_samples = top_k, max_kernel_samples
         self.chi = susceptibility_grid(self.grid, self.observable, loss_observable)
         self.response = response_grid(self.grid, self.probes, loss_observable)
-        features, description = token_features(self.grid, self.observable, self.chi, max_kernel_samples)
+        features, description = token_features(self.grid, self.observable, self.chi, max_kernel_samples, embedding_features)
         self.embedding, method = embed(features, embedding, random_state)
         index = next(r.observable_index.get(self.observable) for r in self.grid.results.values())
         samples = self.chi.shape[-1]

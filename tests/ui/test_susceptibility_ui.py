@@ -175,8 +175,75 @@ def test_the_saved_page_scrubs_checkpoints_and_picks_points_offline(browser, tmp
         assert later != first
         # influences stay those of the saved checkpoint, and say so
         page.click(f"{ROOT} [data-dvz-role='token'][data-index='3']")
-        assert "snapshot" in page.inner_text(f"{ROOT} [data-dvz-role='influence-title']")
+        title = page.inner_text(f"{ROOT} [data-dvz-role='influence-title']")
+        assert f"step {int(sweep.steps[0])}" in title and "saved page: computed for" in title
+        assert page.evaluate(f"{q(ROOT + ' [data-dvz-role=influences]')}.style.opacity") == "0.35"  # greyed, not silently stale
+        assert "saved page" in page.inner_text(f"{ROOT} [data-dvz-role='kernel-title']")
         page.screenshot(path=str(ARTIFACTS / "susceptibility-05-saved-html.png"))
         assert not errors, errors
     finally:
         context.close()
+
+
+# a sweep of the same kind inside the kernel: three checkpoints of a regression net, 12 probe samples
+SWEEP_CELL = """
+import numpy as np
+import torch
+torch.set_num_threads(1)
+import devinterp_viz as dvz
+torch.manual_seed(0)
+x = torch.randn(64, 3)
+y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(64, 1)
+model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+states = []
+for step in range(61):
+    if step % 30 == 0:
+        states.append((step, {k: v.clone() for k, v in model.state_dict().items()}))
+    optimizer.zero_grad()
+    ((model(x) - y) ** 2).mean().backward()
+    optimizer.step()
+mse = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean()
+sweep = dvz.sweep_llc(dvz.Trajectory(states), model, (x, y), mse, observables={"probe": (x[:12], y[:12])},
+                      per_sample_loss=lambda m, b: (m(b[0]) - b[1]).square().squeeze(-1),
+                      lr=1e-4, nbeta=20.0, num_chains=2, num_draws=30, batch_size=32, progress=False)
+w = dvz.SusceptibilityExplorer(sweep, embedding="pca", color_by="checkpoint", selected_token=3)
+w
+"""
+
+
+def test_the_checkpoint_scrubber_moves_every_panel_in_jupyterlab_and_python_follows(lab, page):
+    name = write_notebook(lab, "susceptibility_sweep.ipynb", SWEEP_CELL)
+    open_and_run(page, lab, name, ROOT)
+    client = lab.kernel_client(name)
+    values = f"[...document.querySelectorAll({json.dumps(ROOT + ' [data-dvz-role=token]')})].map((e) => Number(e.dataset.value))"
+    try:
+        page.wait_for_function(f"{q(ROOT + ' [data-dvz-role=embedding]')}._fullLayout !== undefined")
+        steps = kernel_eval(client, "[int(s) for s in sweep.steps]")
+        assert steps == [0, 30, 60]
+        for index in (2, 1):
+            page.fill(f"{ROOT} [data-dvz-role='scrubber']", str(index))
+            assert wait_python(client, "w.checkpoint", lambda v, i=index: v == i) == index
+            assert f"step {steps[index]}" in page.inner_text(f"{ROOT} [data-dvz-role='step']")
+            # the text shows Python's susceptibilities at that checkpoint, greyed where within 2 SE of 0
+            expected, se = kernel_eval(client, "[[float(v) for v in a] for a in w.token_values()]")
+            page.wait_for_function(f"(() => {{ const v = {values}; return Math.abs(v[0] - {expected[0]}) <= 1e-5 * Math.abs({expected[0]}); }})()")
+            shown = page.evaluate(values)
+            assert max(abs(a - b) for a, b in zip(shown, expected)) <= 1e-5 * max(map(abs, expected))
+            unsure = page.evaluate(f"[...document.querySelectorAll({json.dumps(ROOT + ' [data-dvz-role=token]')})].map((e) => e.dataset.unsure)")
+            assert unsure == [str(abs(v) < 2 * e).lower() for v, e in zip(expected, se)]
+            # the influences and the kernel are recomputed by Python for that checkpoint (none stays behind)
+            assert wait_python(client, "w.detail['checkpoint']", lambda v, i=index: v == i) == index
+            page.wait_for_function(f"{q(ROOT + ' [data-dvz-role=influence-title]')}.textContent.includes('step {steps[index]}')")
+            first = int(page.get_attribute(f"{ROOT} [data-dvz-role='influences'] tbody tr", "data-index"))
+            assert first == kernel_eval(client, "int(w.detail['top_index'][3][0])")
+            assert f"step {steps[index]}" in page.inner_text(f"{ROOT} [data-dvz-role='kernel-title']")
+            assert "saved page" not in page.inner_text(f"{ROOT} [data-dvz-role='kernel-title']")
+        widget_shot(page, "susceptibility-06-lab-scrubbed")
+        # ... and Python moves the scrubber
+        kernel_eval(client, "setattr(w, 'checkpoint', 0) or None")
+        page.wait_for_function(f"{q(ROOT)}.dataset.checkpoint === '0'")
+        assert page.input_value(f"{ROOT} [data-dvz-role='scrubber']") == "0"
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()

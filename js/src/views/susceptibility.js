@@ -60,7 +60,7 @@ export function renderSusceptibility({ model, el }) {
     h(
       "div",
       { class: "dvz-suscept-grid" },
-      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Response: component × probe (χ, click a row)"), response, h("div", { class: "dvz-section-title" }, "Embedding (lasso to pick samples)"), embedding, embeddingNote),
+      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Response: component × probe (χ, click a row)"), response, h("div", { class: "dvz-section-title" }, "Sample map (lasso or box to pick samples)"), embedding, embeddingNote),
       h("div", { class: "dvz-dash-col" }, textTitle, colorbar, text, influenceTitle, influences, kernelTitle, kernel),
     ),
   );
@@ -122,6 +122,18 @@ export function renderSusceptibility({ model, el }) {
     return { value, se, influence };
   }
 
+  const UNSURE_STYLE = "background:rgba(128,128,128,0.16);color:rgba(128,128,128,0.95)";
+  // a value within two standard errors of 0 is drawn grey: its sign is not established
+  function isUnsure(value, se) {
+    return Number.isFinite(value) && Number.isFinite(se) && Math.abs(value) < 2 * se;
+  }
+
+  function unsureCount(value, se, influence) {
+    let count = 0;
+    for (let i = 0; i < value.length; i++) if (!(influence && i === token) && isUnsure(value[i], se[i])) count++;
+    return count;
+  }
+
   function drawText() {
     const { value, se, influence } = tokenValues();
     const n = samples();
@@ -129,16 +141,18 @@ export function renderSusceptibility({ model, el }) {
     for (let i = 0; i < n; i++) if (Number.isFinite(value[i]) && !(influence && i === token)) scale = Math.max(scale, Math.abs(value[i]));
     const symbol = influence ? `BIF with ${named(token)}` : "χ";
     textTitle.textContent = influence
-      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under ${component}${stepText()}`
-      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under ${component}${stepText()}`;
+      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under component ${component}${stepText()}`
+      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under component ${component}${stepText()}`;
     if (model.get("text_values") === "influence" && !influence) {
-      const why = !detail.top_index ? "" : !("bif" in detail) ? " (more samples than max_kernel_samples: influences not sent)" : isStatic ? " (snapshot: influences of the saved component and checkpoint only)" : " (updating…)";
+      const why = !detail.top_index ? "" : !("bif" in detail) ? " (more samples than max_kernel_samples: influences not sent)" : isStatic ? " (saved page: influences of the saved component and checkpoint only)" : " (updating…)";
       textTitle.textContent += token < 0 ? " (pick a token to see its influences)" : why;
     }
     colorbar.replaceChildren(
       h("span", { class: "dvz-small" }, fmt(-scale, 3)),
       h("span", { class: "dvz-suscept-gradient", style: `background: linear-gradient(to right, ${rgb(NEGATIVE, 0.85)}, transparent, ${rgb(POSITIVE, 0.85)})` }),
       h("span", { class: "dvz-small" }, `${fmt(scale, 3)}  (${symbol})`),
+      h("span", { class: "dvz-token", role: "unsure-key", style: `margin-left:10px;${UNSURE_STYLE}` }, "grey"),
+      h("span", { class: "dvz-small", role: "unsure-count" }, ` within 2 SE of 0: ${unsureCount(value, se, influence)} of ${n}`),
     );
     colorbar.dataset.scale = String(scale);
     const lines = new Map();
@@ -147,6 +161,7 @@ export function renderSusceptibility({ model, el }) {
       const sequence = data.per_token ? data.sequence.data[i] : 0;
       if (!lines.has(sequence)) lines.set(sequence, []);
       const isSelf = influence && i === token;
+      const unsure = !isSelf && isUnsure(value[i], se[i]);
       lines.get(sequence).push(
         h(
           "span",
@@ -155,10 +170,11 @@ export function renderSusceptibility({ model, el }) {
             role: "token",
             "data-index": i,
             "data-value": String(value[i]),
+            "data-unsure": String(unsure),
             "data-selected": String(i === token),
             "data-picked": String(picked.has(i)),
-            style: `background:${isSelf ? "transparent" : chipColor(value[i], scale)}`,
-            title: `${named(i)}${data.per_token ? ` (sequence ${data.sequence.data[i]}, position ${data.position.data[i]})` : ""}\n${isSelf ? "the selected token" : `${symbol} = ${fmt(value[i], 4)} ± ${fmt(se[i], 2)}`}`,
+            style: isSelf ? "" : unsure ? UNSURE_STYLE : `background:${chipColor(value[i], scale)}`,
+            title: `${named(i)}${data.per_token ? ` (sequence ${data.sequence.data[i]}, position ${data.position.data[i]})` : ""}\n${isSelf ? "the selected token" : `${symbol} = ${fmt(value[i], 4)} ± ${fmt(se[i], 2)}${unsure ? " (within 2 SE of 0: grey)" : ""}`}`,
             onclick: () => selectToken(i),
           },
           label(i),
@@ -246,13 +262,14 @@ export function renderSusceptibility({ model, el }) {
   function drawInfluences() {
     const where = `${detail.component}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
     const stale = !detailFits();
-    const waiting = stale ? (isStatic ? " (snapshot: shown for the saved component and checkpoint)" : " (updating…)") : "";
+    const waiting = stale ? (isStatic ? ` (saved page: computed for ${where} only, not for the scrubber's choice)` : " (updating…)") : "";
+    influences.style.opacity = stale && isStatic ? "0.35" : "";
     if (token < 0 || !detail.top_index) {
       influenceTitle.textContent = "Top influences (click a token or a point)";
       influences.replaceChildren();
       return;
     }
-    influenceTitle.textContent = `Top influences of ${named(token)} under ${where}${waiting}`;
+    influenceTitle.textContent = `Top influences of ${named(token)} under component ${where}${waiting}`;
     const k = detail.top_index.shape[1];
     const rows = [];
     let scale = 0;
@@ -281,7 +298,10 @@ export function renderSusceptibility({ model, el }) {
       return;
     }
     kernel.hidden = false;
-    kernelTitle.textContent = `Loss kernel (correlation), clustered · ${detail.component}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
+    const where = `${detail.component}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
+    const stale = !detailFits() && isStatic;
+    kernelTitle.textContent = `Loss kernel (correlation) in clustered order, under component ${where}${stale ? ` (saved page: computed for ${where} only, not for the scrubber's choice)` : ""}`;
+    kernel.style.opacity = stale ? "0.35" : "";
     if (kernel.offsetWidth === 0) return;
     const order = Array.from(detail.order.data);
     const z = order.map((i) => order.map((j) => finite(detail.correlation.get(i, j))));

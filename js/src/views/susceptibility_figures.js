@@ -31,10 +31,11 @@ export function responseFigure(data, checkpoint, selected, theme) {
   const rows = data.components.map((_, c) => c);
   const z = rows.map((c) => Array.from({ length: P }, (_, p) => finite(data.response.value.get(checkpoint, c, p))));
   const se = rows.map((c) => Array.from({ length: P }, (_, p) => finite(data.response.stderr.get(checkpoint, c, p))));
-  const text = rows.map((c) => data.probes.map((probe, p) => `${data.components[c]} · ${probe}<br>χ = ${fmt(z[c][p], 4)} ± ${fmt(se[c][p], 2)}`));
+  const text = rows.map((c) => data.probes.map((probe, p) => z[c][p] === null ? `${data.components[c]} · ${probe}<br>missing: no estimate` : `${data.components[c]} · ${probe}<br>χ = ${fmt(z[c][p], 4)} ± ${fmt(se[c][p], 2)}`));
+  // every cell prints its value (a white cell is χ ≈ 0; a cell with no estimate stays empty, "missing" on hover)
   const scale = Math.max(1e-12, ...z.flat().filter((v) => v !== null).map(Math.abs));
   const tl = themeLayout(theme);
-  const traces = [{ type: "heatmap", z, x: data.probes.map((_, p) => p), y: rows, text, hovertemplate: "%{text}<extra></extra>", colorscale: diverging(theme), zmin: -scale, zmax: scale, colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, title: { text: "χ", side: "right" }, tickfont: { color: theme.font } } }];
+  const traces = [{ type: "heatmap", z, x: data.probes.map((_, p) => p), y: rows, text, hovertemplate: "%{text}<extra></extra>", texttemplate: "%{z:.2e}", textfont: { size: 10, color: theme.font }, colorscale: diverging(theme), zmin: -scale, zmax: scale, colorbar: { thickness: 10, outlinewidth: 0, len: 0.9, title: { text: "χ", side: "right" }, tickfont: { color: theme.font } } }];
   const layout = {
     ...tl,
     height: Math.max(160, 70 + 24 * rows.length),
