@@ -185,7 +185,7 @@ class FlatLoss:
                 self.mask = torch.cat(parts)
             else:
                 self.mask = None
-        self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum().item())
+        self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum(dtype=torch.float64).item())
         slots = _slots(self.model)
         self._fused_attention = any(isinstance(m, _FUSED_ATTENTION) for m in self.model.modules())
         self._selected_slots = [slots[n] for n in self.names]
