@@ -390,3 +390,21 @@ def test_results_and_their_diagnostics_have_one_line_reprs(trained_mlp, regressi
         assert text.startswith(head) and "\n" not in text and len(text) < 400, text
         assert all(part in text for part in parts), text
     assert res.diagnostics.verdict.split(" (")[0] in repr(res.diagnostics)
+
+
+def test_flat_gradient_fills_every_slice_and_zeros_unused_tensors(monkeypatch):
+    """The flat gradient starts unzeroed (memory): every used tensor's slice is written, an unused one's set to 0."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"used": nn.Linear(3, 2), "unused": nn.Linear(3, 2)})
+    loss_fn = lambda m, b: (m["used"](b) ** 2).mean()  # noqa: E731
+    flat_loss = FlatLoss(model, loss_fn, resolve_selection(model), torch.device("cpu"))
+    positions = flat_loss.w_star.expand(2, -1).clone()
+    batch = torch.randn(2, 5, 3)
+    real_empty_like = torch.empty_like
+    monkeypatch.setattr(torch, "empty_like", lambda x, **k: real_empty_like(x, **k).fill_(float("nan")))
+    _, grad = flat_loss.batched_value_and_grad(positions, batch, shared_batch=False, chunk_size=None)
+    expected = torch.stack([flat_loss.value_and_grad(positions[c], batch[c])[1] for c in range(2)])
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad, expected)
+    for name, piece in zip(flat_loss.names, grad.split(flat_loss.sizes, dim=1)):
+        assert bool((piece == 0).all()) == name.startswith("unused")

@@ -244,11 +244,13 @@ def estimate_llc_selections(
     with seeded_model_randomness(settings.seed, target):  # its own fork: the run's random numbers are as without it
         probe_loss(flat_loss, source, settings.seed)
     used_nbeta = settings.nbeta if settings.nbeta is not None else default_nbeta(source.batch_size)
-    masks = [flat_loss.flat_mask(sel) for sel in resolved.values()]
-    if len(masks) == 1:
-        row_mask = flat_loss.mask
+    if len(resolved) == 1:  # the loss's own mask (None when every weight moves: no weight-sized ones)
+        row_mask, moving = flat_loss.mask, [flat_loss.num_moving]
     else:
+        masks = [flat_loss.flat_mask(sel) for sel in resolved.values()]
         row_mask = torch.stack(masks).repeat_interleave(settings.num_chains, dim=0)
+        moving = [int(mask.sum(dtype=torch.float64).item()) for mask in masks]  # exact past 2**24
+        del masks
     hyper = Hyper(settings.lr, used_nbeta, settings.localization, flat_loss.w_star, row_mask, settings)
     with seeded_model_randomness(settings.seed, target):
         step_rows = source.batch_size * (chain_chunk_size or settings.num_chains * len(resolved))
@@ -281,7 +283,7 @@ def estimate_llc_selections(
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
         rows = slice(index * settings.num_chains, (index + 1) * settings.num_chains)
-        num_moving = int(masks[index].sum().item())
+        num_moving = moving[index]
         values, token_index = ({}, {}) if recorder is None else recorder.results(rows, run.loss_trace.shape[1])
         config = {
             **settings.to_config(),

@@ -111,10 +111,12 @@ def _slots(model: nn.Module) -> dict[str, list[Slot]]:
     return slots
 
 
-def _move_grad(target: torch.Tensor, piece: torch.Tensor) -> None:
-    """Copy a weight tensor's finished gradient into its slice of the flat gradient and free it."""
+def _move_grad(target: torch.Tensor, written: list[bool], index: int, piece: torch.Tensor) -> None:
+    """Copy a weight tensor's finished gradient into its slice of the flat gradient, free it and
+    mark slice ``index`` as ``written``."""
     target.copy_(piece.grad)
     piece.grad = None
+    written[index] = True
 
 
 def the_loss(value: Any) -> Any:
@@ -185,7 +187,7 @@ class FlatLoss:
                 self.mask = torch.cat(parts)
             else:
                 self.mask = None
-        self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum().item())
+        self.num_moving = int(self.w_star.numel() if self.mask is None else self.mask.sum(dtype=torch.float64).item())
         slots = _slots(self.model)
         self._fused_attention = any(isinstance(m, _FUSED_ATTENTION) for m in self.model.modules())
         self._selected_slots = [slots[n] for n in self.names]
@@ -305,10 +307,18 @@ class FlatLoss:
                 value = fn(flats, frozen, *leaves)
                 (grad,) = torch.autograd.grad(value.sum(), flats)
                 return value.detach(), grad
-            grad = torch.zeros_like(flats)  # a tensor the loss does not use keeps a zero gradient
+            # Not zeroed: a large allocation's pages become resident only as each tensor's gradient
+            # is written into its slice, so while the first (output-side) gradients arrive, at the
+            # height of the activations, the rest of the flat gradient takes no memory.
+            grad = torch.empty_like(flats)
+            targets = grad.split(self.sizes, dim=1)
+            written = [False] * len(targets)
             pieces = [piece.detach().requires_grad_() for piece in flats.split(self.sizes, dim=1)]
-            for piece, target in zip(pieces, grad.split(self.sizes, dim=1)):
-                piece.register_post_accumulate_grad_hook(partial(_move_grad, target))
+            for index, (piece, target) in enumerate(zip(pieces, targets)):
+                piece.register_post_accumulate_grad_hook(partial(_move_grad, target, written, index))
             value = fn(pieces, frozen, *leaves)
             torch.autograd.backward(value.sum(), inputs=pieces)
+        for target, done in zip(targets, written):
+            if not done:  # a tensor the loss does not use has a zero gradient
+                target.zero_()
         return value.detach(), grad

@@ -247,12 +247,16 @@ def mala_log_acceptance(
     columns = max(1, MALA_BLOCK_ELEMENTS // max(step.delta.shape[0], 1))
     for start in range(0, step.delta.shape[1], columns):
         block = slice(start, start + columns)
-        delta, drift = step.delta[:, block].double(), new_drift[:, block].double()
+        # −(backward residual) = δ − (ε/2) G ∇U(w'), built in one float64 block (two with G)
+        minus_backward = new_drift[:, block].to(torch.float64, copy=True)
         precond = None if step.precond is None else step.precond[:, block].double()
-        minus_backward = torch.add(delta, drift if precond is None else precond * drift, alpha=-0.5 * hyper.lr)
+        if precond is not None:
+            minus_backward.mul_(precond)
+        minus_backward.mul_(-0.5 * hyper.lr).add_(step.delta[:, block])
         if hyper.mask is not None:
             minus_backward.mul_(hyper.mask[..., block])
-        backward_sq += (minus_backward.square() if precond is None else minus_backward.square() / precond).sum(1)
+        minus_backward.square_()
+        backward_sq += (minus_backward if precond is None else minus_backward.div_(precond)).sum(1)
     loss, new_loss, sq_dist, new_sq_dist = (t.double() for t in (loss, new_loss, sq_dist, new_sq_dist))
     log_q_backward = backward_sq / (-2 * hyper.lr)
     log_q_forward = step.noise_sq * -0.5
