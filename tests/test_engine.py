@@ -408,3 +408,31 @@ def test_flat_gradient_fills_every_slice_and_zeros_unused_tensors(monkeypatch):
     torch.testing.assert_close(grad, expected)
     for name, piece in zip(flat_loss.names, grad.split(flat_loss.sizes, dim=1)):
         assert bool((piece == 0).all()) == name.startswith("unused")
+
+
+@pytest.mark.parametrize("sampler", ["sgld", "rmsprop_sgld", "sgnht"])
+def test_drift_built_in_blocks_gives_the_numbers_of_one_block(trained_mlp, regression_data, sampler, monkeypatch):
+    """∇U and the traces built over blocks of a few coordinates (δ never whole) equal the one-block build:
+    the same draws exactly, the traces to float32 summation order; with a selection (frozen coordinates)."""
+    from devinterp_viz.engine import driver
+
+    kw = dict(num_chains=3, num_draws=30, batch_size=32, lr=1e-3, nbeta=20.0, localization=10.0, seed=4,
+              sampler=sampler, params=["0.*"], progress=False)
+    whole = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **kw)
+    monkeypatch.setattr(driver, "DRIFT_BLOCK_ELEMENTS", 3 * 7)  # 7 coordinates of 3 chains a block
+    blocked = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **kw)
+    np.testing.assert_array_equal(blocked.loss_trace, whole.loss_trace)
+    assert blocked.llc_mean == whole.llc_mean
+    for name, trace in whole.sampler_traces.items():
+        np.testing.assert_allclose(blocked.sampler_traces[name], trace, rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(blocked.mala_trace, whole.mala_trace, rtol=1e-4, atol=1e-6)
+
+
+def test_printed_result_gives_the_standard_error_as_every_view_does(trained_mlp, regression_data):
+    """repr and summary write λ̂ ± SE with the views' one format (plotting.format_estimate), not ± std."""
+    from devinterp_viz.plotting import format_estimate
+
+    res = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **FAST)
+    written = format_estimate(res.llc_mean, res.llc_se)
+    assert res.llc_se < res.llc_std and f"llc={written} (± SE)" in repr(res)
+    assert res.summary().startswith(f"LLC {written} (± SE;")

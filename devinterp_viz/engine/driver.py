@@ -24,6 +24,7 @@ MAX_BLOCK_STEPS = 64
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks that some chain is still finite
 GATHER_BLOCK_BYTES = 1 << 26  # minibatches of several steps are gathered at once, up to 64 MiB
 CUDA_STREAM_EVERY = 32  # draws copied to the host at once on a GPU (no per-step sync)
+DRIFT_BLOCK_ELEMENTS = 1 << 22  # (chains × coordinates) per block of δ = w − w* while the drift is built
 MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (their next step reuses the batch)
 
 OnDraw = Callable[[int, np.ndarray], None]
@@ -342,11 +343,12 @@ def run_chains(
             since_burnin = step - num_burnin_steps
             recording = since_burnin >= 0 and since_burnin % num_steps_bw_draws == 0
             draw = since_burnin // num_steps_bw_draws
-            drift = state.position - hyper.w_star  # δ = w − w* first (zero on frozen coordinates: they never move)
-            sq_dist = torch.linalg.vector_norm(drift, dim=1).square() if recording or pending else None
-            if recording:
-                _record_offset_traces(traces, draw, drift, grad, sq_dist, hyper, init_grad)
-            drift.mul_(hyper.localization).add_(grad, alpha=hyper.nbeta)  # now ∇U = nβ ∇L + γ δ, in δ's memory
+            drift, sq_dist = potential_gradient(
+                state.position, grad, hyper, keep_grad=sampler.uses_loss_grad,
+                with_sq_dist=recording or pending is not None, traces=traces if recording else None, draw=draw,
+                init_grad=init_grad)
+            if not sampler.uses_loss_grad:
+                grad = None  # its memory now holds the drift
             if pending is not None:  # the pending move's batch at both of its ends: exact, and no extra gradient
                 info, old_loss, old_sq_dist, old_draw = pending
                 mala[:, old_draw] = mala_log_acceptance(info, old_loss, loss, old_sq_dist, sq_dist, drift, hyper).exp()
@@ -354,7 +356,6 @@ def run_chains(
             if recording:
                 losses[:, draw] = loss.detach()
                 distances[:, draw] = sq_dist
-                _record_drift_traces(traces, draw, drift, grad, hyper)
                 if observe is not None:
                     observe(state.position, draw)
                 draws_done = draw + 1
@@ -388,22 +389,63 @@ def run_chains(
     )
 
 
-def _record_offset_traces(traces, draw: int, offset, grad, sq_dist, hyper: Hyper, init_grad) -> None:
-    """Fill column ``draw`` of the traces that need δ = w − w* (shape (chains, n)), before the drift overwrites it.
+def potential_gradient(position: torch.Tensor, grad: torch.Tensor, hyper: Hyper, *, keep_grad: bool,
+                       with_sq_dist: bool, traces: dict | None, draw: int, init_grad: torch.Tensor | None):
+    """∇U = nβ ∇L + γ (w − w*) and |w − w*|², built over blocks of coordinates (δ = w − w* is never whole).
 
-    virial = δ · ∇U = nβ δ · ∇L + γ |δ|² (frozen coordinates have δ = 0).
+    Parameters
+    ----------
+    position, grad : torch.Tensor, shape (chains, n)
+        The chains' positions and their loss gradients.
+    hyper : Hyper
+    keep_grad : bool
+        Build ∇U in a tensor of its own; otherwise in ``grad``'s memory (``grad`` is then gone).
+    with_sq_dist : bool
+        Also return |w − w*|² (frozen coordinates have δ = 0).
+    traces : dict or None
+        The driver's traces, whose column ``draw`` of ``virial``, ``descent``, ``stein`` and
+        ``drift_sq`` is filled (virial = δ · ∇U; stein and drift_sq over the moving coordinates).
+    draw : int
+    init_grad : torch.Tensor, shape (n,), optional
+        ∇L(w*) for the ``descent`` trace.
+
+    Returns
+    -------
+    drift : torch.Tensor, shape (chains, n)
+    sq_dist : torch.Tensor, shape (chains,), or None
     """
-    offset_grad = torch.einsum("cn,cn->c", offset, grad)
-    traces["virial"][:, draw] = hyper.nbeta * offset_grad + hyper.localization * sq_dist
-    if init_grad is not None:
-        traces["descent"][:, draw] = hyper.nbeta * (offset @ init_grad)
-
-
-def _record_drift_traces(traces, draw: int, drift, grad, hyper: Hyper) -> None:
-    """Fill column ``draw`` of the traces of the drift ∇U (shape (chains, n)) over the moving coordinates."""
-    moving_drift = hyper.masked(drift)
-    traces["stein"][:, draw] = torch.einsum("cn,cn->c", moving_drift, grad)
-    traces["drift_sq"][:, draw] = torch.linalg.vector_norm(moving_drift, dim=1).square()
+    chains, dim = position.shape
+    columns = max(1, DRIFT_BLOCK_ELEMENTS // max(chains, 1))
+    whole = columns >= dim
+    drift = grad if not keep_grad else (None if whole else torch.empty_like(grad))
+    zeros = lambda: position.new_zeros(chains)  # noqa: E731
+    sq_dist = zeros() if with_sq_dist else None
+    sums = {name: zeros() for name in ("offset_grad", "descent", "stein", "drift_sq")} if traces is not None else None
+    for start in range(0, dim, columns):
+        block = slice(start, start + columns)
+        offset, block_grad = position[:, block] - hyper.w_star[block], grad[:, block]
+        if sq_dist is not None:
+            sq_dist += torch.linalg.vector_norm(offset, dim=1).square()
+        if sums is not None:
+            sums["offset_grad"] += torch.einsum("cn,cn->c", offset, block_grad)
+            if init_grad is not None:
+                sums["descent"] += offset @ init_grad[block]
+        block_drift = offset.mul_(hyper.localization).add_(block_grad, alpha=hyper.nbeta)  # in δ's memory
+        if sums is not None:
+            moving = block_drift if hyper.mask is None else block_drift * hyper.mask[..., block]
+            sums["stein"] += torch.einsum("cn,cn->c", moving, block_grad)
+            sums["drift_sq"] += torch.linalg.vector_norm(moving, dim=1).square()
+        if drift is None:
+            drift = block_drift
+        else:
+            drift[:, block] = block_drift
+    if sums is not None:
+        traces["virial"][:, draw] = hyper.nbeta * sums["offset_grad"] + hyper.localization * sq_dist
+        if init_grad is not None:
+            traces["descent"][:, draw] = hyper.nbeta * sums["descent"]
+        traces["stein"][:, draw] = sums["stein"]
+        traces["drift_sq"][:, draw] = sums["drift_sq"]
+    return drift, sq_dist
 
 
 def _stream(on_draw: OnDraw, losses: torch.Tensor, start: int, stop: int) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from devinterp_viz.engine.diagnostics import diagnose
 from devinterp_viz.engine.estimator import llc_per_chain, running_llc
 from devinterp_viz.engine.verdict import Diagnostics, to_jsonable
+from devinterp_viz.plotting import fmt, format_estimate
 
 TRACE_PREFIX = "trace_"  # sampler traces are stored as trace_<name> arrays
 OBSERVABLE_PREFIX = "obs_"  # observables as obs_<name> (chains, draws, samples) arrays
@@ -194,7 +195,7 @@ class LLCResult:
     def __repr__(self) -> str:
         state = "partial, " if self.partial else ""
         return (
-            f"LLCResult(llc={self.llc_mean:.4g} ± {self.llc_std:.2g}, {state}"
+            f"LLCResult(llc={format_estimate(self.llc_mean, self.llc_se)} (± SE), {state}"
             f"{self.num_chains} chains × {self.num_draws} draws, nbeta={self.nbeta:.4g}, "
             f"{self.diagnostics.verdict})"
         )
@@ -203,7 +204,7 @@ class LLCResult:
         """Estimate, settings and health in a few printable lines."""
         cfg = self.config
         head = (
-            f"LLC {self.llc_mean:.4f} ± {self.llc_std:.4f} (std across chains)"
+            f"LLC {format_estimate(self.llc_mean, self.llc_se)} (± SE; std across chains {fmt(self.llc_std, 2)})"
             + (" [PARTIAL: stopped early]" if self.partial else "")
         )
         setting = (

@@ -9,6 +9,8 @@ chain whether chains run vectorised, in chunks or one by one. ``step`` owns the 
 ``drift`` and ``noise`` it is given: it may update their tensors in place (the driver never
 reads them again; each noise slot is used once), so a step needs no weight-sized memory beyond
 the state, the gradient, the drift and the noise, and the move it reports lives in the noise's.
+A sampler that does not read ``loss_grad`` says so (``Sampler.uses_loss_grad``): it is given
+None, and the driver builds the drift in the gradient's memory (one weight-sized tensor less).
 
 The target is the tempered, localised posterior
 ``p(w) ∝ exp(-nβ L(w) - γ/2 |w - w*|²)`` (Lau et al. 2023); only the selected coordinates
@@ -120,8 +122,8 @@ def sgld_step(state: SGLDState, loss_grad: torch.Tensor, drift: torch.Tensor, no
     Parameters
     ----------
     state : SGLDState
-    loss_grad : torch.Tensor, shape (chains, n)
-        ∇L_batch at the current position.
+    loss_grad : None
+        Not read (the driver builds the drift in the gradient's memory).
     drift : torch.Tensor, shape (chains, n)
         ∇U = nβ ∇L + γ (w − w*), the gradient of the potential, computed once by the driver.
     noise : torch.Tensor, shape (chains, n)
@@ -265,19 +267,21 @@ def mala_log_acceptance(
 
 
 class Sampler(NamedTuple):
-    """A sampler: its pure ``init`` and ``step``, whether MALA acceptance applies, its display label."""
+    """A sampler: its pure ``init`` and ``step``, whether MALA acceptance applies, its display label,
+    and whether ``step`` reads the loss gradient besides the drift."""
 
     name: str
     init: Callable
     step: Callable
     has_mala: bool
     label: str
+    uses_loss_grad: bool = True
 
 
 SAMPLERS: dict[str, Sampler] = {
-    "sgld": Sampler("sgld", sgld_init, sgld_step, True, "SGLD"),
+    "sgld": Sampler("sgld", sgld_init, sgld_step, True, "SGLD", uses_loss_grad=False),
     "rmsprop_sgld": Sampler("rmsprop_sgld", rmsprop_sgld_init, rmsprop_sgld_step, True, "RMSProp-SGLD"),
-    "sgnht": Sampler("sgnht", sgnht_init, sgnht_step, False, "SGNHT"),
+    "sgnht": Sampler("sgnht", sgnht_init, sgnht_step, False, "SGNHT", uses_loss_grad=False),
 }
 
 
