@@ -147,10 +147,18 @@ def test_healthy_traces_are_healthy_and_summarised():
     assert "verdict: healthy" in text and "R-hat" in text and "MALA acceptance 0.900" in text and "step bias" in text
 
 
-def test_missing_sampler_traces_are_said_in_a_warning():
+def test_missing_sampler_traces_make_the_verdict_healthy_only_as_far_as_checked():
     res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0)
-    assert any("not checked" in w for w in res.diagnostics.warnings)
-    assert "warning: the step-size bias" in res.diagnostics.verdict
+    d = res.diagnostics
+    assert d.unchecked == ["the step-size bias and equilibrium (the run's sampler traces are missing)"]
+    assert d.healthy and d.status == "healthy" and d.label == "healthy as far as checked"
+    assert d.verdict.startswith("healthy as far as checked: not checked: the step-size bias and equilibrium")
+    assert not any("not checked" in w for w in d.warnings)  # said once, not also as a warning
+    assert "  not checked: the step-size bias" in res.summary()
+    assert type(d).from_dict(d.to_dict()).unchecked == d.unchecked
+    checked = LLCResult.from_traces(_traces(), 1.0, 10.0, mala_trace=np.full((4, 200), 0.9), num_params=100,
+                                    sampler_traces=_equilibrium_traces(100), config=CONFIG).diagnostics
+    assert checked.unchecked == [] and checked.label == "healthy" and checked.verdict == "healthy"
 
 
 def test_empty_traces_say_so_instead_of_nan():

@@ -427,6 +427,35 @@ def test_live_diagnostics_are_the_engines_functions_of_the_streamed_draws():
     assert trace.state()["live"]["divergent"] == 1
 
 
+def test_live_mala_acceptance_is_the_mean_of_the_non_divergent_chains_means():
+    from devinterp_viz.widgets._sampler_state import LiveTrace
+
+    loss = np.ones((4, 5))
+    loss[3, 2:] = np.inf  # chain 3 diverges: left out, as the verdict leaves it out
+    acceptance = np.full((4, 5), np.nan)
+    acceptance[0, :2], acceptance[1, 1:3], acceptance[2, 3], acceptance[3, :] = (0.7, 0.9), (0.8, 1.0), 1.0, 0.0
+    trace = LiveTrace(4, 5, None)
+    trace.start(1.0, 10.0)
+    assert np.isnan(trace.state()["live"]["mala_acceptance"])  # nothing measured yet
+    trace = LiveTrace(4, 5, None)
+    trace.start(1.0, 10.0)
+    for t in range(5):  # the engine sends, with draw t, the acceptance of the move from draw t − 1
+        trace.add(t, loss[:, t], acceptance[:, t - 1] if t else np.full(4, np.nan))
+    assert trace.state()["live"]["mala_acceptance"] == pytest.approx((0.8 + 0.9 + 1.0) / 3)  # draw 4's move: not yet
+
+
+def test_live_mala_acceptance_of_a_real_run_is_the_verdicts(trained_mlp, regression_data):
+    from devinterp_viz.engine.llc import estimate_llc
+    from devinterp_viz.widgets._sampler_state import LiveTrace
+    from tests.conftest import mse_loss
+
+    trace = LiveTrace(2, 40, None)
+    res = estimate_llc(trained_mlp, regression_data, mse_loss, lr=1e-4, nbeta=20.0, num_chains=2, num_draws=40,
+                       batch_size=256, progress=False, on_draw=trace.add, on_start=trace.start)
+    expected = np.mean(res.diagnostics.mala_acceptance)  # the full batch: measured at every draw but the last
+    assert np.isfinite(expected) and trace.state()["live"]["mala_acceptance"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_live_diagnostics_stream_with_the_trace(engine):
     engine.seconds_per_draw = 0.002
     w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=400)

@@ -249,7 +249,8 @@ def diagnose(
     sampler_traces : mapping of str to np.ndarray (chains, draws), optional
         The driver's ``virial``, ``stein``, ``drift_sq`` and ``descent`` traces
         (:data:`devinterp_viz.engine.driver.SAMPLER_TRACES`); checks that need a missing one are
-        skipped and say so in a warning.
+        skipped and listed in ``Diagnostics.unchecked`` (the label then reads "healthy as far as
+        checked").
     config : mapping, optional
         The run's settings (``sampler``, ``lr``, ``localization``, ``num_burnin_steps``, ...).
 
@@ -288,6 +289,7 @@ def diagnose(
     mcse = nbeta * mcse_mean(good) if good.size else float("nan")
     findings: list[Finding] = []
     warnings: list[str] = []
+    unchecked: list[str] = []
     llc, descent, bias = float("nan"), float("nan"), StepBias(*(float("nan"),) * 4)
 
     if draws == 0:
@@ -307,7 +309,7 @@ def diagnose(
         _judge_drift(good, nbeta, llc, findings, warnings)
         _judge_mixing(llc, rhat, ess, max(mcse, se) if np.isfinite(se) else mcse, findings, warnings)
         if "virial" not in good_traces or not np.isfinite(good_traces["virial"]).all():
-            warnings.append("the step-size bias and equilibrium were not checked: the run's sampler traces are missing")
+            unchecked.append("the step-size bias and equilibrium (the run's sampler traces are missing)")
     for chain in np.flatnonzero(~divergent & (below > BELOW_INIT_WARN)):
         warnings.append(
             f"chain {chain} spent {100 * below[chain]:.0f}% of its draws below L(w*): w* may not be a "
@@ -331,6 +333,7 @@ def diagnose(
         mcse=float(mcse),
         step_bias=float(bias.value),
         descent=float(descent),
+        unchecked=unchecked,
     )
 
 

@@ -358,8 +358,8 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
 
     # ------------------------------------------------------------------- jobs
     def _run_job(self, settings: SamplerSettings, live: LiveTrace, stop: Any) -> None:
-        def on_draw(draw_index: int, losses: Any) -> None:
-            live.add(draw_index, losses)
+        def on_draw(draw_index: int, losses: Any, acceptance: Any = None) -> None:
+            live.add(draw_index, losses, acceptance)
             self._throttle.request()
 
         result = estimate_llc(self.model, self.data, self.loss_fn, settings=settings, params=self._params_argument(),

@@ -304,7 +304,7 @@ export function renderSampler({ model, el }) {
       return;
     }
     verdict.textContent = (health.partial ? "partial run · " : "") + health.verdict;
-    verdict.dataset.healthy = health.healthy ? "true" : health.status === "undefined" ? "undefined" : "false";
+    verdict.dataset.healthy = health.healthy ? ((health.unchecked || []).length ? "unchecked" : "true") : health.status === "undefined" ? "undefined" : "false";
     nextStep.textContent = health.next_step ? `next step: ${health.next_step}` : "";
     metrics.append(...healthMetrics(health).map(metric));
     for (const r of health.reasons || []) reasons.append(h("li", {}, r));

@@ -306,6 +306,6 @@ export function liveMetrics(live, chains) {
     ["R-hat", Number.isFinite(live.rhat) ? live.rhat.toFixed(3) : "–", `rank-normalised split R-hat of the loss traces ${so}; well above 1.1: the chains disagree`],
     ["ESS", fmt(live.ess, 3), `bulk effective sample size, all chains, ${so}`],
     ["divergent", live.divergent === null || live.divergent === undefined ? "–" : `${live.divergent}/${chains}`, `chains whose loss became non-finite or exploded, ${so}: Stop and lower lr`],
-    ["MALA acc.", "at the end", "MALA acceptance needs the sampler's proposals, which the stream does not carry: it comes with the verdict"],
+    ["MALA acc.", fmt(live.mala_acceptance, 3), `mean MALA acceptance probability of the moves measured ${so}; well below 0.9 (or falling): the step is too large`],
   ];
 }
