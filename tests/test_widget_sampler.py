@@ -272,6 +272,20 @@ def test_calibration_fills_the_grid_and_use_cell_sets_controls(widget, engine):
     assert widget.num_burnin_steps == cal.recommended["num_burnin_steps"]
 
 
+def test_calibration_sends_each_cells_traces_thinned_to_every_kth_draw(widget, engine, monkeypatch):
+    from devinterp_viz.engine.estimator import running_llc
+    from devinterp_viz.widgets import _sampler_state
+
+    monkeypatch.setattr(_sampler_state, "CELL_POINTS", 20)
+    cal = widget.calibrate(lrs=[1e-4, 1e-3], values=[10.0], axis="nbeta", wait=True)
+    state = _sampler_state.calibration_state(cal)
+    assert state["cell_stride"] == 3 and state["loss"].shape[-1] == 17  # 50 draws: 0, 3, …, 48
+    (i, j), res = next(iter(cal.results.items()))
+    np.testing.assert_array_equal(state["loss"][i, j], res.loss_trace[:, ::3].astype(np.float32))
+    full = running_llc(res.loss_trace, res.init_loss, res.nbeta)  # over every draw, then thinned
+    np.testing.assert_allclose(state["llc"][i, j], full[:, ::3], rtol=1e-6)
+
+
 def test_calibration_over_localization(widget, engine):
     widget.calibrate(lrs=[1e-4], values=[0.0, 100.0], axis="localization", wait=True)
     widget.use_cell(0, 0)

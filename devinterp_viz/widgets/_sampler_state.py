@@ -18,6 +18,9 @@ from devinterp_viz.engine.estimator import running_llc
 LIVE_DIAGNOSTICS_EVERY = 0.5
 #: Points of a run's mean running-LLC curve kept for the history's comparison plot (display only).
 CURVE_POINTS = 1000
+#: Points per chain of a calibration cell's traces as sent for its small plot (display only:
+#: every k-th draw; the cell's estimate and verdict use all of its draws).
+CELL_POINTS = 100
 #: Significant digits of the numbers in the history table and its CSV.
 DIGITS = 4
 
@@ -135,19 +138,23 @@ def calibration_state(cal: Any) -> dict[str, Any]:
     """The calibration tab's data for a :class:`CalibrationResult`, finished or filling in.
 
     Arrays are (n_values, n_lr) over every lr tried so far; ``healthy`` is NaN where a cell has
-    not run; ``loss`` holds each cell's chains, (n_values, n_lr, chains, draws), and ``llc`` their
-    running estimates (same shape).
+    not run; ``loss`` holds each cell's chains at every ``cell_stride``-th draw (draws 0, k, 2k, …,
+    at most :data:`CELL_POINTS` of them), (n_values, n_lr, chains, points), and ``llc`` their
+    running estimates over all draws, at the same draws (same shape).
     """
     results = cal.results
     shape = (cal.values.size, cal.lrs.size)
     chains = max((r.loss_trace.shape[0] for r in results.values()), default=0)
     draws = max((r.loss_trace.shape[1] for r in results.values()), default=0)
-    loss = np.full(shape + (chains, draws), np.nan, np.float32)
-    llc = np.full(shape + (chains, draws), np.nan, np.float32)
+    stride = max(1, -(-draws // CELL_POINTS))
+    points = -(-draws // stride)
+    loss = np.full(shape + (chains, points), np.nan, np.float32)
+    llc = np.full(shape + (chains, points), np.nan, np.float32)
     healthy = np.full(shape, np.nan, np.float32)
     for (i, j), res in results.items():
-        loss[i, j, : res.loss_trace.shape[0], : res.loss_trace.shape[1]] = res.loss_trace
-        llc[i, j, : res.loss_trace.shape[0], : res.loss_trace.shape[1]] = running_llc(res.loss_trace, res.init_loss, res.nbeta)
+        kept = res.loss_trace[:, ::stride]
+        loss[i, j, : kept.shape[0], : kept.shape[1]] = kept
+        llc[i, j, : kept.shape[0], : kept.shape[1]] = running_llc(res.loss_trace, res.init_loss, res.nbeta)[:, ::stride]
         healthy[i, j] = float(res.diagnostics.healthy)
     rec = cal.recommended
     return {
@@ -155,7 +162,7 @@ def calibration_state(cal: Any) -> dict[str, Any]:
         "llc_mean": cal.llc_mean.astype(np.float32), "llc_std": cal.llc_std.astype(np.float32),
         "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
         "init_loss": cal._grid(lambda r: r.init_loss).astype(np.float32),
-        "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc,
+        "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc, "cell_stride": stride,
         "burnin": cal.burnin.tolist(), "reasons": cal.reasons,
         "cell_settings": [[cal.cell_settings(i, j) for j in range(shape[1])] for i in range(shape[0])],
         "recommended": None if rec is None else {k: (list(v) if k == "reasons" else v) for k, v in rec.items()},

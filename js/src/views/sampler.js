@@ -379,7 +379,7 @@ export function renderSampler({ model, el }) {
     useCell.disabled = isStatic || Number.isNaN(healthy);
     useCell.onclick = () => send({ type: "use_cell", i, j });
     if (Number.isNaN(healthy) || cellPlot.offsetWidth === 0) return;
-    // this cell's chains, trimmed to the draws it has (partial cells are NaN-padded)
+    // this cell's chains (every cell_stride-th draw), trimmed to the draws it has (partial cells are NaN-padded)
     const [, , chains, draws] = cal.loss.shape;
     const block = cal.loss.at(i, j);
     let n = 0;
@@ -390,7 +390,7 @@ export function renderSampler({ model, el }) {
       for (let c = 0; c < chains; c++) out.set(source.subarray(c * draws, c * draws + n), c * n);
       return { shape: [chains, n], at: (c) => ({ data: out.subarray(c * n, (c + 1) * n) }) };
     };
-    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth);
+    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth, 0, { stride: cal.cell_stride || 1 });
     layout.showlegend = false;
     layout.margin.t = 8;
     react(cellPlot, data, layout);

@@ -93,16 +93,18 @@ export const EMPTY_TRACE_TEXT = "Press ▶ Run: each chain's loss (top) and its 
  * @param {number|null} initLoss L(w*)
  * @param {ArrayLike|null} divergent per chain, > 0 where it diverged (drawn dotted)
  * @param {object} [options] ``yScale`` ("auto" | "linear" | "log"), ``smoothing`` (EMA weight of the
- *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure)
+ *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure), ``stride``
+ *   (draws between two given points: a calibration cell's thinned traces)
  */
 export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws, options = {}) {
   const [chains, n] = loss.shape;
-  const xs = drawIndex(n);
+  const stride = options.stride || 1;
+  const xs = stride === 1 ? drawIndex(n) : Float32Array.from({ length: n }, (_, i) => i * stride);
   const smoothing = options.smoothing || 0;
   const buckets = Math.max(100, Math.round((width || 800) / 2)); // one min-max pair per 2 px
   const line = (ys) => {
     const d = decimate(ys, buckets); // long chains: min-max per pixel column, spikes kept
-    return { x: d.x ?? xs, y: d.y };
+    return { x: d.x ? d.x.map((i) => i * stride) : xs, y: d.y };
   };
   const lossRows = Array.from({ length: chains }, (_, c) => loss.at(c).data);
   const llcRows = llc ? Array.from({ length: chains }, (_, c) => llc.at(c).data) : [];
