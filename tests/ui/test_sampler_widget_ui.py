@@ -520,3 +520,52 @@ def test_defaults_run_healthy_and_the_default_grid_recommends_on_the_notebooks_n
     finally:
         client.stop_channels()
         switch_theme(page, "Light")
+
+
+def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
+    name = write_notebook(lab, "sampler_live_canvas_zoom.ipynb", SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000"))
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    canvas = role("live-plot")
+    try:
+        page.click(role("run"))
+        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 150", timeout=60_000)
+        # the live health line shows the acceptance the engine streamed (the fake's constant 0.875)
+        page.wait_for_function(f"/MALA acc\\.\\s*0\\.875/.test({q(role('live-health'))}.innerText)", timeout=30_000)
+        assert kernel_eval(client, "w.trace['live']['mala_acceptance']") == 0.875
+        box = page.locator(canvas).bounding_box()
+        # hover: the readout names a chain, its draw and the value the kernel holds for it
+        x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.25
+        page.mouse.move(x, y)
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")
+        tip = page.locator(role("live-tip"))
+        draw, chain = int(tip.get_attribute("data-dvz-draw")), int(tip.get_attribute("data-dvz-series"))
+        value = kernel_eval(client, f"float(w.trace['loss'][{chain}, {draw}])")
+        text = tip.inner_text()
+        assert f"chain {chain} · draw {draw} · loss" in text, text
+        assert float(text.rsplit(" ", 1)[1]) == pytest.approx(value, rel=1e-4)
+        shot(page, "16-live-hover-light")
+        # drag across the plot: x zooms to the dragged span
+        page.mouse.move(box["x"] + box["width"] * 0.3, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        shot(page, "17-live-drag-light")
+        page.mouse.up()
+        view = [float(v) for v in page.get_attribute(canvas, "data-dvz-x-view").split(",")]
+        assert 0 <= view[0] < view[1] and view[1] - view[0] >= 1
+        page.mouse.move(x + 5, y)
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")
+        zoomed_draw = int(tip.get_attribute("data-dvz-draw"))
+        assert view[0] <= zoomed_draw <= view[1] + 1
+        switch_theme(page, "Dark")
+        page.mouse.move(x + 5, y)
+        shot(page, "18-live-zoomed-hover-dark")
+        switch_theme(page, "Light")
+        # double click: the whole run again
+        page.mouse.dblclick(x, y)
+        assert page.get_attribute(canvas, "data-dvz-x-view") == ""
+        page.click(role("stop"))
+        page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()

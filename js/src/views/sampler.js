@@ -234,8 +234,11 @@ export function renderSampler({ model, el }) {
     const loss = trace.loss?.shape?.length === 2 ? trace.loss : null;
     const [chains, n] = loss ? loss.shape : [0, 0];
     const total = Math.max(trace.total_draws ?? n, n, 2);
-    if (!liveRun || liveRun[0] !== chains || liveRun[1] !== total || liveRun[2] > n) live.reset();
+    if (!liveRun || liveRun[0] !== chains || liveRun[1] !== total || liveRun[2] > n) live.zoom(null, false); // a new run: whole x, fresh y
     liveRun = [chains, total, n];
+    // x spans the draws so far with room to grow, doubling when they reach the edge (not re-ticked every frame)
+    let xMax = Math.min(total - 1, 63);
+    while (xMax < total - 1 && n > 0.9 * xMax) xMax = Math.min(total - 1, 2 * xMax + 1);
     const started = performance.now();
     const known = trace.init_loss !== null && trace.init_loss !== undefined && trace.nbeta;
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
@@ -250,12 +253,12 @@ export function renderSampler({ model, el }) {
       theme,
       width: tracePlot.offsetWidth,
       height: TRACE_HEIGHT,
-      xMax: total - 1,
+      xMax,
       gd: tracePlot,
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
-        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
-        { series: llcRows.map((y, c) => ({ y, color: color(c) })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
+        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c), name: `chain ${c}` })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
+        { series: llcRows.map((y, c) => ({ y, color: color(c), name: `chain ${c}` })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
       ],
     });
     live.show();
