@@ -138,6 +138,18 @@ def test_chains_not_yet_spread_into_the_posterior_need_burn_in_from_the_localiza
     assert spread.diagnostics.healthy  # 75% of d: within what the benchmark found harmless
 
 
+def test_an_impractical_burn_in_becomes_a_larger_lr():
+    from devinterp_viz.engine.diagnostics import Finding, RunFacts, next_step
+
+    stuck = [Finding("not_equilibrated", "the chains have not spread")]
+    timid = next_step(stuck, RunFacts("sgld", 1e-7, 100.0, 100, 1, None), bias=0.0, llc=1.0, draws=300)
+    # 2 × 2/(lr·γ) = 400 000 steps is over 10 × 300: the lr whose burn-in fits in 3000 steps, rounded up
+    assert timid["settings"] == {"lr": 1.4e-5, "num_burnin_steps": 2858}  # ceil(4 / (1.4e-5 · 100))
+    assert timid["text"].startswith("raise lr to 1.4e-05 with 2858 burn-in steps") and "400000" in timid["text"]
+    fits = next_step(stuck, RunFacts("sgld", 1e-4, 100.0, 0, 1, None), bias=0.0, llc=1.0, draws=300)
+    assert fits["settings"] == {"num_burnin_steps": 400}  # within 3000: the burn-in, as before
+
+
 def test_healthy_traces_are_healthy_and_summarised():
     res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0, mala_trace=np.full((4, 200), 0.9), num_params=100,
                                 sampler_traces=_equilibrium_traces(100), config=CONFIG)

@@ -23,6 +23,7 @@ STEP_CURVATURE_FAIL = 0.05  # ε ā / 4 above this: the step is too large for th
 MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
 VIRIAL_DEFICIT = 0.3  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior
 SUGGESTED_BURNIN_TIMES = 2.0  # burn-in suggested: this many localization times
+PRACTICAL_BURNIN_DRAWS = 10  # a burn-in over this many times the drawing steps is impractical: raise lr instead
 RHAT_WARN = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021) above this: said, and in the error bar
 ESS_FAIL = 5.0  # bulk ESS below this: the chains barely moved, so not even the error bar can be estimated
 PRECISION_WARN = 0.1  # standard error above this fraction of the estimate: said, with how to tighten it
@@ -367,6 +368,17 @@ def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: flo
         why = "2 × 2/(lr·γ), the time the localization needs to pull free directions into equilibrium"
         if facts.num_burnin_steps and facts.num_burnin_steps >= burnin:  # that was not enough: twice as long
             burnin, why = 2 * facts.num_burnin_steps, "twice the burn-in that was not enough"
+        cap = PRACTICAL_BURNIN_DRAWS * max(draws, 1) * facts.num_steps_bw_draws
+        if burnin > cap:  # the equilibration time scales as 1/lr: a larger step gets there within the cap
+            scale = 10.0 ** (math.floor(math.log10(facts.lr * burnin / cap)) - 1)
+            lr = math.ceil(facts.lr * burnin / cap / scale) * scale  # two significant digits, rounded up
+            lr = float(f"{lr:.2g}")
+            settings = {"lr": lr, "num_burnin_steps": int(math.ceil(burnin * facts.lr / lr))}
+            return {"cause": cause, "settings": settings,
+                    "text": f"raise lr to {lr:.2g} with {settings['num_burnin_steps']} burn-in steps: at lr {facts.lr:.2g} "
+                            f"the chains would need {burnin} burn-in steps ({why}), more than {PRACTICAL_BURNIN_DRAWS}× "
+                            "the steps spent drawing; the verdict of the larger step then checks its bias (calibrate finds the "
+                            "largest trustworthy step)"}
         return {"cause": cause, "text": f"add burn-in: {burnin} steps ({why})", "settings": {"num_burnin_steps": burnin}}
     more = 4 * max(draws, 1)
     return {"cause": cause, "text": f"sample more draws: {more} per chain", "settings": {"num_draws": more}}
@@ -399,7 +411,7 @@ def _step_factor(bias: float, llc: float) -> float:
 def _suggested_burnin(facts: RunFacts, lr: float | None) -> int | None:
     if lr is None or not facts.localization:
         return None
-    return int(math.ceil(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization)))
+    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization), 6)))  # 4/(1e-7·100) is 400000
 
 
 def _nanmean(row: np.ndarray) -> float:
