@@ -131,7 +131,7 @@ def test_chains_not_yet_spread_into_the_posterior_need_burn_in_from_the_localiza
     assert d.next_step["settings"] == {"num_burnin_steps": 400}  # 2 × 2/(lr·γ)
     burned = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces,
                                    config={**CONFIG, "num_burnin_steps": 1000})
-    assert burned.diagnostics.causes == ["not_equilibrated"]  # burn-in beyond 2/(lr·γ) that did not help
+    assert burned.diagnostics.causes == ["not_equilibrated"]  # a burn-in beyond the rule 2 × 2/(lr·γ) that did not help
     assert burned.diagnostics.next_step["settings"] == {"num_burnin_steps": 2000}
     traces["virial"] = traces["virial"] / 0.5 * 0.75
     spread = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces, config=config)

@@ -256,6 +256,18 @@ def test_from_result_is_read_only(engine):
     assert "finished result" in w.error
 
 
+def test_from_result_names_the_settings_its_result_does_not_record(engine):
+    res = LLCResult.from_traces(1.0 + 0.01 * np.random.default_rng(0).random((4, 50)), 1.0, 10.0,
+                                config={"lr": 3e-3, "num_draws": 50})
+    w = SamplerWidget.from_result(res)
+    assert "localization" in w.unrecorded and "num_burnin_steps" in w.unrecorded and "sampler" in w.unrecorded
+    assert "lr" not in w.unrecorded and "num_draws" not in w.unrecorded and "nbeta" not in w.unrecorded
+    assert w.health["label"] == "healthy as far as checked" and w.health["unchecked"]
+    assert w.history["rows"][0]["status"] == "healthy as far as checked"
+    full = LLCResult.from_traces(res.loss_trace, 1.0, 10.0, config=SamplerWidget().sampler_settings().to_config())
+    assert SamplerWidget.from_result(full).unrecorded == []  # an engine run's config records every setting
+
+
 # ----------------------------------------------------------------------------- calibration
 def test_calibration_fills_the_grid_and_use_cell_sets_controls(widget, engine):
     cal = widget.calibrate(lrs=[1e-6, 1e-4, 1e-3, 0.1], values=[1.0, 10.0], axis="nbeta", wait=True)

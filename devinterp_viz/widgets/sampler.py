@@ -95,11 +95,14 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         :func:`~devinterp_viz.widgets._sampler_state.history_state`.
     compared : list of int
         Indices of the runs whose running LLCs the history panel overlays.
+    unrecorded : list of str (read-only)
+        Settings a result opened with :meth:`from_result` does not record (its controls show
+        "not recorded" instead of the widget's defaults).
     """
 
     _view = traitlets.Unicode("SamplerWidget").tag(sync=True)
     _read_only = ("status", "activity", "error", "trace", "health", "calibration", "can_run", "selection",
-                  "setting_spec", "history")
+                  "setting_spec", "history", "unrecorded")
     _extra_kwargs = RUN_OPTIONS
 
     params = traitlets.Unicode("").tag(sync=True)
@@ -109,6 +112,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     tab = Choice(("run", "calibrate"), "run").tag(sync=True)
     selected_cell = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     compared = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    unrecorded = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
 
     can_run = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("idle").tag(sync=True)
@@ -165,6 +169,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         widget = cls(**defaults)
         if hasattr(result, "loss_trace"):
             widget._set_controls_from_config({**result.config, "nbeta": result.nbeta})
+            widget.unrecorded = [name for name in SamplerSettings.names() if name not in result.config and name != "nbeta"]
             widget._show_result(result)
             widget._remember(result)
             widget.status = "stopped" if result.partial else "done"

@@ -131,6 +131,13 @@ export function renderSampler({ model, el }) {
       gridProgress,
     ),
     heatmap,
+    h(
+      "div", { class: "dvz-muted dvz-small", role: "grid-key" },
+      "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); ring: the recommendation. Blank: not run (yet), or an lr the " +
+        "refinement added in another row (each row is refined only around its own largest healthy lr). The recommendation " +
+        "comes from the row with the most healthy cells, its largest lr of small bias. Rows estimate different localized " +
+        "targets (nβ or γ changes the quantity), so compare colours along a row.",
+    ),
     h("div", { class: "dvz-rec-row" }, recommended, useRecommended),
     h("div", { class: "dvz-cell" }, h("div", { class: "dvz-cell-side" }, cellInfo, useCell), cellPlot),
   );
@@ -195,8 +202,8 @@ export function renderSampler({ model, el }) {
       b.title = canRun ? hint : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
     }
     stopButton.disabled = !busy || status === "stopping";
-    settings.disable(busy);
-    paramsInput.disabled = busy;
+    settings.disable(busy || !canRun); // a finished result's settings are shown, not edited
+    paramsInput.disabled = busy || !canRun;
     const error = model.get("error");
     errorBox.hidden = !error;
     errorBox.textContent = error ? `⚠ ${error}` : "";

@@ -296,7 +296,7 @@ export function healthMetrics(health) {
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
-    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*)\n" + perChain(health.fraction_below_init, 2)],
+    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*): a few % is minibatch noise; a chain with over half its draws below is flagged (w* may not be a minimum)\n" + perChain(health.fraction_below_init, 2)],
     ["divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"],
   ];
 }
@@ -308,6 +308,6 @@ export function liveMetrics(live, chains) {
     ["R-hat", Number.isFinite(live.rhat) ? live.rhat.toFixed(3) : "–", `rank-normalised split R-hat of the loss traces ${so}; well above 1.1: the chains disagree`],
     ["ESS", fmt(live.ess, 3), `bulk effective sample size, all chains, ${so}`],
     ["divergent", live.divergent === null || live.divergent === undefined ? "–" : `${live.divergent}/${chains}`, `chains whose loss became non-finite or exploded, ${so}: Stop and lower lr`],
-    ["MALA acc.", fmt(live.mala_acceptance, 3), `mean MALA acceptance probability of the moves measured ${so}; well below 0.9 (or falling): the step is too large`],
+    ["MALA acc.", fmt(live.mala_acceptance, 3), `mean MALA acceptance probability of the moves measured ${so} (≈0.9 is the rule of thumb; the verdict fails a mean below 0.5 in high dimension)`],
   ];
 }
