@@ -41,6 +41,16 @@ def test_divergent_chain_is_excluded_from_the_mean_and_named_and_the_next_step_l
     assert d.next_step["settings"]["lr"] == pytest.approx(2.5e-4)
 
 
+def test_several_divergent_chains_are_counted_in_the_headline():
+    trace = _traces()
+    trace[1, 30:], trace[3, 12:], trace[0, 50:] = np.nan, np.inf, np.nan
+    d = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG).diagnostics
+    assert d.verdict == "unhealthy: 3 of 4 chains diverged, the first (chain 3) at draw 12"
+    assert d.reasons[1:] == ["chain 0 diverged (became non-finite) at draw 50", "chain 1 diverged (became non-finite) at draw 30",
+                             "chain 3 diverged (became non-finite) at draw 12"]
+    assert d.causes == ["diverged"] * 4
+
+
 def test_exploding_chain_is_divergent_even_when_finite():
     trace = _traces()
     trace[1, 100:] = 1e5
@@ -219,3 +229,17 @@ def test_two_chains_rising_together_fail_and_a_weak_rise_is_only_a_warning():
     assert any("run 4 or more chains" in w for w in weak.diagnostics.warnings)
     four = LLCResult.from_traces(_stepped([1.0, 0.8, 0.9, 0.85]), init_loss=1.0, nbeta=10.0, num_params=100)
     assert any("still rising" in r for r in four.diagnostics.reasons)  # t ≈ 20 > 4 with 4 chains
+
+
+def test_a_step_bias_over_the_limit_but_within_its_noise_is_a_warning_not_a_failure():
+    from devinterp_viz.engine.diagnostics import StepBias, _judge_step
+
+    nan = float("nan")
+    findings, warnings = [], []
+    # +0.2 on an estimate of 0.36 (55%, over the 10% limit) with a standard error of 0.3: not significant
+    _judge_step(0.36, StepBias(0.2, 0.3, nan, nan), np.full(4, nan), findings, warnings)
+    assert findings == [] and len(warnings) == 1 and "+0.2 (56% of the estimate)" in warnings[0] and "sample longer" in warnings[0]
+    _judge_step(0.36, StepBias(0.2, 0.01, nan, nan), np.full(4, nan), findings, warnings := [])
+    assert [f.cause for f in findings] == ["step_too_large"] and warnings == []  # significant: a failure, said once
+    _judge_step(0.36, StepBias(0.02, 0.3, nan, nan), np.full(4, nan), findings := [], warnings := [])
+    assert findings == [] and warnings == []  # under the limit: nothing to say
