@@ -76,6 +76,13 @@ function extent(arrays, extra = []) {
   return [lo - pad, hi + pad];
 }
 
+/** The x range of a live run of ``total`` draws with ``n`` so far: room to grow, doubling at the edge (not re-ticked every frame). */
+export function growingRange(n, total) {
+  let xMax = Math.min(total - 1, 63);
+  while (xMax < total - 1 && n > 0.9 * xMax) xMax = Math.min(total - 1, 2 * xMax + 1);
+  return xMax;
+}
+
 export class LiveLines {
   /**
    * @param {HTMLElement} box  positioned container holding the plotly figure this stands in for

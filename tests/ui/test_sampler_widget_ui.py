@@ -240,19 +240,28 @@ def test_saved_html_page_renders_offline(browser, tmp_path):
     rng = np.random.default_rng(0)
     res = LLCResult.from_traces(1 + 0.05 * rng.random((4, 300)), 1.0, 10.0, config={"lr": 1e-3, "num_draws": 300})
     path = SamplerWidget.from_result(res).save_html(tmp_path / "sampler.html")
-    context = browser.new_context(offline=True)
-    page = context.new_page()
-    try:
-        page.goto(path.as_uri())
-        page.wait_for_selector(f"{ROOT}[data-dvz-ready='1']", timeout=30_000)
-        page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws || 0) === 300")
-        assert page.locator(f"{role('trace-plot')} .scatterlayer .trace").count() == 8
-        assert page.inner_text(role("verdict")).startswith(res.diagnostics.verdict.split(" ")[0])
-        assert page.locator(role("run")).is_disabled()
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "sampler-07-saved-html.png"))
-    finally:
-        context.close()
+    for scheme in ("light", "dark"):
+        context = browser.new_context(offline=True, color_scheme=scheme)
+        page = context.new_page()
+        try:
+            page.goto(path.as_uri())
+            page.wait_for_selector(f"{ROOT}[data-dvz-ready='1']", timeout=30_000)
+            page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws || 0) === 300")
+            assert page.locator(f"{role('trace-plot')} .scatterlayer .trace").count() == 8
+            # no sampler traces: the verdict says what it could not check, in amber, not as plain "healthy"
+            verdict = page.locator(role("verdict"))
+            assert verdict.inner_text() == res.diagnostics.verdict
+            assert verdict.inner_text().startswith("healthy as far as checked: not checked: the step-size bias")
+            assert verdict.get_attribute("data-healthy") == "unchecked"
+            assert page.locator(role("run")).is_disabled()
+            # settings the result does not record are not shown as the widget's defaults; none is editable
+            gamma = page.locator(role("localization"))
+            assert gamma.input_value() == "" and gamma.get_attribute("placeholder") == "not recorded" and gamma.is_disabled()
+            assert page.locator(role("lr-value")).input_value() == "0.001" and page.locator(role("lr-value")).is_disabled()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"sampler-07-saved-html{'-dark' if scheme == 'dark' else ''}.png"))
+        finally:
+            context.close()
 
 
 

@@ -8,12 +8,12 @@
 import { decode, emptyArray } from "../codec.js";
 import { onCommit, settingControls } from "../controls.js";
 import { debounce, field, fmt, h } from "../dom.js";
-import { LiveLines } from "../live.js";
+import { LiveLines, growingRange } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
 import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
-import { gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
+import { GRID_KEY, gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
@@ -131,13 +131,7 @@ export function renderSampler({ model, el }) {
       gridProgress,
     ),
     heatmap,
-    h(
-      "div", { class: "dvz-muted dvz-small", role: "grid-key" },
-      "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); ring: the recommendation. Blank: not run (yet), or an lr the " +
-        "refinement added in another row (each row is refined only around its own largest healthy lr). The recommendation " +
-        "comes from the row with the most healthy cells, its largest lr of small bias. Rows estimate different localized " +
-        "targets (nβ or γ changes the quantity), so compare colours along a row.",
-    ),
+    h("div", { class: "dvz-muted dvz-small", role: "grid-key" }, GRID_KEY),
     h("div", { class: "dvz-rec-row" }, recommended, useRecommended),
     h("div", { class: "dvz-cell" }, h("div", { class: "dvz-cell-side" }, cellInfo, useCell), cellPlot),
   );
@@ -243,9 +237,7 @@ export function renderSampler({ model, el }) {
     const total = Math.max(trace.total_draws ?? n, n, 2);
     if (!liveRun || liveRun[0] !== chains || liveRun[1] !== total || liveRun[2] > n) live.zoom(null, false); // a new run: whole x, fresh y
     liveRun = [chains, total, n];
-    // x spans the draws so far with room to grow, doubling when they reach the edge (not re-ticked every frame)
-    let xMax = Math.min(total - 1, 63);
-    while (xMax < total - 1 && n > 0.9 * xMax) xMax = Math.min(total - 1, 2 * xMax + 1);
+    const xMax = growingRange(n, total); // the draws so far with room to grow, not all of them
     const started = performance.now();
     const known = trace.init_loss !== null && trace.init_loss !== undefined && trace.nbeta;
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
@@ -302,9 +294,7 @@ export function renderSampler({ model, el }) {
   function updateHealth() {
     const health = decode(model.get("health")) || {};
     const status = model.get("status");
-    metrics.replaceChildren();
-    reasons.replaceChildren();
-    warnings.replaceChildren();
+    for (const list of [metrics, reasons, warnings]) list.replaceChildren();
     nextStep.textContent = "";
     warningsTitle.hidden = true;
     if (health.verdict === undefined) {

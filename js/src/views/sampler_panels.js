@@ -151,3 +151,10 @@ export function gridInput(model, name, role, syncNow) {
   });
   return input;
 }
+
+/** The calibration heatmap's key: what a cell, a cross, the ring and a blank cell mean, and how the row is chosen. */
+export const GRID_KEY =
+  "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); ring: the recommendation. Blank: not run (yet), or an lr the " +
+  "refinement added in another row (each row is refined only around its own largest healthy lr). The recommendation " +
+  "comes from the row with the most healthy cells, its largest lr of small bias. Rows estimate different localized " +
+  "targets (nβ or γ changes the quantity), so compare colours along a row.";
