@@ -262,6 +262,7 @@ def test_from_result_names_the_settings_its_result_does_not_record(engine):
     w = SamplerWidget.from_result(res)
     assert "localization" in w.unrecorded and "num_burnin_steps" in w.unrecorded and "sampler" in w.unrecorded
     assert "lr" not in w.unrecorded and "num_draws" not in w.unrecorded and "nbeta" not in w.unrecorded
+    assert "num_chains" not in w.unrecorded and w.num_chains == 4  # read from the trace's shape
     assert w.health["label"] == "healthy as far as checked" and w.health["unchecked"]
     assert w.history["rows"][0]["status"] == "healthy as far as checked"
     full = LLCResult.from_traces(res.loss_trace, 1.0, 10.0, config=SamplerWidget().sampler_settings().to_config())

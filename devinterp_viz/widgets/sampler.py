@@ -168,8 +168,9 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         """A read-only widget showing a finished :class:`LLCResult` or ``CalibrationResult``."""
         widget = cls(**defaults)
         if hasattr(result, "loss_trace"):
-            widget._set_controls_from_config({**result.config, "nbeta": result.nbeta})
-            widget.unrecorded = [name for name in SamplerSettings.names() if name not in result.config and name != "nbeta"]
+            shown = {"num_chains": int(result.loss_trace.shape[0]), **result.config, "nbeta": result.nbeta}
+            widget._set_controls_from_config(shown)
+            widget.unrecorded = [name for name in SamplerSettings.names() if name not in shown]
             widget._show_result(result)
             widget._remember(result)
             widget.status = "stopped" if result.partial else "done"

@@ -240,28 +240,27 @@ def test_saved_html_page_renders_offline(browser, tmp_path):
     rng = np.random.default_rng(0)
     res = LLCResult.from_traces(1 + 0.05 * rng.random((4, 300)), 1.0, 10.0, config={"lr": 1e-3, "num_draws": 300})
     path = SamplerWidget.from_result(res).save_html(tmp_path / "sampler.html")
-    for scheme in ("light", "dark"):
-        context = browser.new_context(offline=True, color_scheme=scheme)
-        page = context.new_page()
-        try:
-            page.goto(path.as_uri())
-            page.wait_for_selector(f"{ROOT}[data-dvz-ready='1']", timeout=30_000)
-            page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws || 0) === 300")
-            assert page.locator(f"{role('trace-plot')} .scatterlayer .trace").count() == 8
-            # no sampler traces: the verdict says what it could not check, in amber, not as plain "healthy"
-            verdict = page.locator(role("verdict"))
-            assert verdict.inner_text() == res.diagnostics.verdict
-            assert verdict.inner_text().startswith("healthy as far as checked: not checked: the step-size bias")
-            assert verdict.get_attribute("data-healthy") == "unchecked"
-            assert page.locator(role("run")).is_disabled()
-            # settings the result does not record are not shown as the widget's defaults; none is editable
-            gamma = page.locator(role("localization"))
-            assert gamma.input_value() == "" and gamma.get_attribute("placeholder") == "not recorded" and gamma.is_disabled()
-            assert page.locator(role("lr-value")).input_value() == "0.001" and page.locator(role("lr-value")).is_disabled()
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"sampler-07-saved-html{'-dark' if scheme == 'dark' else ''}.png"))
-        finally:
-            context.close()
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector(f"{ROOT}[data-dvz-ready='1']", timeout=30_000)
+        page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws || 0) === 300")
+        assert page.locator(f"{role('trace-plot')} .scatterlayer .trace").count() == 8
+        # no sampler traces: the verdict says what it could not check, in amber, not as plain "healthy"
+        verdict = page.locator(role("verdict"))
+        assert verdict.inner_text() == res.diagnostics.verdict
+        assert verdict.inner_text().startswith("healthy as far as checked: not checked: the step-size bias")
+        assert verdict.get_attribute("data-healthy") == "unchecked"
+        assert page.locator(role("run")).is_disabled()
+        # settings the result does not record are not shown as the widget's defaults; none is editable
+        gamma = page.locator(role("localization"))
+        assert gamma.input_value() == "" and gamma.get_attribute("placeholder") == "not recorded" and gamma.is_disabled()
+        assert page.locator(role("lr-value")).input_value() == "0.001" and page.locator(role("lr-value")).is_disabled()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "sampler-07-saved-html.png"))
+    finally:
+        context.close()
 
 
 
@@ -575,6 +574,13 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         assert page.get_attribute(canvas, "data-dvz-x-view") == ""
         page.click(role("stop"))
         page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        # the fake engine's results carry no sampler traces: amber "healthy as far as checked", light and dark
+        page.wait_for_function(f"{q(role('verdict'))}.dataset.healthy === 'unchecked'")
+        assert "healthy as far as checked: not checked: the step-size bias" in page.inner_text(role("verdict"))
+        shot(page, "19-unchecked-verdict-light")
+        switch_theme(page, "Dark")
+        shot(page, "19-unchecked-verdict-dark")
+        switch_theme(page, "Light")
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
