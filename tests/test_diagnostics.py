@@ -178,6 +178,11 @@ def test_missing_sampler_traces_make_the_verdict_healthy_only_as_far_as_checked(
     assert not any("not checked" in w for w in d.warnings)  # said once, not also as a warning
     assert "  not checked: the step-size bias" in res.summary()
     assert type(d).from_dict(d.to_dict()).unchecked == d.unchecked
+    saved_before = {**d.to_dict(), "warnings": ["the step-size bias and equilibrium were not checked: the run's "
+                                                "sampler traces are missing"]}
+    del saved_before["unchecked"]
+    reread = type(d).from_dict(saved_before)  # a result saved before `unchecked`: its warning becomes it
+    assert reread.unchecked == d.unchecked and reread.warnings == [] and reread.verdict == d.verdict
     checked = LLCResult.from_traces(_traces(), 1.0, 10.0, mala_trace=np.full((4, 200), 0.9), num_params=100,
                                     sampler_traces=_equilibrium_traces(100), config=CONFIG).diagnostics
     assert checked.unchecked == [] and checked.label == "healthy" and checked.verdict == "healthy"

@@ -116,7 +116,11 @@ class Diagnostics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Diagnostics:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (results saved before ``unchecked`` existed said it in a warning)."""
+        old = "the step-size bias and equilibrium were not checked: the run's sampler traces are missing"
+        warnings = [w for w in data["warnings"] if w != old]
+        unchecked = list(data.get("unchecked", ["the step-size bias and equilibrium (the run's sampler traces are "
+                                                 "missing)"] if len(warnings) < len(data["warnings"]) else []))
         return cls(
             rhat=float(data["rhat"]),
             ess=float(data["ess"]),
@@ -126,14 +130,14 @@ class Diagnostics:
             divergence_draw=np.asarray(data["divergence_draw"], dtype=int),
             healthy=bool(data["healthy"]),
             reasons=list(data["reasons"]),
-            warnings=list(data["warnings"]),
+            warnings=warnings,
             status=str(data.get("status", "")),
             causes=list(data.get("causes", [])),
             next_step=dict(data.get("next_step", {})),
             mcse=float(data.get("mcse", float("nan"))),
             step_bias=float(data.get("step_bias", float("nan"))),
             descent=float(data.get("descent", float("nan"))),
-            unchecked=list(data.get("unchecked", [])),
+            unchecked=unchecked,
         )
 
 
