@@ -32,7 +32,9 @@ def test_sampler_tuning_notebook_runs_and_tells_the_story(tmp_path):
     # the calibrated estimate against the exact localized target at its (nβ, γ)
     estimate, se, target, target_se = map(float, re.search(
         r"estimate ([\d.]+) ± ([\d.]+); localized target at nβ \S+, γ \S+: ([\d.]+) ± ([\d.]+)", joined).groups())
-    assert abs(estimate - target) < 3 * (se**2 + target_se**2) ** 0.5 + 0.1 * target
+    assert abs(estimate - target) < 0.1 * target  # within the verdict's 10% step-bias limit (8.28 ± 0.18 vs 7.86 ± 0.01)
+    corrected = float(re.search(r"estimate − its estimated step bias: ([\d.]+)", joined).group(1))
+    assert abs(corrected - target) < 3 * (se**2 + target_se**2) ** 0.5  # the bias the verdict estimated explains the gap
     widget_state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     views = [s for s in widget_state.values() if s["state"].get("_view") == "SamplerWidget"]
     assert len(views) == 3  # the live widget, and the bad and the timid run reopened from their results

@@ -516,7 +516,8 @@ def _judge_equilibrium(traces: Mapping[str, np.ndarray], facts: RunFacts, findin
     if ratio < 1 - VIRIAL_DEFICIT:
         time = facts.localization_time()
         burned = "" if time is None or facts.num_burnin_steps is None else (
-            f", after {facts.num_burnin_steps} burn-in steps (the localization needs about {time:.0f})")
+            f", after {facts.num_burnin_steps} burn-in steps (the rule 2 × 2/(lr·γ) asks for "
+            f"{_suggested_burnin(facts, facts.lr)})")
         findings.append(Finding(
             NOT_EQUILIBRATED,
             f"the chains have not yet spread into the posterior: E[δ·∇U] is {100 * ratio:.0f}% of the "

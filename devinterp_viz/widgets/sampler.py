@@ -43,9 +43,11 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     """Tune and diagnose the SGMCMC sampler behind an LLC estimate, live, in JupyterLab.
 
     Controls set the sampler's settings; Run samples in a background thread while the
-    per-chain loss traces and running LLC estimates stream in; the health panel gives R-hat,
-    ESS, MALA acceptance, the fraction of draws below L(w*), divergent chains and one verdict
-    with its reasons. The Calibrate tab sweeps lr × nβ (or lr × localization) and draws the
+    per-chain loss traces and running LLC estimates stream in (hover reads a chain's value, drag
+    zooms the draws, double-click resets), with R-hat, ESS, MALA acceptance and divergent chains of
+    the draws so far; when it ends the health panel gives the estimate, step bias, R-hat, ESS, MALA
+    acceptance, the fraction of draws below L(w*), divergent chains and one verdict with its
+    reasons and next step. The Calibrate tab sweeps lr × nβ (or lr × localization) and draws the
     estimate as a heatmap with unhealthy cells marked; picking a cell shows its traces and
     "use these" copies its setting into the controls.
 
@@ -81,13 +83,16 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         Message of the exception that ended the last job, "" if none.
     trace : dict (read-only)
         ``loss`` and ``llc`` float32 (chains, draws so far), ``init_loss``, ``nbeta``, ``total_draws``
-        (see :func:`~devinterp_viz.widgets._sampler_state.trace_state`).
+        (see :func:`~devinterp_viz.widgets._sampler_state.trace_state`) and, while a run streams,
+        ``live``: R-hat, ESS, MALA acceptance and divergent chains of the draws so far
+        (:func:`~devinterp_viz.widgets._sampler_state.live_diagnostics`).
     health : dict (read-only)
         Estimate and diagnostics of the shown run; {} until it ends.
     calibration : dict (read-only)
         Calibration grid: ``lrs`` (n_lr,), ``values`` (n_values,), ``llc_mean`` / ``llc_std`` /
-        ``healthy`` / ``init_loss`` / ``nbeta`` (n_values, n_lr) (NaN while pending), ``loss``
-        (n_values, n_lr, chains, draws), ``reasons``, ``cell_settings``, ``recommended``, ``done``, ``total``.
+        ``healthy`` / ``init_loss`` / ``nbeta`` (n_values, n_lr) (NaN while pending), ``loss`` and
+        ``llc`` (n_values, n_lr, chains, points) at every ``cell_stride``-th draw, ``reasons``,
+        ``cell_settings``, ``recommended``, ``done``, ``total``.
     selected_cell : list of int
         ``[i, j]`` of the picked calibration cell, or [].
     history : dict (read-only)
