@@ -248,3 +248,14 @@ def test_a_step_bias_over_the_limit_but_within_its_noise_is_a_warning_not_a_fail
     assert [f.cause for f in findings] == ["step_too_large"] and warnings == []  # significant: a failure, said once
     _judge_step(0.36, StepBias(0.02, 0.3, nan, nan), np.full(4, nan), findings := [], warnings := [])
     assert findings == [] and warnings == []  # under the limit: nothing to say
+
+
+def test_a_step_bias_over_the_estimate_itself_is_read_as_far_too_large():
+    from devinterp_viz.engine.diagnostics import StepBias, _judge_step
+
+    nan = float("nan")
+    findings = []
+    _judge_step(0.357, StepBias(0.546, 0.01, nan, nan), np.full(4, nan), findings, [])
+    assert findings[0].message.startswith("the step biases the estimate by about +0.546 (153% of it); a bias this large")
+    _judge_step(0.357, StepBias(0.1, 0.01, nan, nan), np.full(4, nan), findings := [], [])
+    assert findings[0].message == "the step biases the estimate by about +0.1 (28% of it)"

@@ -91,6 +91,10 @@ class FakeEngine:
             cal.recommended = {"lr": lr, axis: float(values[i]), "num_burnin_steps": 0, "num_draws": res.num_draws,
                                "llc": res.llc_mean, "llc_se": res.llc_se, "confirmed_llc": res.llc_mean,
                                "reasons": ["largest healthy step size"]}
+        else:  # why not, and which way to widen the grid, as calibrate says it
+            from devinterp_viz.analysis.calibration import _no_recommendation_reasons
+
+            cal.recommendation_reasons = _no_recommendation_reasons(cal)
         return cal
 
     def describe_selection(self, model, params=None, print_table=False):

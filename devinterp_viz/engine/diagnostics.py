@@ -475,9 +475,11 @@ def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: lis
     noisy = [value for value in (bias.first_order, bias.virial) if np.isfinite(value) and value > scale]
     if significant:
         found = max(significant)
+        beyond = found > abs(llc)  # a first-order estimate over the estimate itself: only its sign and size class hold
         findings.append(Finding(
             STEP_TOO_LARGE,
-            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)",
+            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)"
+            + ("; a bias this large is beyond the first-order expansion, so read it as 'far too large'" if beyond else ""),
         ))
     elif noisy:
         warnings.append(f"the estimated step bias +{max(noisy):.3g} ({100 * max(noisy) / max(abs(llc), 1e-12):.0f}% of the "

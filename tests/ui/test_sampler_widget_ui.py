@@ -476,6 +476,7 @@ def test_no_recommendation_is_not_styled_as_success(lab, page):
         page.wait_for_selector(f"{role('recommended')}[data-state='none']")
         assert kernel_eval(client, "w.calibration['recommended']") is None
         assert "no recommendation" in page.inner_text(role("recommended"))
+        assert "every lr was too large: add smaller lrs (below 0.1)" in page.inner_text(role("recommended"))  # which way
         colour = page.evaluate(f"getComputedStyle({q(role('recommended'))}).color")
         success = page.evaluate("getComputedStyle(document.body).getPropertyValue('--jp-success-color1')")
         probe = page.evaluate(f"(() => {{ const s = document.createElement('span'); s.style.color = {json.dumps(success)} || '#388e3c'; document.body.append(s); const c = getComputedStyle(s).color; s.remove(); return c; }})()")
