@@ -532,13 +532,15 @@ def test_defaults_run_healthy_and_the_default_grid_recommends_on_the_notebooks_n
 
 
 def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
-    name = write_notebook(lab, "sampler_live_canvas_zoom.ipynb", SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000"))
+    # 3000 draws at 0.03 s: the chains stream for 90 s, longer than this test's hovering and theme switches
+    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000").replace("seconds_per_draw=0.01", "seconds_per_draw=0.03")
+    name = write_notebook(lab, "sampler_live_canvas_zoom.ipynb", slow)
     open_and_run(page, lab, name)
     client = lab.kernel_client(name)
     canvas = role("live-plot")
     try:
         page.click(role("run"))
-        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 150", timeout=60_000)
+        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 100", timeout=60_000)
         # the live health line shows the acceptance the engine streamed (the fake's constant 0.875)
         page.wait_for_function(f"/MALA acc\\.\\s*0\\.875/.test({q(role('live-health'))}.innerText)", timeout=30_000)
         assert kernel_eval(client, "w.trace['live']['mala_acceptance']") == 0.875
@@ -566,13 +568,20 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         page.wait_for_function(f"!{q(role('live-tip'))}.hidden")
         zoomed_draw = int(tip.get_attribute("data-dvz-draw"))
         assert view[0] <= zoomed_draw <= view[1] + 1
-        switch_theme(page, "Dark")
-        page.mouse.move(x + 5, y)
-        shot(page, "18-live-zoomed-hover-dark")
-        switch_theme(page, "Light")
         # double click: the whole run again
         page.mouse.dblclick(x, y)
         assert page.get_attribute(canvas, "data-dvz-x-view") == ""
+        # zoomed again, in the dark theme
+        page.mouse.move(box["x"] + box["width"] * 0.3, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+        assert page.get_attribute(canvas, "data-dvz-x-view") != ""
+        switch_theme(page, "Dark")
+        page.mouse.move(x + 5, y)
+        shot(page, "18-live-zoomed-dark")
+        switch_theme(page, "Light")
+        assert page.locator(canvas).is_visible(), "the run ended before the test did"
         page.click(role("stop"))
         page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
         # the fake engine's results carry no sampler traces: amber "healthy as far as checked", light and dark
