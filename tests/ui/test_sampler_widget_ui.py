@@ -578,8 +578,10 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         page.mouse.up()
         assert page.get_attribute(canvas, "data-dvz-x-view") != ""
         switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)  # Lab's theme splash
         page.mouse.move(x + 5, y)
-        shot(page, "18-live-zoomed-dark")
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")  # hover works in the dark theme too
+        shot(page, "18-live-zoomed-hover-dark")
         switch_theme(page, "Light")
         assert page.locator(canvas).is_visible(), "the run ended before the test did"
         page.click(role("stop"))
@@ -589,6 +591,7 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         assert "healthy as far as checked: not checked: the step-size bias" in page.inner_text(role("verdict"))
         shot(page, "19-unchecked-verdict-light")
         switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)
         shot(page, "19-unchecked-verdict-dark")
         switch_theme(page, "Light")
         assert not page.dvz_errors, page.dvz_errors
