@@ -95,9 +95,10 @@ def plot_llc_result(res) -> go.Figure:
         fig.add_hline(y=res.llc_mean, line=dict(color=NEUTRAL, dash="dash"), annotation_text=f"λ̂ = {res.llc_mean:.3g}", row=2, col=1)
     diagnostics = res.diagnostics
     counted = f" ({len(diagnostics.warnings)} warning{'s' * (len(diagnostics.warnings) > 1)})" if diagnostics.warnings else ""
-    title = f"LLC {format_estimate(res.llc_mean, res.llc_se)} (± SE) — {diagnostics.status}{counted}" + (" — partial" if res.partial else "")
-    # every failure and warning in full below the plot, wrapped so that none runs off a narrow output area
-    notes = [line for note in diagnostics.reasons + diagnostics.warnings for line in textwrap.wrap(note, 100)]
+    title = f"LLC {format_estimate(res.llc_mean, res.llc_se)} (± SE) — {diagnostics.label}{counted}" + (" — partial" if res.partial else "")
+    # every failure, warning and check that could not run in full below the plot, wrapped to fit a narrow output area
+    unchecked = [f"not checked: {u}" for u in diagnostics.unchecked]
+    notes = [line for note in diagnostics.reasons + diagnostics.warnings + unchecked for line in textwrap.wrap(note, 100)]
     fig.update_layout(
         template=THEME,
         title=dict(text=title, font=dict(size=14)),

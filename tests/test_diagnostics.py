@@ -41,6 +41,16 @@ def test_divergent_chain_is_excluded_from_the_mean_and_named_and_the_next_step_l
     assert d.next_step["settings"]["lr"] == pytest.approx(2.5e-4)
 
 
+def test_several_divergent_chains_are_counted_in_the_headline():
+    trace = _traces()
+    trace[1, 30:], trace[3, 12:], trace[0, 50:] = np.nan, np.inf, np.nan
+    d = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG).diagnostics
+    assert d.verdict == "unhealthy: 3 of 4 chains diverged, the first (chain 3) at draw 12"
+    assert d.reasons[1:] == ["chain 0 diverged (became non-finite) at draw 50", "chain 1 diverged (became non-finite) at draw 30",
+                             "chain 3 diverged (became non-finite) at draw 12"]
+    assert d.causes == ["diverged"] * 4
+
+
 def test_exploding_chain_is_divergent_even_when_finite():
     trace = _traces()
     trace[1, 100:] = 1e5
@@ -131,11 +141,23 @@ def test_chains_not_yet_spread_into_the_posterior_need_burn_in_from_the_localiza
     assert d.next_step["settings"] == {"num_burnin_steps": 400}  # 2 × 2/(lr·γ)
     burned = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces,
                                    config={**CONFIG, "num_burnin_steps": 1000})
-    assert burned.diagnostics.causes == ["not_equilibrated"]  # burn-in beyond 2/(lr·γ) that did not help
+    assert burned.diagnostics.causes == ["not_equilibrated"]  # a burn-in beyond the rule 2 × 2/(lr·γ) that did not help
     assert burned.diagnostics.next_step["settings"] == {"num_burnin_steps": 2000}
     traces["virial"] = traces["virial"] / 0.5 * 0.75
     spread = LLCResult.from_traces(_traces(), 1.0, 10.0, num_params=100, sampler_traces=traces, config=config)
     assert spread.diagnostics.healthy  # 75% of d: within what the benchmark found harmless
+
+
+def test_an_impractical_burn_in_becomes_a_larger_lr():
+    from devinterp_viz.engine.diagnostics import Finding, RunFacts, next_step
+
+    stuck = [Finding("not_equilibrated", "the chains have not spread")]
+    timid = next_step(stuck, RunFacts("sgld", 1e-7, 100.0, 100, 1, None), bias=0.0, llc=1.0, draws=300)
+    # 2 × 2/(lr·γ) = 400 000 steps is over 10 × 300: the lr whose burn-in fits in 3000 steps, rounded up
+    assert timid["settings"] == {"lr": 1.4e-5, "num_burnin_steps": 2858}  # ceil(4 / (1.4e-5 · 100))
+    assert timid["text"].startswith("raise lr to 1.4e-05 with 2858 burn-in steps") and "400000" in timid["text"]
+    fits = next_step(stuck, RunFacts("sgld", 1e-4, 100.0, 0, 1, None), bias=0.0, llc=1.0, draws=300)
+    assert fits["settings"] == {"num_burnin_steps": 400}  # within 3000: the burn-in, as before
 
 
 def test_healthy_traces_are_healthy_and_summarised():
@@ -147,10 +169,23 @@ def test_healthy_traces_are_healthy_and_summarised():
     assert "verdict: healthy" in text and "R-hat" in text and "MALA acceptance 0.900" in text and "step bias" in text
 
 
-def test_missing_sampler_traces_are_said_in_a_warning():
+def test_missing_sampler_traces_make_the_verdict_healthy_only_as_far_as_checked():
     res = LLCResult.from_traces(_traces(), init_loss=1.0, nbeta=10.0)
-    assert any("not checked" in w for w in res.diagnostics.warnings)
-    assert "warning: the step-size bias" in res.diagnostics.verdict
+    d = res.diagnostics
+    assert d.unchecked == ["the step-size bias and equilibrium (the run's sampler traces are missing)"]
+    assert d.healthy and d.status == "healthy" and d.label == "healthy as far as checked"
+    assert d.verdict.startswith("healthy as far as checked: not checked: the step-size bias and equilibrium")
+    assert not any("not checked" in w for w in d.warnings)  # said once, not also as a warning
+    assert "  not checked: the step-size bias" in res.summary()
+    assert type(d).from_dict(d.to_dict()).unchecked == d.unchecked
+    saved_before = {**d.to_dict(), "warnings": ["the step-size bias and equilibrium were not checked: the run's "
+                                                "sampler traces are missing"]}
+    del saved_before["unchecked"]
+    reread = type(d).from_dict(saved_before)  # a result saved before `unchecked`: its warning becomes it
+    assert reread.unchecked == d.unchecked and reread.warnings == [] and reread.verdict == d.verdict
+    checked = LLCResult.from_traces(_traces(), 1.0, 10.0, mala_trace=np.full((4, 200), 0.9), num_params=100,
+                                    sampler_traces=_equilibrium_traces(100), config=CONFIG).diagnostics
+    assert checked.unchecked == [] and checked.label == "healthy" and checked.verdict == "healthy"
 
 
 def test_empty_traces_say_so_instead_of_nan():
@@ -199,3 +234,28 @@ def test_two_chains_rising_together_fail_and_a_weak_rise_is_only_a_warning():
     assert any("run 4 or more chains" in w for w in weak.diagnostics.warnings)
     four = LLCResult.from_traces(_stepped([1.0, 0.8, 0.9, 0.85]), init_loss=1.0, nbeta=10.0, num_params=100)
     assert any("still rising" in r for r in four.diagnostics.reasons)  # t ≈ 20 > 4 with 4 chains
+
+
+def test_a_step_bias_over_the_limit_but_within_its_noise_is_a_warning_not_a_failure():
+    from devinterp_viz.engine.diagnostics import StepBias, _judge_step
+
+    nan = float("nan")
+    findings, warnings = [], []
+    # +0.2 on an estimate of 0.36 (55%, over the 10% limit) with a standard error of 0.3: not significant
+    _judge_step(0.36, StepBias(0.2, 0.3, nan, nan), np.full(4, nan), findings, warnings)
+    assert findings == [] and len(warnings) == 1 and "+0.2 (56% of the estimate)" in warnings[0] and "sample longer" in warnings[0]
+    _judge_step(0.36, StepBias(0.2, 0.01, nan, nan), np.full(4, nan), findings, warnings := [])
+    assert [f.cause for f in findings] == ["step_too_large"] and warnings == []  # significant: a failure, said once
+    _judge_step(0.36, StepBias(0.02, 0.3, nan, nan), np.full(4, nan), findings := [], warnings := [])
+    assert findings == [] and warnings == []  # under the limit: nothing to say
+
+
+def test_a_step_bias_over_the_estimate_itself_is_read_as_far_too_large():
+    from devinterp_viz.engine.diagnostics import StepBias, _judge_step
+
+    nan = float("nan")
+    findings = []
+    _judge_step(0.357, StepBias(0.546, 0.01, nan, nan), np.full(4, nan), findings, [])
+    assert findings[0].message.startswith("the step biases the estimate by about +0.546 (153% of it); a bias this large")
+    _judge_step(0.357, StepBias(0.1, 0.01, nan, nan), np.full(4, nan), findings := [], [])
+    assert findings[0].message == "the step biases the estimate by about +0.1 (28% of it)"

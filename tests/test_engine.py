@@ -90,6 +90,17 @@ def test_on_draw_streams_every_draw_in_order(trained_mlp, regression_data):
     np.testing.assert_allclose(np.stack([l for _, l in seen], axis=1), res.loss_trace)
 
 
+@pytest.mark.parametrize("batch_size", [32, None])  # minibatches (measured at some draws), the full batch (every draw)
+def test_on_draw_of_three_parameters_streams_the_mala_acceptance_of_the_move_before(batch_size, trained_mlp, regression_data):
+    seen = {}
+    res = dvz.estimate_llc(trained_mlp, regression_data, mse_loss, **{**FAST, "batch_size": batch_size or len(regression_data[0])},
+                           on_draw=lambda i, losses, acceptance: seen.setdefault(i, acceptance))
+    streamed = np.stack([seen[i] for i in range(FAST["num_draws"])], axis=1)
+    assert np.isnan(streamed[:, 0]).all()  # no move before the first draw
+    np.testing.assert_array_equal(streamed[:, 1:], res.mala_trace[:, :-1])  # the same numbers as the result's trace, NaN alike
+    assert np.isfinite(streamed).sum() >= 3 * 14  # measured at about half the draws or more
+
+
 def test_stop_event_returns_a_partial_result_that_says_so(trained_mlp, regression_data):
     stop = threading.Event()
     before = snapshot(trained_mlp)
@@ -278,6 +289,17 @@ def test_plot_shows_traces_and_verdict(trained_mlp, regression_data):
     assert res.diagnostics.status in fig.layout.title.text
     notes = " ".join(note.text.replace("<br>", " ") for note in fig.layout.annotations)
     assert all(note in notes for note in res.diagnostics.reasons + res.diagnostics.warnings)  # each in full
+
+
+def test_plot_of_an_imported_trace_says_what_was_not_checked():
+    from devinterp_viz.engine.results import LLCResult
+
+    rng = np.random.default_rng(0)
+    res = LLCResult.from_traces(1.0 + 0.01 * rng.standard_normal((4, 200)) ** 2 + 0.01, init_loss=1.0, nbeta=10.0)
+    fig = res.plot()
+    assert "healthy as far as checked" in fig.layout.title.text and "warning" not in fig.layout.title.text
+    notes = " ".join(note.text.replace("<br>", " ") for note in fig.layout.annotations)
+    assert "not checked: the step-size bias and equilibrium" in notes
 
 
 # ------------------------------------------------------------------------ bad input

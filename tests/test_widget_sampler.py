@@ -256,6 +256,19 @@ def test_from_result_is_read_only(engine):
     assert "finished result" in w.error
 
 
+def test_from_result_names_the_settings_its_result_does_not_record(engine):
+    res = LLCResult.from_traces(1.0 + 0.01 * np.random.default_rng(0).random((4, 50)), 1.0, 10.0,
+                                config={"lr": 3e-3, "num_draws": 50})
+    w = SamplerWidget.from_result(res)
+    assert "localization" in w.unrecorded and "num_burnin_steps" in w.unrecorded and "sampler" in w.unrecorded
+    assert "lr" not in w.unrecorded and "num_draws" not in w.unrecorded and "nbeta" not in w.unrecorded
+    assert "num_chains" not in w.unrecorded and w.num_chains == 4  # read from the trace's shape
+    assert w.health["label"] == "healthy as far as checked" and w.health["unchecked"]
+    assert w.history["rows"][0]["status"] == "healthy as far as checked"
+    full = LLCResult.from_traces(res.loss_trace, 1.0, 10.0, config=SamplerWidget().sampler_settings().to_config())
+    assert SamplerWidget.from_result(full).unrecorded == []  # an engine run's config records every setting
+
+
 # ----------------------------------------------------------------------------- calibration
 def test_calibration_fills_the_grid_and_use_cell_sets_controls(widget, engine):
     cal = widget.calibrate(lrs=[1e-6, 1e-4, 1e-3, 0.1], values=[1.0, 10.0], axis="nbeta", wait=True)
@@ -270,6 +283,20 @@ def test_calibration_fills_the_grid_and_use_cell_sets_controls(widget, engine):
     widget.use_recommended()
     assert widget.lr == cal.recommended["lr"] and widget.num_draws == cal.recommended["num_draws"]
     assert widget.num_burnin_steps == cal.recommended["num_burnin_steps"]
+
+
+def test_calibration_sends_each_cells_traces_thinned_to_every_kth_draw(widget, engine, monkeypatch):
+    from devinterp_viz.engine.estimator import running_llc
+    from devinterp_viz.widgets import _sampler_state
+
+    monkeypatch.setattr(_sampler_state, "CELL_POINTS", 20)
+    cal = widget.calibrate(lrs=[1e-4, 1e-3], values=[10.0], axis="nbeta", wait=True)
+    state = _sampler_state.calibration_state(cal)
+    assert state["cell_stride"] == 3 and state["loss"].shape[-1] == 17  # 50 draws: 0, 3, …, 48
+    (i, j), res = next(iter(cal.results.items()))
+    np.testing.assert_array_equal(state["loss"][i, j], res.loss_trace[:, ::3].astype(np.float32))
+    full = running_llc(res.loss_trace, res.init_loss, res.nbeta)  # over every draw, then thinned
+    np.testing.assert_allclose(state["llc"][i, j], full[:, ::3], rtol=1e-6)
 
 
 def test_calibration_over_localization(widget, engine):
@@ -425,6 +452,35 @@ def test_live_diagnostics_are_the_engines_functions_of_the_streamed_draws():
     for t in range(60):
         trace.add(t, loss[:, t])
     assert trace.state()["live"]["divergent"] == 1
+
+
+def test_live_mala_acceptance_is_the_mean_of_the_non_divergent_chains_means():
+    from devinterp_viz.widgets._sampler_state import LiveTrace
+
+    loss = np.ones((4, 5))
+    loss[3, 2:] = np.inf  # chain 3 diverges: left out, as the verdict leaves it out
+    acceptance = np.full((4, 5), np.nan)
+    acceptance[0, :2], acceptance[1, 1:3], acceptance[2, 3], acceptance[3, :] = (0.7, 0.9), (0.8, 1.0), 1.0, 0.0
+    trace = LiveTrace(4, 5, None)
+    trace.start(1.0, 10.0)
+    assert np.isnan(trace.state()["live"]["mala_acceptance"])  # nothing measured yet
+    trace = LiveTrace(4, 5, None)
+    trace.start(1.0, 10.0)
+    for t in range(5):  # the engine sends, with draw t, the acceptance of the move from draw t − 1
+        trace.add(t, loss[:, t], acceptance[:, t - 1] if t else np.full(4, np.nan))
+    assert trace.state()["live"]["mala_acceptance"] == pytest.approx((0.8 + 0.9 + 1.0) / 3)  # draw 4's move: not yet
+
+
+def test_live_mala_acceptance_of_a_real_run_is_the_verdicts(trained_mlp, regression_data):
+    from devinterp_viz.engine.llc import estimate_llc
+    from devinterp_viz.widgets._sampler_state import LiveTrace
+    from tests.conftest import mse_loss
+
+    trace = LiveTrace(2, 40, None)
+    res = estimate_llc(trained_mlp, regression_data, mse_loss, lr=1e-4, nbeta=20.0, num_chains=2, num_draws=40,
+                       batch_size=256, progress=False, on_draw=trace.add, on_start=trace.start)
+    expected = np.mean(res.diagnostics.mala_acceptance)  # the full batch: measured at every draw but the last
+    assert np.isfinite(expected) and trace.state()["live"]["mala_acceptance"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_live_diagnostics_stream_with_the_trace(engine):

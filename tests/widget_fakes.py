@@ -2,11 +2,12 @@
 
 It draws synthetic loss traces (a chain rising from L(w*) and flattening, an exploding chain
 when ``lr`` is too large, a flat one when it is tiny) at a chosen pace, honours ``on_draw``,
-``stop`` and ``on_cell``, and builds real :class:`LLCResult` objects (real diagnostics).
+``stop`` and ``on_cell`` (streaming a constant MALA acceptance), and builds real :class:`LLCResult` objects (real diagnostics).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ import numpy as np
 from devinterp_viz.engine.progress import stop_requested
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.settings import SamplerSettings
+
+#: The MALA acceptance the fake streams for every move (to a three-parameter ``on_draw``, as the driver does).
+FAKE_ACCEPTANCE = 0.875
 
 
 @dataclass
@@ -48,6 +52,7 @@ class FakeEngine:
             on_start(init_loss, used_nbeta)
         partial = False
         drawn = num_draws
+        streams_acceptance = on_draw is not None and len(inspect.signature(on_draw).parameters) >= 3
         for t in range(num_draws):
             if stop_requested(stop):
                 partial, drawn = True, t
@@ -56,7 +61,9 @@ class FakeEngine:
                 raise self.fail_with
             if self.seconds_per_draw:
                 time.sleep(self.seconds_per_draw)
-            if on_draw is not None:
+            if on_draw is not None and streams_acceptance:  # as the driver does: the move from draw t − 1
+                on_draw(t, losses[:, t].copy(), np.full(num_chains, FAKE_ACCEPTANCE if t else np.nan))
+            elif on_draw is not None:
                 on_draw(t, losses[:, t].copy())
         config = {**settings.to_config(), "nbeta": used_nbeta}
         return LLCResult.from_traces(losses[:, :drawn], init_loss, used_nbeta, config=config, partial=partial)
@@ -84,6 +91,10 @@ class FakeEngine:
             cal.recommended = {"lr": lr, axis: float(values[i]), "num_burnin_steps": 0, "num_draws": res.num_draws,
                                "llc": res.llc_mean, "llc_se": res.llc_se, "confirmed_llc": res.llc_mean,
                                "reasons": ["largest healthy step size"]}
+        else:  # why not, and which way to widen the grid, as calibrate says it
+            from devinterp_viz.analysis.calibration import _no_recommendation_reasons
+
+            cal.recommendation_reasons = _no_recommendation_reasons(cal)
         return cal
 
     def describe_selection(self, model, params=None, print_table=False):

@@ -23,6 +23,7 @@ STEP_CURVATURE_FAIL = 0.05  # ε ā / 4 above this: the step is too large for th
 MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
 VIRIAL_DEFICIT = 0.3  # E[δ·∇U] below (1 − this)·d: the chains have not spread into the posterior
 SUGGESTED_BURNIN_TIMES = 2.0  # burn-in suggested: this many localization times
+PRACTICAL_BURNIN_DRAWS = 10  # a burn-in over this many times the drawing steps is impractical: raise lr instead
 RHAT_WARN = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021) above this: said, and in the error bar
 ESS_FAIL = 5.0  # bulk ESS below this: the chains barely moved, so not even the error bar can be estimated
 PRECISION_WARN = 0.1  # standard error above this fraction of the estimate: said, with how to tighten it
@@ -249,7 +250,8 @@ def diagnose(
     sampler_traces : mapping of str to np.ndarray (chains, draws), optional
         The driver's ``virial``, ``stein``, ``drift_sq`` and ``descent`` traces
         (:data:`devinterp_viz.engine.driver.SAMPLER_TRACES`); checks that need a missing one are
-        skipped and say so in a warning.
+        skipped and listed in ``Diagnostics.unchecked`` (the label then reads "healthy as far as
+        checked").
     config : mapping, optional
         The run's settings (``sampler``, ``lr``, ``localization``, ``num_burnin_steps``, ...).
 
@@ -288,10 +290,15 @@ def diagnose(
     mcse = nbeta * mcse_mean(good) if good.size else float("nan")
     findings: list[Finding] = []
     warnings: list[str] = []
+    unchecked: list[str] = []
     llc, descent, bias = float("nan"), float("nan"), StepBias(*(float("nan"),) * 4)
 
     if draws == 0:
         findings.append(Finding(TOO_FEW_DRAWS, "no draws were recorded: let the chains run longer before stopping"))
+    if divergent.sum() > 1:  # the headline counts them; each chain's own line follows
+        first = int(np.flatnonzero(divergent)[np.argmin(first_bad[divergent])])
+        findings.append(Finding(DIVERGED, f"{int(divergent.sum())} of {chains} chains diverged, the first "
+                                          f"(chain {first}) at draw {first_bad[first]}"))
     for chain in np.flatnonzero(divergent):
         kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
         findings.append(Finding(DIVERGED, f"chain {chain} diverged ({kind}) at draw {first_bad[chain]}"))
@@ -302,12 +309,12 @@ def diagnose(
         descent = _judge_descent(llc, good_traces, findings)
         _judge_estimate(llc, se, num_params, findings)
         bias = step_bias(good, nbeta, good_traces, facts)
-        _judge_step(llc, bias, mala_mean[~divergent], findings)
+        _judge_step(llc, bias, mala_mean[~divergent], findings, warnings)
         _judge_equilibrium(good_traces, facts, findings)
         _judge_drift(good, nbeta, llc, findings, warnings)
         _judge_mixing(llc, rhat, ess, max(mcse, se) if np.isfinite(se) else mcse, findings, warnings)
         if "virial" not in good_traces or not np.isfinite(good_traces["virial"]).all():
-            warnings.append("the step-size bias and equilibrium were not checked: the run's sampler traces are missing")
+            unchecked.append("the step-size bias and equilibrium (the run's sampler traces are missing)")
     for chain in np.flatnonzero(~divergent & (below > BELOW_INIT_WARN)):
         warnings.append(
             f"chain {chain} spent {100 * below[chain]:.0f}% of its draws below L(w*): w* may not be a "
@@ -331,6 +338,7 @@ def diagnose(
         mcse=float(mcse),
         step_bias=float(bias.value),
         descent=float(descent),
+        unchecked=unchecked,
     )
 
 
@@ -364,6 +372,17 @@ def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: flo
         why = "2 × 2/(lr·γ), the time the localization needs to pull free directions into equilibrium"
         if facts.num_burnin_steps and facts.num_burnin_steps >= burnin:  # that was not enough: twice as long
             burnin, why = 2 * facts.num_burnin_steps, "twice the burn-in that was not enough"
+        cap = PRACTICAL_BURNIN_DRAWS * max(draws, 1) * facts.num_steps_bw_draws
+        if burnin > cap:  # the equilibration time scales as 1/lr: a larger step gets there within the cap
+            scale = 10.0 ** (math.floor(math.log10(facts.lr * burnin / cap)) - 1)
+            lr = math.ceil(facts.lr * burnin / cap / scale) * scale  # two significant digits, rounded up
+            lr = float(f"{lr:.2g}")
+            settings = {"lr": lr, "num_burnin_steps": int(math.ceil(burnin * facts.lr / lr))}
+            return {"cause": cause, "settings": settings,
+                    "text": f"raise lr to {lr:.2g} with {settings['num_burnin_steps']} burn-in steps: at lr {facts.lr:.2g} "
+                            f"the chains would need {burnin} burn-in steps ({why}), more than {PRACTICAL_BURNIN_DRAWS}× "
+                            "the steps spent drawing; the verdict of the larger step then checks its bias (calibrate finds the "
+                            "largest trustworthy step)"}
         return {"cause": cause, "text": f"add burn-in: {burnin} steps ({why})", "settings": {"num_burnin_steps": burnin}}
     more = 4 * max(draws, 1)
     return {"cause": cause, "text": f"sample more draws: {more} per chain", "settings": {"num_draws": more}}
@@ -396,7 +415,7 @@ def _step_factor(bias: float, llc: float) -> float:
 def _suggested_burnin(facts: RunFacts, lr: float | None) -> int | None:
     if lr is None or not facts.localization:
         return None
-    return int(math.ceil(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization)))
+    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization), 6)))  # 4/(1e-7·100) is 400000
 
 
 def _nanmean(row: np.ndarray) -> float:
@@ -445,19 +464,27 @@ def _judge_estimate(llc: float, se: float, num_params: int | None, findings: lis
         ))
 
 
-def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding]) -> None:
-    """Step-size bias (:func:`step_bias`) and, in high dimension, a low MALA acceptance."""
+def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding], warnings: list[str]) -> None:
+    """Step-size bias (:func:`step_bias`) and, in high dimension, a low MALA acceptance; a bias over
+    the limit that is within its own noise is a warning (a short run cannot tell yet)."""
     scale = STEP_BIAS_FAIL * max(abs(llc), 1e-12)
     significant = [
         value for value, se in ((bias.first_order, bias.first_order_se), (bias.virial, bias.virial_se))
         if np.isfinite(value) and value - NOISE_Z * np.nan_to_num(se) > scale
     ]
+    noisy = [value for value in (bias.first_order, bias.virial) if np.isfinite(value) and value > scale]
     if significant:
         found = max(significant)
+        beyond = found > abs(llc)  # a first-order estimate over the estimate itself: only its sign and size class hold
         findings.append(Finding(
             STEP_TOO_LARGE,
-            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)",
+            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)"
+            + ("; a bias this large is beyond the first-order expansion, so read it as 'far too large'" if beyond else ""),
         ))
+    elif noisy:
+        warnings.append(f"the estimated step bias +{max(noisy):.3g} ({100 * max(noisy) / max(abs(llc), 1e-12):.0f}% of the "
+                        f"estimate) is over the {100 * STEP_BIAS_FAIL:.0f}% limit but within its own noise: sample "
+                        "longer to tell whether the step is too large")
     elif np.isfinite(bias.first_order) and bias.first_order + NOISE_Z * np.nan_to_num(bias.first_order_se) < -scale:
         findings.append(Finding(
             STEP_TOO_LARGE,
@@ -491,7 +518,8 @@ def _judge_equilibrium(traces: Mapping[str, np.ndarray], facts: RunFacts, findin
     if ratio < 1 - VIRIAL_DEFICIT:
         time = facts.localization_time()
         burned = "" if time is None or facts.num_burnin_steps is None else (
-            f", after {facts.num_burnin_steps} burn-in steps (the localization needs about {time:.0f})")
+            f", after {facts.num_burnin_steps} burn-in steps (the rule 2 × 2/(lr·γ) asks for "
+            f"{_suggested_burnin(facts, facts.lr)})")
         findings.append(Finding(
             NOT_EQUILIBRATED,
             f"the chains have not yet spread into the posterior: E[δ·∇U] is {100 * ratio:.0f}% of the "

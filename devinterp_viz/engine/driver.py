@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import traceback
@@ -27,7 +28,7 @@ CUDA_STREAM_EVERY = 32  # draws copied to the host at once on a GPU (no per-step
 DRIFT_BLOCK_ELEMENTS = 1 << 22  # (chains × coordinates) per block of δ = w − w* while the drift is built
 MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (their next step reuses the batch)
 
-OnDraw = Callable[[int, np.ndarray], None]
+OnDraw = Callable[..., None]  # on_draw(draw_index, losses) or on_draw(draw_index, losses, acceptance)
 
 # What the driver records at every draw besides the loss, over the moving coordinates, with
 # δ = w − w*, ∇U = nβ ∇L_batch + γ δ (the drift) and g* = ∇L(w*):
@@ -297,7 +298,9 @@ def run_chains(
     seed : int
     on_draw : callable, optional
         ``on_draw(draw_index, losses)`` with ``losses`` of shape (chains,), called as draws
-        are recorded (in blocks of ``CUDA_STREAM_EVERY`` on a GPU).
+        are recorded (in blocks of ``CUDA_STREAM_EVERY`` on a GPU). A callback of three
+        parameters also gets ``acceptance`` (chains,): the MALA acceptance probability of the
+        move from draw ``draw_index − 1`` (NaN where it was not measured), as in ``mala_trace``.
     stop : threading.Event or callable, optional
         Checked every step; when set, sampling ends and the run is marked partial.
     progress : bool
@@ -360,7 +363,7 @@ def run_chains(
                     observe(state.position, draw)
                 draws_done = draw + 1
                 if on_draw is not None and (draws_done - streamed >= stream_every or draws_done == num_draws):
-                    streamed = _stream(on_draw, losses, streamed, draws_done)
+                    streamed = _stream(on_draw, losses, mala, streamed, draws_done)
             state, info = sampler.step(state, grad, drift, streams.noise(), hyper)
             del grad, drift  # the step may have used their memory
             # A minibatch step's acceptance compares both ends on the step's own batch (different
@@ -376,7 +379,7 @@ def run_chains(
     finally:
         bar.close()
     if on_draw is not None and streamed < draws_done:
-        _stream(on_draw, losses, streamed, draws_done)
+        _stream(on_draw, losses, mala, streamed, draws_done)
     keep = draws_done if partial else num_draws
     return ChainRun(
         loss_trace=losses[:, :keep].cpu().double().numpy(),
@@ -448,8 +451,22 @@ def potential_gradient(position: torch.Tensor, grad: torch.Tensor, hyper: Hyper,
     return drift, sq_dist
 
 
-def _stream(on_draw: OnDraw, losses: torch.Tensor, start: int, stop: int) -> int:
+def _stream(on_draw: OnDraw, losses: torch.Tensor, mala: torch.Tensor, start: int, stop: int) -> int:
     block = losses[:, start:stop].cpu().double().numpy()
+    if not _takes_acceptance(on_draw):
+        for offset in range(block.shape[1]):
+            on_draw(start + offset, block[:, offset].copy())
+        return stop
+    # the acceptance of the move from draw i − 1 is known once draw i is recorded
+    accepted = torch.nn.functional.pad(mala[:, max(start - 1, 0):stop - 1], (int(start == 0), 0), value=float("nan"))
+    accepted = accepted.cpu().double().numpy()
     for offset in range(block.shape[1]):
-        on_draw(start + offset, block[:, offset].copy())
+        on_draw(start + offset, block[:, offset].copy(), accepted[:, offset].copy())
     return stop
+
+
+def _takes_acceptance(on_draw: OnDraw) -> bool:
+    try:
+        return len(inspect.signature(on_draw).parameters) >= 3
+    except (TypeError, ValueError):  # a callable without a signature: the two-argument form
+        return False

@@ -30,7 +30,7 @@ class Diagnostics:
         First divergent draw of each chain, -1 where it never diverged.
     healthy : bool
         True when no failure was found (``status == "healthy"``); warnings do not make a run
-        unhealthy.
+        unhealthy. A healthy run with ``unchecked`` checks is healthy only as far as checked.
     reasons : list of str
         Failures, in plain words ("chain 3 diverged (exploded) at draw 41").
     warnings : list of str
@@ -49,6 +49,10 @@ class Diagnostics:
         Estimated step-size bias of the estimate (NaN when the sampler traces are missing).
     descent : float
         ``nβ E[∇L(w*)·(w − w*)]``: the first-order part of the estimate, zero at a local minimum.
+    unchecked : list of str
+        Checks that could not run, with why ("the step-size bias and equilibrium (the run's
+        sampler traces are missing)"); empty when every check ran. Results imported without the
+        driver's sampler traces (``from_result`` of a loss trace, ``from_devinterp``) have them.
     """
 
     rhat: float
@@ -66,17 +70,24 @@ class Diagnostics:
     mcse: float = float("nan")
     step_bias: float = float("nan")
     descent: float = float("nan")
+    unchecked: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.status:
             self.status = "healthy" if self.healthy else "unhealthy"
 
     @property
+    def label(self) -> str:
+        """The status in words: ``status``, or "healthy as far as checked" when a check could not run."""
+        return "healthy as far as checked" if self.healthy and self.unchecked else self.status
+
+    @property
     def verdict(self) -> str:
-        """One line: "healthy", or the status with the first failure, for a widget's badge or a log."""
+        """One line: the label with what was not checked, the first failure or the warnings, for a badge or a log."""
         if self.healthy:
-            return "healthy" + (f" (warning: {self.warnings[0]})" if len(self.warnings) == 1 else
-                                f" ({len(self.warnings)} warnings: {self.warnings[0]}; …)" if self.warnings else "")
+            text = self.label + (f": not checked: {'; '.join(self.unchecked)}" if self.unchecked else "")
+            return text + (f" (warning: {self.warnings[0]})" if len(self.warnings) == 1 else
+                           f" ({len(self.warnings)} warnings: {self.warnings[0]}; …)" if self.warnings else "")
         return f"{self.status}: {self.reasons[0]}"
 
     def __repr__(self) -> str:
@@ -94,6 +105,7 @@ class Diagnostics:
         ]
         lines += [f"  failure: {r}" for r in self.reasons]
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  not checked: {u}" for u in self.unchecked]
         if self.next_step:
             lines.append(f"  next step: {self.next_step['text']}")
         return "\n".join(lines)
@@ -104,7 +116,11 @@ class Diagnostics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Diagnostics:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (results saved before ``unchecked`` existed said it in a warning)."""
+        old = "the step-size bias and equilibrium were not checked: the run's sampler traces are missing"
+        warnings = [w for w in data["warnings"] if w != old]
+        unchecked = list(data.get("unchecked", ["the step-size bias and equilibrium (the run's sampler traces are "
+                                                 "missing)"] if len(warnings) < len(data["warnings"]) else []))
         return cls(
             rhat=float(data["rhat"]),
             ess=float(data["ess"]),
@@ -114,13 +130,14 @@ class Diagnostics:
             divergence_draw=np.asarray(data["divergence_draw"], dtype=int),
             healthy=bool(data["healthy"]),
             reasons=list(data["reasons"]),
-            warnings=list(data["warnings"]),
+            warnings=warnings,
             status=str(data.get("status", "")),
             causes=list(data.get("causes", [])),
             next_step=dict(data.get("next_step", {})),
             mcse=float(data.get("mcse", float("nan"))),
             step_bias=float(data.get("step_bias", float("nan"))),
             descent=float(data.get("descent", float("nan"))),
+            unchecked=unchecked,
         )
 
 

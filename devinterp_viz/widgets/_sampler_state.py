@@ -18,6 +18,9 @@ from devinterp_viz.engine.estimator import running_llc
 LIVE_DIAGNOSTICS_EVERY = 0.5
 #: Points of a run's mean running-LLC curve kept for the history's comparison plot (display only).
 CURVE_POINTS = 1000
+#: Points per chain of a calibration cell's traces as sent for its small plot (display only:
+#: every k-th draw; the cell's estimate and verdict use all of its draws).
+CELL_POINTS = 100
 #: Significant digits of the numbers in the history table and its CSV.
 DIGITS = 4
 
@@ -37,6 +40,7 @@ class LiveTrace:
 
     def __init__(self, num_chains: int, num_draws: int, nbeta: float | None):
         self._loss = np.full((num_chains, num_draws), np.nan, np.float32)
+        self._acceptance = np.full((num_chains, num_draws), np.nan, np.float32)
         self._count = 0
         self._init_loss: float | None = None
         self._nbeta = nbeta
@@ -50,40 +54,53 @@ class LiveTrace:
         with self._lock:
             self._init_loss, self._nbeta = float(init_loss), float(nbeta)
 
-    def add(self, draw_index: int, losses: Any) -> None:
-        """Record draw ``draw_index`` of every chain (the engine's ``on_draw``), losses shape (chains,)."""
+    def add(self, draw_index: int, losses: Any, acceptance: Any = None) -> None:
+        """Record draw ``draw_index`` of every chain (the engine's ``on_draw``), losses shape (chains,).
+
+        ``acceptance`` (chains,), when the engine streams it, is the MALA acceptance of the move
+        from draw ``draw_index − 1``.
+        """
         with self._lock:
             if draw_index >= self._loss.shape[1]:
-                grown = np.full((self._loss.shape[0], max(2 * self._loss.shape[1], draw_index + 1)), np.nan, np.float32)
-                grown[:, : self._loss.shape[1]] = self._loss
-                self._loss = grown
+                size = max(2 * self._loss.shape[1], draw_index + 1)
+                self._loss, self._acceptance = (np.pad(a, ((0, 0), (0, size - a.shape[1])), constant_values=np.nan)
+                                                for a in (self._loss, self._acceptance))
             self._loss[:, draw_index] = np.asarray(losses, dtype=np.float32).reshape(-1)
+            if acceptance is not None and draw_index > 0:
+                self._acceptance[:, draw_index - 1] = np.asarray(acceptance, dtype=np.float32).reshape(-1)
             self._count = max(self._count, draw_index + 1)
 
     def state(self) -> dict[str, Any]:
         """The ``trace`` trait's value now: see :func:`trace_state`."""
         with self._lock:
             loss, init_loss, nbeta = self._loss[:, : self._count].copy(), self._init_loss, self._nbeta
+            acceptance = self._acceptance[:, : self._count].copy()
         state = trace_state(loss, init_loss, nbeta, self._total)
         if time.monotonic() - self._diagnosed_at >= LIVE_DIAGNOSTICS_EVERY:
-            self._diagnostics, self._diagnosed_at = live_diagnostics(loss, init_loss, nbeta), time.monotonic()
+            self._diagnostics = live_diagnostics(loss, init_loss, nbeta, acceptance)
+            self._diagnosed_at = time.monotonic()
         state["live"] = self._diagnostics
         return state
 
 
-def live_diagnostics(loss: np.ndarray, init_loss: float | None, nbeta: float | None) -> dict[str, Any]:
-    """R-hat, bulk ESS and divergent chains of the draws streamed so far, by the engine's own functions.
+def live_diagnostics(loss: np.ndarray, init_loss: float | None, nbeta: float | None,
+                     acceptance: np.ndarray | None = None) -> dict[str, Any]:
+    """R-hat, bulk ESS, MALA acceptance and divergent chains of the draws streamed so far, by the engine's own functions.
 
     Parameters
     ----------
     loss : np.ndarray, shape (chains, draws so far)
     init_loss, nbeta : float or None
         L(w*) and nβ (None until the engine reports them: no divergence count then).
+    acceptance : np.ndarray, shape (chains, draws so far), optional
+        The streamed MALA acceptance probabilities (NaN where not measured).
 
     Returns
     -------
     dict
-        ``draws``, ``rhat`` and ``ess`` (NaN with too few draws), ``divergent`` (chains, or None).
+        ``draws``, ``rhat`` and ``ess`` (NaN with too few draws), ``divergent`` (chains, or None),
+        ``mala_acceptance``: the mean over chains of each non-divergent chain's mean acceptance, as
+        :func:`~devinterp_viz.engine.diagnostics.diagnose` averages it (NaN until one is measured).
     """
     loss = np.asarray(loss, dtype=np.float64)
     known = init_loss is not None and nbeta is not None
@@ -95,7 +112,17 @@ def live_diagnostics(loss: np.ndarray, init_loss: float | None, nbeta: float | N
         "rhat": float(split_rhat(settled)) if finite else float("nan"),
         "ess": float(bulk_ess(settled)) if finite else float("nan"),
         "divergent": None if diverged is None else int(diverged.sum()),
+        "mala_acceptance": mean_acceptance(acceptance, diverged),
     }
+
+
+def mean_acceptance(acceptance: np.ndarray | None, diverged: np.ndarray | None) -> float:
+    """Mean over the non-divergent chains of each chain's mean MALA acceptance (chains, draws); NaN if none measured."""
+    if acceptance is None:
+        return float("nan")
+    rows = np.asarray(acceptance, np.float64)[~diverged] if diverged is not None else np.asarray(acceptance, np.float64)
+    per_chain = [row[np.isfinite(row)].mean() for row in rows if np.isfinite(row).any()]
+    return float(np.mean(per_chain)) if per_chain else float("nan")
 
 
 def trace_state(loss: np.ndarray, init_loss: float | None, nbeta: float | None, total_draws: int) -> dict[str, Any]:
@@ -111,19 +138,23 @@ def calibration_state(cal: Any) -> dict[str, Any]:
     """The calibration tab's data for a :class:`CalibrationResult`, finished or filling in.
 
     Arrays are (n_values, n_lr) over every lr tried so far; ``healthy`` is NaN where a cell has
-    not run; ``loss`` holds each cell's chains, (n_values, n_lr, chains, draws), and ``llc`` their
-    running estimates (same shape).
+    not run; ``loss`` holds each cell's chains at every ``cell_stride``-th draw (draws 0, k, 2k, …,
+    at most :data:`CELL_POINTS` of them), (n_values, n_lr, chains, points), and ``llc`` their
+    running estimates over all draws, at the same draws (same shape).
     """
     results = cal.results
     shape = (cal.values.size, cal.lrs.size)
     chains = max((r.loss_trace.shape[0] for r in results.values()), default=0)
     draws = max((r.loss_trace.shape[1] for r in results.values()), default=0)
-    loss = np.full(shape + (chains, draws), np.nan, np.float32)
-    llc = np.full(shape + (chains, draws), np.nan, np.float32)
+    stride = max(1, -(-draws // CELL_POINTS))
+    points = -(-draws // stride)
+    loss = np.full(shape + (chains, points), np.nan, np.float32)
+    llc = np.full(shape + (chains, points), np.nan, np.float32)
     healthy = np.full(shape, np.nan, np.float32)
     for (i, j), res in results.items():
-        loss[i, j, : res.loss_trace.shape[0], : res.loss_trace.shape[1]] = res.loss_trace
-        llc[i, j, : res.loss_trace.shape[0], : res.loss_trace.shape[1]] = running_llc(res.loss_trace, res.init_loss, res.nbeta)
+        kept = res.loss_trace[:, ::stride]
+        loss[i, j, : kept.shape[0], : kept.shape[1]] = kept
+        llc[i, j, : kept.shape[0], : kept.shape[1]] = running_llc(res.loss_trace, res.init_loss, res.nbeta)[:, ::stride]
         healthy[i, j] = float(res.diagnostics.healthy)
     rec = cal.recommended
     return {
@@ -131,7 +162,7 @@ def calibration_state(cal: Any) -> dict[str, Any]:
         "llc_mean": cal.llc_mean.astype(np.float32), "llc_std": cal.llc_std.astype(np.float32),
         "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
         "init_loss": cal._grid(lambda r: r.init_loss).astype(np.float32),
-        "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc,
+        "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc, "cell_stride": stride,
         "burnin": cal.burnin.tolist(), "reasons": cal.reasons,
         "cell_settings": [[cal.cell_settings(i, j) for j in range(shape[1])] for i in range(shape[0])],
         "recommended": None if rec is None else {k: (list(v) if k == "reasons" else v) for k, v in rec.items()},
@@ -148,6 +179,8 @@ def health_state(result: Any) -> dict[str, Any]:
         "verdict": d.verdict,
         "healthy": bool(d.healthy),
         "status": d.status,
+        "label": d.label,
+        "unchecked": list(d.unchecked),
         "reasons": list(d.reasons),
         "next_step": d.next_step.get("text", "") if d.next_step else "",
         "warnings": list(d.warnings),
@@ -185,7 +218,7 @@ HISTORY_COLUMNS = (
     ("seed", lambda r: r.config.get("seed")),
     ("llc_mean", lambda r: float(r.llc_mean)),
     ("llc_se", lambda r: float(r.llc_se)),
-    ("status", lambda r: r.diagnostics.status + (" (partial)" if r.partial else "")),
+    ("status", lambda r: r.diagnostics.label + (" (partial)" if r.partial else "")),
     ("verdict", lambda r: r.diagnostics.verdict),
 )
 

@@ -43,9 +43,11 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     """Tune and diagnose the SGMCMC sampler behind an LLC estimate, live, in JupyterLab.
 
     Controls set the sampler's settings; Run samples in a background thread while the
-    per-chain loss traces and running LLC estimates stream in; the health panel gives R-hat,
-    ESS, MALA acceptance, the fraction of draws below L(w*), divergent chains and one verdict
-    with its reasons. The Calibrate tab sweeps lr × nβ (or lr × localization) and draws the
+    per-chain loss traces and running LLC estimates stream in (hover reads a chain's value, drag
+    zooms the draws, double-click resets), with R-hat, ESS, MALA acceptance and divergent chains of
+    the draws so far; when it ends the health panel gives the estimate, step bias, R-hat, ESS, MALA
+    acceptance, the fraction of draws below L(w*), divergent chains and one verdict with its
+    reasons and next step. The Calibrate tab sweeps lr × nβ (or lr × localization) and draws the
     estimate as a heatmap with unhealthy cells marked; picking a cell shows its traces and
     "use these" copies its setting into the controls.
 
@@ -81,13 +83,16 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         Message of the exception that ended the last job, "" if none.
     trace : dict (read-only)
         ``loss`` and ``llc`` float32 (chains, draws so far), ``init_loss``, ``nbeta``, ``total_draws``
-        (see :func:`~devinterp_viz.widgets._sampler_state.trace_state`).
+        (see :func:`~devinterp_viz.widgets._sampler_state.trace_state`) and, while a run streams,
+        ``live``: R-hat, ESS, MALA acceptance and divergent chains of the draws so far
+        (:func:`~devinterp_viz.widgets._sampler_state.live_diagnostics`).
     health : dict (read-only)
         Estimate and diagnostics of the shown run; {} until it ends.
     calibration : dict (read-only)
         Calibration grid: ``lrs`` (n_lr,), ``values`` (n_values,), ``llc_mean`` / ``llc_std`` /
-        ``healthy`` / ``init_loss`` / ``nbeta`` (n_values, n_lr) (NaN while pending), ``loss``
-        (n_values, n_lr, chains, draws), ``reasons``, ``cell_settings``, ``recommended``, ``done``, ``total``.
+        ``healthy`` / ``init_loss`` / ``nbeta`` (n_values, n_lr) (NaN while pending), ``loss`` and
+        ``llc`` (n_values, n_lr, chains, points) at every ``cell_stride``-th draw, ``reasons``,
+        ``cell_settings``, ``recommended``, ``done``, ``total``.
     selected_cell : list of int
         ``[i, j]`` of the picked calibration cell, or [].
     history : dict (read-only)
@@ -95,11 +100,14 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         :func:`~devinterp_viz.widgets._sampler_state.history_state`.
     compared : list of int
         Indices of the runs whose running LLCs the history panel overlays.
+    unrecorded : list of str (read-only)
+        Settings a result opened with :meth:`from_result` does not record (its controls show
+        "not recorded" instead of the widget's defaults).
     """
 
     _view = traitlets.Unicode("SamplerWidget").tag(sync=True)
     _read_only = ("status", "activity", "error", "trace", "health", "calibration", "can_run", "selection",
-                  "setting_spec", "history")
+                  "setting_spec", "history", "unrecorded")
     _extra_kwargs = RUN_OPTIONS
 
     params = traitlets.Unicode("").tag(sync=True)
@@ -109,6 +117,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     tab = Choice(("run", "calibrate"), "run").tag(sync=True)
     selected_cell = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     compared = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    unrecorded = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
 
     can_run = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("idle").tag(sync=True)
@@ -164,7 +173,9 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         """A read-only widget showing a finished :class:`LLCResult` or ``CalibrationResult``."""
         widget = cls(**defaults)
         if hasattr(result, "loss_trace"):
-            widget._set_controls_from_config({**result.config, "nbeta": result.nbeta})
+            shown = {"num_chains": int(result.loss_trace.shape[0]), **result.config, "nbeta": result.nbeta}
+            widget._set_controls_from_config(shown)
+            widget.unrecorded = [name for name in SamplerSettings.names() if name not in shown]
             widget._show_result(result)
             widget._remember(result)
             widget.status = "stopped" if result.partial else "done"
@@ -358,8 +369,8 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
 
     # ------------------------------------------------------------------- jobs
     def _run_job(self, settings: SamplerSettings, live: LiveTrace, stop: Any) -> None:
-        def on_draw(draw_index: int, losses: Any) -> None:
-            live.add(draw_index, losses)
+        def on_draw(draw_index: int, losses: Any, acceptance: Any = None) -> None:
+            live.add(draw_index, losses, acceptance)
             self._throttle.request()
 
         result = estimate_llc(self.model, self.data, self.loss_fn, settings=settings, params=self._params_argument(),

@@ -132,12 +132,28 @@ export function settingControls(model, sync, names) {
     names: controls.map((c) => c.name),
     update() {
       for (const c of controls) c.update(model.get(c.name), false);
+      markUnrecorded(model, controls);
     },
     reset() {
       for (const c of controls) c.update(model.get(c.name), true);
+      markUnrecorded(model, controls);
     },
     disable(flag) {
       for (const el of elements) for (const input of el.querySelectorAll("input, select")) input.disabled = flag;
     },
   };
+}
+
+/** Controls of settings a shown result does not record (`unrecorded`): blank, "not recorded", not a default. */
+function markUnrecorded(model, controls) {
+  const unrecorded = model.get("unrecorded") || [];
+  for (const c of controls) {
+    if (!unrecorded.includes(c.name)) continue;
+    for (const input of c.element.querySelectorAll("input, select")) {
+      if (input.tagName === "SELECT") input.selectedIndex = -1;
+      else if (input.type !== "range") input.value = "";
+      input.placeholder = "not recorded";
+      input.title = "the result shown does not record this setting";
+    }
+  }
 }

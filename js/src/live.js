@@ -5,6 +5,8 @@
 // legend, theme colours) in a few ms. Views draw it while data streams in and switch to the
 // interactive plotly figure when the job ends. Lines are min-max decimated to the pixel width;
 // y axes grow smoothly (eased) to the range of the data, which during a run only widens.
+// As on the plotly figure: hovering reads out the nearest chain's value at that draw, dragging
+// across the plot zooms x to the dragged span (y follows the data inside it), a double click resets.
 
 import { decimate } from "./plot.js";
 
@@ -74,6 +76,13 @@ function extent(arrays, extra = []) {
   return [lo - pad, hi + pad];
 }
 
+/** The x range of a live run of ``total`` draws with ``n`` so far: room to grow, doubling at the edge (not re-ticked every frame). */
+export function growingRange(n, total) {
+  let xMax = Math.min(total - 1, 63);
+  while (xMax < total - 1 && n > 0.9 * xMax) xMax = Math.min(total - 1, 2 * xMax + 1);
+  return xMax;
+}
+
 export class LiveLines {
   /**
    * @param {HTMLElement} box  positioned container holding the plotly figure this stands in for
@@ -87,14 +96,114 @@ export class LiveLines {
     this.canvas.className = "dvz-live";
     this.canvas.setAttribute("data-dvz-role", "live-plot");
     this.canvas.hidden = true;
-    box.append(this.canvas);
+    this.tip = document.createElement("div");
+    this.tip.className = "dvz-live-tip";
+    this.tip.setAttribute("data-dvz-role", "live-tip");
+    this.tip.hidden = true;
+    this.band = document.createElement("div");
+    this.band.className = "dvz-live-zoom";
+    this.band.hidden = true;
+    box.append(this.canvas, this.tip, this.band);
     this.ctx = this.canvas.getContext("2d");
+    this.xView = null; // [x0, x1] after a drag-zoom; null: the whole run
+    this.last = null; // what the last frame drew: its arguments, plot boxes and x range
     this.reset();
+    this.listen();
   }
 
   /** Forget the axis ranges (a new run starts). */
   reset() {
     this.shown = this.spec.panels.map(() => null);
+  }
+
+  /** Zoom x to [x0, x1] (draw indices), or back to the whole run with null; redraws the last frame unless ``redraw`` is false. */
+  zoom(range, redraw = true) {
+    this.xView = range && range[1] > range[0] ? range : null;
+    this.canvas.dataset.dvzXView = this.xView ? this.xView.map((x) => x.toFixed(1)).join(",") : "";
+    this.reset();
+    if (redraw && this.last) this.draw(this.last.frame);
+  }
+
+  /** The draw index under a pointer's x offset in the canvas, and the panel under its y (-1: none). */
+  locate(px, py) {
+    const { geo, x0, x1 } = this.last;
+    const panel = geo.panels.findIndex((b) => py >= b.top && py <= b.top + b.height);
+    return { x: x0 + ((px - geo.left) / geo.width) * (x1 - x0), panel, inside: px >= geo.left && px <= geo.left + geo.width };
+  }
+
+  listen() {
+    const { canvas, band } = this;
+    const offset = (event) => {
+      const r = canvas.getBoundingClientRect();
+      return [event.clientX - r.left, event.clientY - r.top];
+    };
+    let dragFrom = null;
+    canvas.addEventListener("pointerdown", (event) => {
+      if (!this.last || event.button !== 0) return;
+      const [px, py] = offset(event);
+      if (!this.locate(px, py).inside) return;
+      dragFrom = px;
+      canvas.setPointerCapture?.(event.pointerId);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!this.last) return;
+      const [px, py] = offset(event);
+      if (dragFrom === null) return this.hover(px, py);
+      const { geo } = this.last;
+      const [a, b] = [dragFrom, px].map((p) => Math.min(geo.left + geo.width, Math.max(geo.left, p))).sort((u, v) => u - v);
+      Object.assign(band.style, { left: `${a}px`, width: `${b - a}px`, top: `${geo.panels[0].top}px`, height: `${geo.panels.at(-1).top + geo.panels.at(-1).height - geo.panels[0].top}px` });
+      band.hidden = false;
+      this.tip.hidden = true;
+    });
+    canvas.addEventListener("pointerup", (event) => {
+      if (dragFrom === null) return;
+      const [px, py] = offset(event);
+      const from = dragFrom;
+      dragFrom = null;
+      band.hidden = true;
+      if (Math.abs(px - from) < 5) return; // a click, not a drag
+      const [a, b] = [this.locate(from, py).x, this.locate(px, py).x].sort((u, v) => u - v);
+      const [lo, hi] = [Math.max(0, a), Math.min(this.last.xMax, b)];
+      if (hi - lo >= 1) this.zoom([lo, hi]);
+    });
+    canvas.addEventListener("dblclick", () => this.zoom(null));
+    canvas.addEventListener("pointerleave", () => {
+      this.tip.hidden = true;
+    });
+  }
+
+  /** The readout under the pointer: the chain whose value at the nearest draw lies closest to it. */
+  hover(px, py) {
+    const { frame, geo, yOfs } = this.last;
+    const { x, panel, inside } = this.locate(px, py);
+    const given = frame.panels[panel];
+    const draw = Math.round(x);
+    let best = null;
+    if (inside && given && yOfs[panel]) {
+      given.series.forEach((series, index) => {
+        const value = series.y[draw];
+        const shown = given.log ? (value > 0 ? Math.log10(value) : NaN) : value;
+        if (!Number.isFinite(shown)) return;
+        const distance = Math.abs(yOfs[panel](shown) - py);
+        if (!best || distance < best.distance) best = { index, value, distance, color: series.color };
+      });
+    }
+    if (!best) {
+      this.tip.hidden = true;
+      return;
+    }
+    const name = given.series[best.index].name ?? `series ${best.index}`;
+    const title = this.spec.panels[panel].title;
+    this.tip.replaceChildren(
+      Object.assign(document.createElement("span"), { className: "dvz-live-tip-dot", style: `background: ${best.color}` }),
+      document.createTextNode(`${name} · ${this.spec.xTitle} ${draw} · ${title} ${Number(best.value.toPrecision(5))}`),
+    );
+    this.tip.hidden = false;
+    const right = px > geo.left + geo.width / 2;
+    Object.assign(this.tip.style, { top: `${Math.max(0, py - 28)}px`, left: right ? "" : `${px + 12}px`, right: right ? `${this.canvas.clientWidth - px + 12}px` : "" });
+    this.tip.dataset.dvzDraw = String(draw);
+    this.tip.dataset.dvzSeries = String(best.index);
+    this.tip.dataset.dvzPanel = String(panel);
   }
 
   get visible() {
@@ -107,6 +216,8 @@ export class LiveLines {
 
   hide() {
     this.canvas.hidden = true;
+    this.tip.hidden = true;
+    this.band.hidden = true;
   }
 
   /** Plot boxes in CSS px: plotly's own when ``gd`` was drawn at this size, else from the spec. */
@@ -133,10 +244,12 @@ export class LiveLines {
   /**
    * Draw one frame. Returns true when the axes have settled (no easing frame is needed).
    * @param {object} frame  {theme, width, height, xMax, gd, legend: [{name, color}],
-   *   panels: [{series: [{y: Float32Array, color}], hlines: [{y, label}], note, log}]} — a ``log``
-   *   panel draws log10 of its values, ticked at powers of ten
+   *   panels: [{series: [{y: Float32Array, color, name}], hlines: [{y, label}], note, log}]} — a ``log``
+   *   panel draws log10 of its values, ticked at powers of ten; ``name`` is the hover readout's
    */
-  draw({ theme, width, height, xMax, gd, legend = [], panels }) {
+  draw(frame) {
+    const { theme, width, height, gd, legend = [], panels } = frame;
+    const xMax = frame.xMax;
     const dpr = window.devicePixelRatio || 1;
     const { canvas, ctx } = this;
     if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
@@ -150,14 +263,20 @@ export class LiveLines {
     ctx.fillRect(0, 0, width, height);
     const geo = this.geometry(width, height, gd);
     const font = `11px ${theme.fontFamily}`;
-    const xOf = (x) => geo.left + (x / xMax) * geo.width;
-    const xTicks = niceTicks(0, xMax, geo.width, TICK_SPACING_PX.x);
+    const [x0, x1] = this.xView ? [this.xView[0], Math.min(this.xView[1], xMax)] : [0, xMax];
+    const xOf = (x) => geo.left + ((x - x0) / (x1 - x0)) * geo.width;
+    const xTicks = niceTicks(x0, x1, geo.width, TICK_SPACING_PX.x);
+    // the draws in view (a zoomed view decimates only them, at full resolution)
+    const first = Math.max(0, Math.floor(x0));
+    const last = Math.ceil(x1) + 1;
+    const inView = (ys) => (this.xView ? ys.subarray(first, last) : ys);
+    const yOfs = [];
     let settled = true;
 
     panels.forEach((given, index) => {
       const panel = given.log ? toLog(given) : given;
       const box = geo.panels[index];
-      const target = extent(panel.series.map((s) => s.y), (panel.hlines || []).map((l) => l.y));
+      const target = extent(panel.series.map((s) => inView(s.y)), (panel.hlines || []).map((l) => l.y));
       let range = this.shown[index];
       if (target && !range) range = target;
       else if (target) {
@@ -169,6 +288,7 @@ export class LiveLines {
       this.shown[index] = range;
       const [lo, hi] = range || [0, 1];
       const yOf = (y) => box.top + (1 - (y - lo) / (hi - lo)) * box.height;
+      yOfs[index] = range ? yOf : null;
 
       // gridlines and tick labels, as plotly draws them (no axis lines, no tick marks)
       ctx.lineWidth = 1;
@@ -235,7 +355,7 @@ export class LiveLines {
       if (range) {
         ctx.lineWidth = 1.3;
         ctx.lineJoin = "round";
-        for (const series of panel.series) drawLine(ctx, series, geo.width, xOf, yOf);
+        for (const series of panel.series) drawLine(ctx, inView(series.y), this.xView ? first : 0, series.color, geo.width, xOf, yOf);
       }
       ctx.restore();
       if (panel.note) {
@@ -264,11 +384,14 @@ export class LiveLines {
       ctx.fillText(item.name, x + 36, y);
       x += 44 + ctx.measureText(item.name).width;
     }
+    this.last = { frame, geo, x0, x1, xMax, yOfs };
     return settled;
   }
 
   destroy() {
     this.canvas.remove();
+    this.tip.remove();
+    this.band.remove();
   }
 }
 
@@ -291,10 +414,10 @@ function logTicks(lo, hi) {
   return { values, step: every };
 }
 
-/** Stroke one series, min-max decimated to ~1 point pair per pixel column, broken at NaN. */
-function drawLine(ctx, series, widthPx, xOf, yOf) {
-  const { x, y } = decimate(series.y, Math.max(50, Math.round(widthPx)));
-  ctx.strokeStyle = series.color;
+/** Stroke values ``ys`` of draws ``start``, ``start`` + 1, …, min-max decimated to ~1 point pair per pixel column, broken at NaN. */
+function drawLine(ctx, ys, start, color, widthPx, xOf, yOf) {
+  const { x, y } = decimate(ys, Math.max(50, Math.round(widthPx)));
+  ctx.strokeStyle = color;
   ctx.beginPath();
   let pen = false;
   for (let i = 0; i < y.length; i++) {
@@ -303,7 +426,7 @@ function drawLine(ctx, series, widthPx, xOf, yOf) {
       pen = false;
       continue;
     }
-    const px = xOf(x ? x[i] : i);
+    const px = xOf(start + (x ? x[i] : i));
     const py = yOf(v);
     if (pen) ctx.lineTo(px, py);
     else ctx.moveTo(px, py);

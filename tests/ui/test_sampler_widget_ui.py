@@ -247,8 +247,16 @@ def test_saved_html_page_renders_offline(browser, tmp_path):
         page.wait_for_selector(f"{ROOT}[data-dvz-ready='1']", timeout=30_000)
         page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws || 0) === 300")
         assert page.locator(f"{role('trace-plot')} .scatterlayer .trace").count() == 8
-        assert page.inner_text(role("verdict")).startswith(res.diagnostics.verdict.split(" ")[0])
+        # no sampler traces: the verdict says what it could not check, in amber, not as plain "healthy"
+        verdict = page.locator(role("verdict"))
+        assert verdict.inner_text() == res.diagnostics.verdict
+        assert verdict.inner_text().startswith("healthy as far as checked: not checked: the step-size bias")
+        assert verdict.get_attribute("data-healthy") == "unchecked"
         assert page.locator(role("run")).is_disabled()
+        # settings the result does not record are not shown as the widget's defaults; none is editable
+        gamma = page.locator(role("localization"))
+        assert gamma.input_value() == "" and gamma.get_attribute("placeholder") == "not recorded" and gamma.is_disabled()
+        assert page.locator(role("lr-value")).input_value() == "0.001" and page.locator(role("lr-value")).is_disabled()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "sampler-07-saved-html.png"))
     finally:
@@ -468,6 +476,7 @@ def test_no_recommendation_is_not_styled_as_success(lab, page):
         page.wait_for_selector(f"{role('recommended')}[data-state='none']")
         assert kernel_eval(client, "w.calibration['recommended']") is None
         assert "no recommendation" in page.inner_text(role("recommended"))
+        assert "every lr was too large: add smaller lrs (below 0.1)" in page.inner_text(role("recommended"))  # which way
         colour = page.evaluate(f"getComputedStyle({q(role('recommended'))}).color")
         success = page.evaluate("getComputedStyle(document.body).getPropertyValue('--jp-success-color1')")
         probe = page.evaluate(f"(() => {{ const s = document.createElement('span'); s.style.color = {json.dumps(success)} || '#388e3c'; document.body.append(s); const c = getComputedStyle(s).color; s.remove(); return c; }})()")
@@ -520,3 +529,71 @@ def test_defaults_run_healthy_and_the_default_grid_recommends_on_the_notebooks_n
     finally:
         client.stop_channels()
         switch_theme(page, "Light")
+
+
+def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
+    # 3000 draws at 0.03 s: the chains stream for 90 s, longer than this test's hovering and theme switches
+    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000").replace("seconds_per_draw=0.01", "seconds_per_draw=0.03")
+    name = write_notebook(lab, "sampler_live_canvas_zoom.ipynb", slow)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    canvas = role("live-plot")
+    try:
+        page.click(role("run"))
+        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 100", timeout=60_000)
+        # the live health line shows the acceptance the engine streamed (the fake's constant 0.875)
+        page.wait_for_function(f"/MALA acc\\.\\s*0\\.875/.test({q(role('live-health'))}.innerText)", timeout=30_000)
+        assert kernel_eval(client, "w.trace['live']['mala_acceptance']") == 0.875
+        box = page.locator(canvas).bounding_box()
+        # hover: the readout names a chain, its draw and the value the kernel holds for it
+        x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.25
+        page.mouse.move(x, y)
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")
+        tip = page.locator(role("live-tip"))
+        draw, chain = int(tip.get_attribute("data-dvz-draw")), int(tip.get_attribute("data-dvz-series"))
+        value = kernel_eval(client, f"float(w.trace['loss'][{chain}, {draw}])")
+        text = tip.inner_text()
+        assert f"chain {chain} · draw {draw} · loss" in text, text
+        assert float(text.rsplit(" ", 1)[1]) == pytest.approx(value, rel=1e-4)
+        shot(page, "16-live-hover-light")
+        # drag across the plot: x zooms to the dragged span
+        page.mouse.move(box["x"] + box["width"] * 0.3, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        shot(page, "17-live-drag-light")
+        page.mouse.up()
+        view = [float(v) for v in page.get_attribute(canvas, "data-dvz-x-view").split(",")]
+        assert 0 <= view[0] < view[1] and view[1] - view[0] >= 1
+        page.mouse.move(x + 5, y)
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")
+        zoomed_draw = int(tip.get_attribute("data-dvz-draw"))
+        assert view[0] <= zoomed_draw <= view[1] + 1
+        # double click: the whole run again
+        page.mouse.dblclick(x, y)
+        assert page.get_attribute(canvas, "data-dvz-x-view") == ""
+        # zoomed again, in the dark theme
+        page.mouse.move(box["x"] + box["width"] * 0.3, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+        assert page.get_attribute(canvas, "data-dvz-x-view") != ""
+        switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)  # Lab's theme splash
+        page.mouse.move(x + 5, y)
+        page.wait_for_function(f"!{q(role('live-tip'))}.hidden")  # hover works in the dark theme too
+        shot(page, "18-live-zoomed-hover-dark")
+        switch_theme(page, "Light")
+        assert page.locator(canvas).is_visible(), "the run ended before the test did"
+        page.click(role("stop"))
+        page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        # the fake engine's results carry no sampler traces: amber "healthy as far as checked", light and dark
+        page.wait_for_function(f"{q(role('verdict'))}.dataset.healthy === 'unchecked'")
+        assert "healthy as far as checked: not checked: the step-size bias" in page.inner_text(role("verdict"))
+        shot(page, "19-unchecked-verdict-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)
+        shot(page, "19-unchecked-verdict-dark")
+        switch_theme(page, "Light")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()

@@ -8,12 +8,12 @@
 import { decode, emptyArray } from "../codec.js";
 import { onCommit, settingControls } from "../controls.js";
 import { debounce, field, fmt, h } from "../dom.js";
-import { LiveLines } from "../live.js";
+import { LiveLines, growingRange } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
 import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
-import { gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
+import { GRID_KEY, gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
@@ -131,6 +131,7 @@ export function renderSampler({ model, el }) {
       gridProgress,
     ),
     heatmap,
+    h("div", { class: "dvz-muted dvz-small", role: "grid-key" }, GRID_KEY),
     h("div", { class: "dvz-rec-row" }, recommended, useRecommended),
     h("div", { class: "dvz-cell" }, h("div", { class: "dvz-cell-side" }, cellInfo, useCell), cellPlot),
   );
@@ -195,8 +196,8 @@ export function renderSampler({ model, el }) {
       b.title = canRun ? hint : "this widget shows a finished result; create SamplerWidget(model, data, loss_fn) to sample";
     }
     stopButton.disabled = !busy || status === "stopping";
-    settings.disable(busy);
-    paramsInput.disabled = busy;
+    settings.disable(busy || !canRun); // a finished result's settings are shown, not edited
+    paramsInput.disabled = busy || !canRun;
     const error = model.get("error");
     errorBox.hidden = !error;
     errorBox.textContent = error ? `⚠ ${error}` : "";
@@ -234,8 +235,9 @@ export function renderSampler({ model, el }) {
     const loss = trace.loss?.shape?.length === 2 ? trace.loss : null;
     const [chains, n] = loss ? loss.shape : [0, 0];
     const total = Math.max(trace.total_draws ?? n, n, 2);
-    if (!liveRun || liveRun[0] !== chains || liveRun[1] !== total || liveRun[2] > n) live.reset();
+    if (!liveRun || liveRun[0] !== chains || liveRun[1] !== total || liveRun[2] > n) live.zoom(null, false); // a new run: whole x, fresh y
     liveRun = [chains, total, n];
+    const xMax = growingRange(n, total); // the draws so far with room to grow, not all of them
     const started = performance.now();
     const known = trace.init_loss !== null && trace.init_loss !== undefined && trace.nbeta;
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
@@ -250,12 +252,12 @@ export function renderSampler({ model, el }) {
       theme,
       width: tracePlot.offsetWidth,
       height: TRACE_HEIGHT,
-      xMax: total - 1,
+      xMax,
       gd: tracePlot,
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
-        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c) })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
-        { series: llcRows.map((y, c) => ({ y, color: color(c) })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
+        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c), name: `chain ${c}` })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
+        { series: llcRows.map((y, c) => ({ y, color: color(c), name: `chain ${c}` })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
       ],
     });
     live.show();
@@ -292,9 +294,7 @@ export function renderSampler({ model, el }) {
   function updateHealth() {
     const health = decode(model.get("health")) || {};
     const status = model.get("status");
-    metrics.replaceChildren();
-    reasons.replaceChildren();
-    warnings.replaceChildren();
+    for (const list of [metrics, reasons, warnings]) list.replaceChildren();
     nextStep.textContent = "";
     warningsTitle.hidden = true;
     if (health.verdict === undefined) {
@@ -304,7 +304,7 @@ export function renderSampler({ model, el }) {
       return;
     }
     verdict.textContent = (health.partial ? "partial run · " : "") + health.verdict;
-    verdict.dataset.healthy = health.healthy ? "true" : health.status === "undefined" ? "undefined" : "false";
+    verdict.dataset.healthy = health.healthy ? ((health.unchecked || []).length ? "unchecked" : "true") : health.status === "undefined" ? "undefined" : "false";
     nextStep.textContent = health.next_step ? `next step: ${health.next_step}` : "";
     metrics.append(...healthMetrics(health).map(metric));
     for (const r of health.reasons || []) reasons.append(h("li", {}, r));
@@ -379,7 +379,7 @@ export function renderSampler({ model, el }) {
     useCell.disabled = isStatic || Number.isNaN(healthy);
     useCell.onclick = () => send({ type: "use_cell", i, j });
     if (Number.isNaN(healthy) || cellPlot.offsetWidth === 0) return;
-    // this cell's chains, trimmed to the draws it has (partial cells are NaN-padded)
+    // this cell's chains (every cell_stride-th draw), trimmed to the draws it has (partial cells are NaN-padded)
     const [, , chains, draws] = cal.loss.shape;
     const block = cal.loss.at(i, j);
     let n = 0;
@@ -390,7 +390,7 @@ export function renderSampler({ model, el }) {
       for (let c = 0; c < chains; c++) out.set(source.subarray(c * draws, c * draws + n), c * n);
       return { shape: [chains, n], at: (c) => ({ data: out.subarray(c * n, (c + 1) * n) }) };
     };
-    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth);
+    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth, 0, { stride: cal.cell_stride || 1 });
     layout.showlegend = false;
     layout.margin.t = 8;
     react(cellPlot, data, layout);

@@ -93,16 +93,18 @@ export const EMPTY_TRACE_TEXT = "Press ▶ Run: each chain's loss (top) and its 
  * @param {number|null} initLoss L(w*)
  * @param {ArrayLike|null} divergent per chain, > 0 where it diverged (drawn dotted)
  * @param {object} [options] ``yScale`` ("auto" | "linear" | "log"), ``smoothing`` (EMA weight of the
- *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure)
+ *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure), ``stride``
+ *   (draws between two given points: a calibration cell's thinned traces)
  */
 export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws, options = {}) {
   const [chains, n] = loss.shape;
-  const xs = drawIndex(n);
+  const stride = options.stride || 1;
+  const xs = stride === 1 ? drawIndex(n) : Float32Array.from({ length: n }, (_, i) => i * stride);
   const smoothing = options.smoothing || 0;
   const buckets = Math.max(100, Math.round((width || 800) / 2)); // one min-max pair per 2 px
   const line = (ys) => {
     const d = decimate(ys, buckets); // long chains: min-max per pixel column, spikes kept
-    return { x: d.x ?? xs, y: d.y };
+    return { x: d.x ? d.x.map((i) => i * stride) : xs, y: d.y };
   };
   const lossRows = Array.from({ length: chains }, (_, c) => loss.at(c).data);
   const llcRows = llc ? Array.from({ length: chains }, (_, c) => llc.at(c).data) : [];
@@ -294,7 +296,7 @@ export function healthMetrics(health) {
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
-    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*)\n" + perChain(health.fraction_below_init, 2)],
+    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*): a few % is minibatch noise; a chain with over half its draws below is flagged (w* may not be a minimum)\n" + perChain(health.fraction_below_init, 2)],
     ["divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"],
   ];
 }
@@ -306,6 +308,6 @@ export function liveMetrics(live, chains) {
     ["R-hat", Number.isFinite(live.rhat) ? live.rhat.toFixed(3) : "–", `rank-normalised split R-hat of the loss traces ${so}; well above 1.1: the chains disagree`],
     ["ESS", fmt(live.ess, 3), `bulk effective sample size, all chains, ${so}`],
     ["divergent", live.divergent === null || live.divergent === undefined ? "–" : `${live.divergent}/${chains}`, `chains whose loss became non-finite or exploded, ${so}: Stop and lower lr`],
-    ["MALA acc.", "at the end", "MALA acceptance needs the sampler's proposals, which the stream does not carry: it comes with the verdict"],
+    ["MALA acc.", fmt(live.mala_acceptance, 3), `mean MALA acceptance probability of the moves measured ${so} (≈0.9 is the rule of thumb; the verdict fails a mean below 0.5 in high dimension)`],
   ];
 }

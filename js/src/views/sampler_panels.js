@@ -39,7 +39,7 @@ export function tracePlotOptions(view, redraw) {
   );
 }
 
-/** While a run streams: R-hat, ESS and divergences of the draws so far, computed in Python (``trace.live``). */
+/** While a run streams: R-hat, ESS, MALA acceptance and divergences of the draws so far, computed in Python (``trace.live``). */
 export function liveHealthLine() {
   const element = h("div", { class: "dvz-metrics dvz-live-health", role: "live-health", hidden: true });
   function update(trace, streaming) {
@@ -47,7 +47,7 @@ export function liveHealthLine() {
     element.hidden = !shown;
     if (!shown) return;
     const chains = trace.loss?.shape?.[0] ?? 0;
-    element.replaceChildren(h("div", { class: "dvz-muted dvz-small dvz-live-title" }, `so far (${trace.live.draws} draws):`), ...liveMetrics(trace.live, chains).map(metric));
+    element.replaceChildren(h("div", { class: "dvz-muted dvz-small dvz-live-title" }, `so far (the first ${trace.live.draws} draws; updated twice a second):`), ...liveMetrics(trace.live, chains).map(metric));
   }
   return { element, update };
 }
@@ -91,7 +91,7 @@ export function historyPanel(model, sync, theme) {
       type: "checkbox", role: `compare-${entry.run}`, checked: compared.includes(entry.run), title: `overlay run ${entry.run} in the comparison plot`,
       onchange: () => sync.now("compared", tick.checked ? [...compared, entry.run] : compared.filter((i) => i !== entry.run)),
     });
-    const healthy = entry.status === "healthy" ? "true" : entry.status.startsWith("undefined") ? "undefined" : "false";
+    const healthy = entry.status.startsWith("healthy as far as checked") ? "unchecked" : entry.status.startsWith("healthy") ? "true" : entry.status.startsWith("undefined") ? "undefined" : "false";
     return h(
       "tr", { "data-run": entry.run },
       h("td", { style: colour ? `box-shadow: inset 4px 0 0 ${colour}` : undefined }, tick), h("td", {}, String(entry.run)), h("td", {}, entry.sampler ?? "–"),
@@ -151,3 +151,10 @@ export function gridInput(model, name, role, syncNow) {
   });
   return input;
 }
+
+/** The calibration heatmap's key: what a cell, a cross, the ring and a blank cell mean, and how the row is chosen. */
+export const GRID_KEY =
+  "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); ring: the recommendation. Blank: not run (yet), or an lr the " +
+  "refinement added in another row (each row is refined only around its own largest healthy lr). The recommendation " +
+  "comes from the row with the most healthy cells, its largest lr of small bias. Rows estimate different localized " +
+  "targets (nβ or γ changes the quantity), so compare colours along a row.";
