@@ -10,8 +10,9 @@ chromium through Playwright (light theme, 1100 px wide) and screenshotted into `
 Training runs come from the zoo's cache (:func:`devinterp_viz.zoo.cached_run`) and the transformer
 sweeps from a result store under the same cache root (``$DVZ_CACHE`` or
 ``~/.cache/devinterp_viz``, folder ``readme-store``), so a rerun after a widget change only
-samples the deep linear network and the small classifier again (about two minutes on two
-cores); the first run also trains the transformer and sweeps it (about ten more).
+samples the deep linear network and the small classifier again (under two minutes on a busy
+two-core machine); the first run also trains the transformer and sweeps its heads (about 25
+minutes there).
 The pages are kept in ``test-artifacts/readme/`` (gitignored) for a look in a browser.
 """
 
