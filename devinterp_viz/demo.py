@@ -59,10 +59,13 @@ class DemoSize:
     notes: list[str] = field(default_factory=list)
 
 
-# The transformer's chains: lr 1e-4 with nβ 30 and γ 200 relax into the localised posterior in
-# about 2/(lr·γ) = 100 steps (hence the burn-in) with a step-size bias under 10 % of the whole
-# model's LLC. A single head's refined LLC is 10–100× smaller, so the same step biases it by
-# 20–160 %: the heads take lr 3e-5 (its burn-in 2/(lr·γ) ≈ 330 steps).
+# The transformer's chains: lr 1e-4 with nβ 30 and γ 200 have a localization time 2/(lr·γ) = 100
+# steps and a step-size bias under 10 % of the whole model's LLC. The full run burns in two
+# localization times (200 steps), the burn-in the verdict's next step asks for; the quick run takes
+# 150. The verdict itself does not go by the burn-in: it checks from the chains' virial whether they
+# have spread into the localised posterior (engine/diagnostics.py). A single head's refined LLC is
+# 10–100× smaller, so the same step biases it by 20–160 %: the heads take lr 3e-5 (localization time
+# 2/(lr·γ) ≈ 330 steps; their 300 burn-in steps are about one, and the verdict checks the rest).
 TRANSFORMER_SGLD = dict(lr=1e-4, nbeta=30.0, localization=200.0, batch_size=16)
 HEAD_SGLD = dict(TRANSFORMER_SGLD, lr=3e-5)
 # TMS: full-batch chains at nβ = 1e4, γ = 10 estimate λ itself, not a heavily localized quantity:

@@ -10,7 +10,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = {
-    "quickstart.ipynb": ["k-gons seen: [0, 1, 2, 3, 4, 5]", "checkpoints healthy", "final checkpoint: a 5-gon", "(healthy)"],
+    "quickstart.ipynb": ["k-gons seen: [0, 1, 2, 3, 4, 5]", "checkpoints healthy", "final checkpoint: a 5+-gon", "(healthy)"],
     "essential_dynamics.ipynb": ["explained variance", "milestones at steps", "LLC stage boundaries", "estimates healthy"],
     "refined_llc_and_heads.ipynb": ["behaviour  previous_token", "behaviour       induction", "agreement with behaviour",
                                     "head estimates healthy"],
