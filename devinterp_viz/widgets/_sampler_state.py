@@ -159,7 +159,7 @@ def calibration_state(cal: Any) -> dict[str, Any]:
     rec = cal.recommended
     return {
         "axis": cal.axis, "lrs": np.asarray(cal.lrs, float), "values": np.asarray(cal.values, float),
-        "llc_mean": cal.llc_mean.astype(np.float32), "llc_std": cal.llc_std.astype(np.float32),
+        "llc_mean": cal.llc_mean.astype(np.float32), "llc_se": cal.llc_se.astype(np.float32),
         "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
         "init_loss": cal._grid(lambda r: r.init_loss).astype(np.float32),
         "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc, "cell_stride": stride,

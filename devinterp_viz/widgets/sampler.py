@@ -89,7 +89,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     health : dict (read-only)
         Estimate and diagnostics of the shown run; {} until it ends.
     calibration : dict (read-only)
-        Calibration grid: ``lrs`` (n_lr,), ``values`` (n_values,), ``llc_mean`` / ``llc_std`` /
+        Calibration grid: ``lrs`` (n_lr,), ``values`` (n_values,), ``llc_mean`` / ``llc_se`` /
         ``healthy`` / ``init_loss`` / ``nbeta`` (n_values, n_lr) (NaN while pending), ``loss`` and
         ``llc`` (n_values, n_lr, chains, points) at every ``cell_stride``-th draw, ``reasons``,
         ``cell_settings``, ``recommended``, ``done``, ``total``.

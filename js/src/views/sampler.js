@@ -12,6 +12,7 @@ import { LiveLines, growingRange } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
+import { estimate } from "./conventions.js";
 import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
 import { GRID_KEY, gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
@@ -372,7 +373,7 @@ export function renderSampler({ model, el }) {
     const cellReasons = cal.reasons?.[i]?.[j] || [];
     cellInfo.replaceChildren(
       h("div", { class: "dvz-cell-title" }, `lr ${fmt(cal.lrs.data[j])} · ${axisName} ${fmt(cal.values.data[i])}`),
-      h("div", {}, `LLC ${fmt(cal.llc_mean.get(i, j), 4)} ± ${fmt(cal.llc_std.get(i, j), 2)}`),
+      h("div", {}, `LLC ${estimate(cal.llc_mean.get(i, j), cal.llc_se.get(i, j))} (± SE)`),
       h("div", { class: "dvz-verdict", "data-healthy": Number.isNaN(healthy) ? "" : String(healthy === 1) }, Number.isNaN(healthy) ? "pending" : healthy === 1 ? "healthy" : "unhealthy"),
       h("ul", { class: "dvz-reasons" }, cellReasons.map((r) => h("li", {}, r))),
     );
