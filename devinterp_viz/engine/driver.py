@@ -402,7 +402,8 @@ def potential_gradient(position: torch.Tensor, grad: torch.Tensor, hyper: Hyper,
         The chains' positions and their loss gradients.
     hyper : Hyper
     keep_grad : bool
-        Build ∇U in a tensor of its own; otherwise in ``grad``'s memory (``grad`` is then gone).
+        Build ∇U in a tensor of its own; otherwise, above one block, in ``grad``'s memory (``grad``
+        is then gone). In one block it is built in δ's memory either way.
     with_sq_dist : bool
         Also return |w − w*|² (frozen coordinates have δ = 0).
     traces : dict or None
@@ -420,7 +421,7 @@ def potential_gradient(position: torch.Tensor, grad: torch.Tensor, hyper: Hyper,
     chains, dim = position.shape
     columns = max(1, DRIFT_BLOCK_ELEMENTS // max(chains, 1))
     whole = columns >= dim
-    drift = grad if not keep_grad else (None if whole else torch.empty_like(grad))
+    drift = None if whole else (torch.empty_like(grad) if keep_grad else grad)  # one block: δ's memory
     zeros = lambda: position.new_zeros(chains)  # noqa: E731
     sq_dist = zeros() if with_sq_dist else None
     sums = {name: zeros() for name in ("offset_grad", "descent", "stein", "drift_sq")} if traces is not None else None
