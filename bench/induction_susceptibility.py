@@ -1,0 +1,98 @@
+"""Per-half susceptibilities of the zoo transformer's heads before and after its induction bump, sampled long.
+
+posterior_covariances.ipynb samples three heads at 4 chains × 100 draws, too few to tell the copied
+half of a repeated sequence from its fresh half. This runs the same design (the same checkpoints,
+probe, observables, per-head sampler settings and ``loss_observable="train"``) with more chains and
+draws, and reports χ ± SE of each half and of their difference (copied − fresh, from the per-token
+susceptibilities of one run, so their covariance is kept), per head and checkpoint. Usage::
+
+    python bench/induction_susceptibility.py                         # results to bench/RESULTS.md
+    python bench/induction_susceptibility.py --chains 4 --draws 20 --heads blocks.1.attn.head0 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import cpu_name, write_section  # noqa: E402
+
+import devinterp_viz as dvz  # noqa: E402
+from devinterp_viz.analysis.covariances import cross_covariance  # noqa: E402
+from devinterp_viz.zoo import AttentionOnlyTransformer, TransformerConfig, cached_run, lm_loss, make_distribution  # noqa: E402
+from devinterp_viz.zoo.transformer import probe_batch  # noqa: E402
+
+SECTION = "## induction_susceptibility (the zoo transformer's heads on copied vs fresh tokens, across the bump)"
+STEPS = (1027, 2645)
+HEADS = ("blocks.1.attn.head0", "blocks.0.attn.head0", "blocks.0.attn.head2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chains", type=int, default=12)
+    parser.add_argument("--draws", type=int, default=150)
+    parser.add_argument("--heads", default=",".join(HEADS))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    trajectory, _ = cached_run("transformer", steps=3000, seed=0)
+    steps = [int(s) for s in trajectory.steps]
+    around_bump = dvz.Trajectory([(step, trajectory.state_dict(steps.index(step))) for step in STEPS])
+    heads = {h.label: h for h in dvz.attention_heads(AttentionOnlyTransformer(TransformerConfig()))}
+    chosen = {name: heads[name] for name in args.heads.split(",")}
+    repeated = probe_batch("repeated", 4, 64)  # (4 sequences, 64 tokens): second half = first half
+    half = repeated.shape[1] // 2
+
+    def next_token_losses(m, tokens):
+        return F.cross_entropy(m(tokens)[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+
+    start = time.perf_counter()
+    sweep = dvz.sweep_llc(around_bump, AttentionOnlyTransformer(TransformerConfig()), make_distribution("full", 256, 64, seed=1),
+                          lm_loss, selections=chosen, per_sample_loss=next_token_losses,
+                          observables={"repeated": repeated, "train": make_distribution("full", 32, 64, seed=2)},
+                          lr=3e-5, nbeta=30.0, localization=200.0, num_chains=args.chains, num_burnin_steps=300,
+                          num_draws=args.draws, batch_size=16, progress=False)
+    seconds = time.perf_counter() - start
+    # token t of a sequence predicts token t + 1: positions half … 62 predict copied tokens, 0 … half-2 fresh ones
+    position = np.tile(np.arange(repeated.shape[1] - 1), repeated.shape[0])
+    copied, fresh = position >= half, position < half - 1  # as the notebook: the half boundary's token in neither
+    rows = []
+    for name in chosen:
+        for index, step in enumerate(STEPS):
+            result = sweep.results[(name, "data", index)]
+            loss = result.observables["train"].astype(np.float64).mean(axis=2, keepdims=True)  # L, (chains, draws, 1)
+            tokens = result.observables["repeated"].astype(np.float64)  # ℓ per token, (chains, draws, tokens)
+            halves = np.stack([tokens[..., copied].mean(-1), tokens[..., fresh].mean(-1)], axis=-1)
+            chi = cross_covariance(loss, halves - loss)  # χ = −nβ Cov(L, ℓ − L) of each half's mean loss
+            diff = cross_covariance(loss, halves[..., :1] - halves[..., 1:])  # of copied − fresh: its own error
+            values = np.append(-result.nbeta * chi.value[0], -result.nbeta * diff.value[0])
+            errors = np.append(result.nbeta * chi.stderr[0], result.nbeta * diff.stderr[0])
+            cells = [f"{v:+.2e} ± {e:.1e}" for v, e in zip(values, errors)]
+            z = values[-1] / errors[-1]
+            rows.append(f"| {name} | {step} | {result.diagnostics.status} | " + " | ".join(cells) + f" | {z:+.1f} |")
+    body = "\n".join([
+        f"Machine: {cpu_name()}, CPU, 1 torch thread (other work ran at the same time). {args.chains} chains × "
+        f"{args.draws} draws per head and checkpoint, 300 burn-in steps, lr 3e-5, nβ 30, γ 200, batch 16, "
+        f"only the head's weights moving; {seconds:.0f} s in all. χ = −nβ·Cov(L, ℓ − L) per token of 4 repeated "
+        "sequences (L = the mean loss on 32 training sequences), averaged over the tokens predicted in the "
+        "copied half and in the fresh half; ± is the batch-means standard error across chains (per-chain covariances), and z the "
+        "difference over its own error (the two halves' errors are correlated: the difference's is computed from the run itself). `python bench/induction_susceptibility.py`",
+        "",
+        "| head | step | verdict | χ copied half | χ fresh half | copied − fresh | z |",
+        "|---|---:|---|---:|---:|---:|---:|",
+        *rows,
+    ])
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
