@@ -378,6 +378,26 @@ def test_widget_defaults_differ_from_the_engine_only_where_stated(engine):
     assert min(w.grid_lrs) < w.lr < max(w.grid_lrs)  # the grid brackets the default step
 
 
+def test_data_without_a_batch_size_gets_the_widgets_stated_one_and_runs():
+    """The README's call SamplerWidget(model, data, loss_fn) with tensors runs: the engine needs a batch size
+    for data it batches itself, so the widget takes WIDGET_BATCH_SIZE (or all of a smaller data set)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(200, 3), torch.randn(200, 1)
+    size = sampler_module.WIDGET_BATCH_SIZE
+    loss = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean()  # noqa: E731
+    assert SamplerWidget(model, (x, y), loss).batch_size == size
+    assert SamplerWidget(model, {"x": x, "y": y}, loss).batch_size == size
+    assert SamplerWidget(model, TensorDataset(x, y), loss).batch_size == size
+    assert SamplerWidget(model, [(x[i], y[i]) for i in range(10)], loss).batch_size == 10  # fewer examples
+    assert SamplerWidget(model, (x[:20].numpy(), y[:20].numpy()), loss).batch_size == 20
+    assert SamplerWidget(model, (x, y), loss, batch_size=8).batch_size == 8  # a given value wins
+    assert SamplerWidget(model, DataLoader(TensorDataset(x, y), batch_size=16), loss).batch_size is None  # its own
+    res = SamplerWidget(model, (x, y), loss, num_chains=2, num_draws=20).run(wait=True)
+    assert res.config["batch_size"] == size and np.isfinite(res.llc_mean)
+
+
 # ----------------------------------------------------------------------------- history
 def test_every_run_is_kept_with_its_settings_estimate_and_verdict(widget, engine):
     first = widget.run(wait=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import traitlets
+from torch.utils._pytree import tree_flatten
+from torch.utils.data import DataLoader, Dataset
 
 from devinterp_viz.analysis.calibration import AXES, CalibrationResult, calibrate
 from devinterp_viz.engine.llc import estimate_llc
@@ -32,6 +34,9 @@ RUN_OPTIONS = ("device", "model_mode")
 #: (2 × 2/(lr·γ) = 40 steps at γ = 100, with margin). Measured healthy, 4 chains × 200–300 draws,
 #: on the deep linear network of notebooks/sampler_tuning.ipynb (seeds 0–2).
 WIDGET_DEFAULTS = {"lr": 1e-3, "num_burnin_steps": 100}
+#: The minibatch size a new widget takes for data that is not a DataLoader (the engine needs one
+#: for tensors and Datasets; a DataLoader keeps its own), or the whole data set when smaller.
+WIDGET_BATCH_SIZE = 64
 #: The calibration grid a new widget starts with: it brackets WIDGET_DEFAULTS' step by a decade
 #: or two each way and nβ around the default batch_size / ln(batch_size), so on that network it
 #: shows both edges of the healthy region and recommends a setting.
@@ -150,6 +155,8 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
             defaults["params"] = params
         self.model, self.data, self.loss_fn = model, data, loss_fn
         defaults = {**WIDGET_DEFAULTS, **defaults}
+        if data is not None and not isinstance(data, DataLoader) and defaults.get("batch_size") is None:
+            defaults["batch_size"] = min(WIDGET_BATCH_SIZE, _num_examples(data))
         self.result = None
         self.runs: list[Any] = []  # every LLCResult this widget ran or was shown, oldest first
         self.calibration_result = None
@@ -410,3 +417,11 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         with self.hold_sync():
             self.trace = trace_state(result.loss_trace, result.init_loss, result.nbeta, total)
             self.health = health_state(result)
+
+
+def _num_examples(data: Any) -> int:
+    """Examples in data the engine batches itself: a Dataset or a list of examples, or tensors or
+    arrays (alone, in a tuple or a dict) whose leading axis is the example."""
+    if isinstance(data, (Dataset, list)):
+        return len(data)
+    return len(tree_flatten(data)[0][0])

@@ -177,6 +177,13 @@ def switch_theme(page, name: str) -> None:
     page.click(f".lm-Menu-itemLabel:text-is('{name}')")
 
 
+def to_dark_theme(page, root: str) -> None:
+    """Switch JupyterLab to its dark theme and wait until the widget at ``root`` has followed it."""
+    switch_theme(page, "JupyterLab Dark")
+    page.wait_for_selector(f"{root}[data-dvz-theme='dark']", timeout=30_000)
+    page.wait_for_timeout(500)  # the widget redraws its figures a moment after the attribute flips
+
+
 def wait_python(client, expression: str, predicate, timeout: float = 20.0):
     """Poll ``expression`` in the kernel until ``predicate`` holds (or time runs out); its last value."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import math
 import re
 
 from dvz_lab import ARTIFACTS, kernel_eval
-from dvz_lab import open_and_run, q, switch_theme, wait_python, write_notebook
+from dvz_lab import open_and_run, q, switch_theme, to_dark_theme, wait_python, write_notebook
 from test_linked_widgets_ui import DASH, IMPORT_FAKES
 
 # As in the essential-dynamics notebook: a loss and a dynamics point at all 60 checkpoints, an LLC
@@ -327,9 +327,7 @@ def test_the_llc_panel_draws_estimates_only_and_names_every_mark_in_both_themes(
         bar = page.evaluate(f"{q(ED)}.data.find((t) => t.name === 'trajectory').marker.colorbar.ticktext")
         assert bar == ["0", "10", "100", "1000", "10000"], bar
         shot(page, "dashboard-marks-light")
-        switch_theme(page, "JupyterLab Dark")
-        page.wait_for_selector(f"{DASH}[data-dvz-theme='dark']", timeout=30_000)
-        page.wait_for_timeout(500)
+        to_dark_theme(page, DASH)
         assert not _overlaps(_label_boxes(page, LLC))
         shot(page, "dashboard-marks-dark")
         assert not page.dvz_errors, page.dvz_errors

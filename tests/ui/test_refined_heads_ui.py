@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dvz_lab import kernel_eval
-from dvz_lab import ARTIFACTS
-from dvz_lab import open_and_run, q, switch_theme, wait_python, write_notebook
+from dvz_lab import ARTIFACTS, kernel_eval
+from dvz_lab import open_and_run, q, switch_theme, to_dark_theme, wait_python, write_notebook
 from test_linked_widgets_ui import HEADS, IMPORT_FAKES, REFINED
 
 TRANSFORMER_CELL = """
@@ -122,9 +121,7 @@ def test_run_runs_the_head_ticked_after_a_selection_exists_with_the_settings_typ
         assert not overlapping_texts(page, plot)
         assert not controls_without_tooltip(page, REFINED)
         shot(page, REFINED, "refined-02-ran-light")
-        switch_theme(page, "JupyterLab Dark")
-        page.wait_for_selector(f"{REFINED}[data-dvz-theme='dark']", timeout=30_000)
-        page.wait_for_timeout(500)
+        to_dark_theme(page, REFINED)
         shot(page, REFINED, "refined-03-ran-dark")
         assert not page.dvz_errors, page.dvz_errors
     finally:
@@ -203,9 +200,7 @@ def test_heads_numbered_as_labels_keep_colours_and_read_cleanly_at_820_px(lab, p
         page.wait_for_function(f"{q(HEADS)}.dataset.selected === {json.dumps(other)}")
         assert page.get_attribute(f"{HEADS} [data-dvz-role='attention']", "data-head") == other
         shot(page, HEADS, "heads-02-four-clusters-light")
-        switch_theme(page, "JupyterLab Dark")
-        page.wait_for_selector(f"{HEADS}[data-dvz-theme='dark']", timeout=30_000)
-        page.wait_for_timeout(500)
+        to_dark_theme(page, HEADS)
         for plot in ("heatmap", "embedding", "attention-overview"):
             assert not overlapping_texts(page, f"{HEADS} [data-dvz-role='{plot}']"), plot
         shot(page, HEADS, "heads-03-four-clusters-dark")
@@ -267,9 +262,7 @@ def test_refined_curves_draw_se_bars_and_never_normalise_a_negative_estimate(lab
         assert len(y) == 3 and max(y) == 1.0 and min(y) > 0, y
         assert not overlapping_texts(page, plot)
         shot(page, REFINED, "refined-05-marks-normalised-light")
-        switch_theme(page, "JupyterLab Dark")
-        page.wait_for_selector(f"{REFINED}[data-dvz-theme='dark']", timeout=30_000)
-        page.wait_for_timeout(500)
+        to_dark_theme(page, REFINED)
         shot(page, REFINED, "refined-06-marks-normalised-dark")
         assert not page.dvz_errors, page.dvz_errors
     finally:
@@ -348,9 +341,7 @@ def test_heads_raw_switch_changes_the_thumbnails_points_never_hide_each_other_an
         raw = kernel_eval(client, "[float(np.nanmin(w.signatures.signatures_)), float(np.nanmax(w.signatures.signatures_))]")
         assert abs(lo - raw[0]) <= 1e-4 * abs(raw[0]) + 1e-6 and abs(hi - raw[1]) <= 1e-4 * abs(raw[1]), (lo, hi, raw)
         shot(page, HEADS, "heads-04-raw-thumbnails-light")
-        switch_theme(page, "JupyterLab Dark")
-        page.wait_for_selector(f"{HEADS}[data-dvz-theme='dark']", timeout=30_000)
-        page.wait_for_timeout(500)
+        to_dark_theme(page, HEADS)
         shot(page, HEADS, "heads-05-raw-thumbnails-dark")
         assert not page.dvz_errors, page.dvz_errors
     finally:
