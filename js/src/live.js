@@ -107,6 +107,7 @@ export class LiveLines {
     this.ctx = this.canvas.getContext("2d");
     this.xView = null; // [x0, x1] after a drag-zoom; null: the whole run
     this.last = null; // what the last frame drew: its arguments, plot boxes and x range
+    this.pointer = null; // where the pointer rests over the canvas (not dragging), in canvas pixels
     this.reset();
     this.listen();
   }
@@ -148,7 +149,10 @@ export class LiveLines {
     canvas.addEventListener("pointermove", (event) => {
       if (!this.last) return;
       const [px, py] = offset(event);
-      if (dragFrom === null) return this.hover(px, py);
+      if (dragFrom === null) {
+        this.pointer = [px, py];
+        return this.hover(px, py);
+      }
       const { geo } = this.last;
       const [a, b] = [dragFrom, px].map((p) => Math.min(geo.left + geo.width, Math.max(geo.left, p))).sort((u, v) => u - v);
       Object.assign(band.style, { left: `${a}px`, width: `${b - a}px`, top: `${geo.panels[0].top}px`, height: `${geo.panels.at(-1).top + geo.panels.at(-1).height - geo.panels[0].top}px` });
@@ -168,6 +172,7 @@ export class LiveLines {
     });
     canvas.addEventListener("dblclick", () => this.zoom(null));
     canvas.addEventListener("pointerleave", () => {
+      this.pointer = null;
       this.tip.hidden = true;
     });
   }
@@ -385,6 +390,7 @@ export class LiveLines {
       x += 44 + ctx.measureText(item.name).width;
     }
     this.last = { frame, geo, x0, x1, xMax, yOfs };
+    if (this.pointer) this.hover(...this.pointer); // the axes moved under a still pointer: read out what is under it now
     return settled;
   }
 

@@ -556,6 +556,8 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         assert f"chain {chain} · draw {draw} · loss" in text, text
         assert float(text.rsplit(" ", 1)[1]) == pytest.approx(value, rel=1e-4)
         shot(page, "16-live-hover-light")
+        # the pointer stays still while the x axis grows with the draws: the readout follows what is under it
+        page.wait_for_function(f"{q(role('live-tip'))}.dataset.dvzDraw !== '{draw}' && !{q(role('live-tip'))}.hidden", timeout=30_000)
         # drag across the plot: x zooms to the dragged span
         page.mouse.move(box["x"] + box["width"] * 0.3, y)
         page.mouse.down()
