@@ -118,3 +118,15 @@ def test_each_stage_says_how_many_estimates_it_rests_on():
     assert [(s["type"], s["estimates"]) for s in found.stages_] == [("rising", 3), ("falling", 3)]
     two = StageDetector(significance=3).fit(steps, [1.0, 1.0, 1.0, 1.0, 5.0], [0.1, 0.1, 0.1, np.nan, 0.1])
     assert [(s["start"], s["end"], s["estimates"]) for s in two.stages_] == [(0.0, 10000.0, 4)]  # the NaN one is left out
+
+
+def test_printing_a_fitted_detector_lists_its_stages():
+    """print(dvz.stages(...)) shows the stages found, one line each, not only the parameters."""
+    steps = np.arange(1.0, 13.0)
+    llc = np.array([1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1, 0.5])
+    detector = dvz.StageDetector(bandwidth=None).fit(steps, llc, np.full(12, 0.05))
+    text = str(detector).splitlines()
+    assert text[0].startswith(f"{len(detector.stages_)} stage(s)") and len(text) == 1 + len(detector.stages_) == 3
+    first = detector.stages_[0]
+    assert text[1] == f"  steps {first['start']:g}–{first['end']:g}: rising, {first['change']:+.3g} ({first['z']:.1f} SE, {first['estimates']} estimates)"
+    assert str(dvz.StageDetector()) == repr(dvz.StageDetector())  # unfitted: its parameters

@@ -86,6 +86,15 @@ class StageDetector(BaseEstimator):
         ]
         return self
 
+    def __str__(self) -> str:
+        """The stages found, one line each (``print(dvz.stages(sweep))``); the parameters before ``fit``."""
+        if not hasattr(self, "stages_"):
+            return repr(self)
+        lines = [f"{len(self.stages_)} stage(s) of the LLC curve (a change is kept when over {self.significance:g} SE):"]
+        lines += [f"  steps {s['start']:g}–{s['end']:g}: {s['type']}, {s['change']:+.3g} ({s['z']:.1f} SE, {s['estimates']} estimates)"
+                  for s in self.stages_]
+        return "\n".join(lines)
+
     def _validated(self, steps: Any, llc: Any, llc_se: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         steps = np.asarray(steps, dtype=float)
         llc = np.asarray(llc, dtype=float)
