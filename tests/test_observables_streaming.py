@@ -82,10 +82,10 @@ def test_a_stopped_and_resumed_sweep_gives_the_observables_of_an_uninterrupted_o
     def squared_error(model, batch):
         return (model(batch[0]) - batch[1]).square().squeeze(-1)
 
-    def sweep(store, probe, **kwargs):
+    def sweep(store, probe, **kwargs):  # eager throughout: graph="auto" is timed, so earlier tests could switch it on
         return dvz.sweep_llc(trajectory, make_model(), (x, y), mse, store=store, observables={"probe": probe},
                              per_sample_loss=squared_error, lr=1e-4, nbeta=20.0, num_chains=2, num_draws=6,
-                             batch_size=32, progress=False, **kwargs)
+                             batch_size=32, progress=False, graph=False, **kwargs)
 
     whole = sweep(tmp_path / "whole", (x[:10], y[:10]))
     stop = threading.Event()
