@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=150)
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--section", default="", help="a suffix naming a separate RESULTS section (a longer run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     trajectory, _ = cached_run("transformer", steps=3000, seed=0)
@@ -91,7 +92,7 @@ def main() -> None:
     ])
     print(body)
     if not args.no_write:
-        write_section(SECTION, body)
+        write_section(f"{SECTION} — {args.section}" if args.section else SECTION, body)
 
 
 if __name__ == "__main__":
