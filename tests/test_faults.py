@@ -56,6 +56,36 @@ def test_fingerprints_are_the_same_in_a_fresh_process_whatever_its_hash_seed():
         assert fresh.stdout.split() == here.split()
 
 
+def test_copying_a_model_does_not_change_its_fingerprint():
+    # copy.deepcopy (Trajectory.model_at, a user's own copy) caches __slotnames__ on the classes it meets, here the
+    # config dataclass a model's __init__ takes as its default: a fresh process, which has copied nothing, must make
+    # the same store keys as one that has (the README tour copies its model before its sweep)
+    import copy
+    import dataclasses
+
+    from torch import nn
+
+    from devinterp_viz.analysis.fingerprint import model_fingerprint
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        width: int = 3
+
+    class Net(nn.Module):
+        def __init__(self, config: Config = Config()):
+            super().__init__()
+            self.config, self.layer = config, nn.Linear(config.width, 1)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    model = Net()
+    before = model_fingerprint(model).digest
+    copy.deepcopy(model)
+    assert "__slotnames__" in vars(Config)  # what the copy left behind on the class
+    assert model_fingerprint(model).digest == before
+
+
 def test_a_loss_with_a_logger_and_a_lock_is_fingerprinted_without_warning():
     import logging
     import threading

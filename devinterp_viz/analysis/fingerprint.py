@@ -35,7 +35,10 @@ _SKIPPED_CLASS_ATTRIBUTES = frozenset({"__dict__", "__weakref__", "__module__", 
                                        "__slots__", "__annotations__", "__orig_bases__", "__parameters__",
                                        "__firstlineno__", "__static_attributes__", "_is_protocol",
                                        # a dataclass's fields live on in the code of the methods it generates
-                                       "__dataclass_fields__", "__dataclass_params__", "__match_args__"})
+                                       "__dataclass_fields__", "__dataclass_params__", "__match_args__",
+                                       # copyreg's cache, set on a class the first time one of its objects is
+                                       # copied or pickled (copy.deepcopy of a model whose config is a default)
+                                       "__slotnames__"})
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 #: Objects that cannot change what a loss computes, hashed by their type alone (a logger a loss
 #: function writes to, a lock it holds).
