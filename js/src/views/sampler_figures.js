@@ -3,6 +3,7 @@
 import { fmt } from "../dom.js";
 import { decimate } from "../plot.js";
 import { themeLayout } from "../theme.js";
+import { stepBias } from "./conventions.js";
 
 // the trace figure's plot boxes; the live canvas draws into the same ones
 export const TRACE_MARGIN = { l: 60, r: 12, t: 42, b: 36 }; // t: room for the legend, so plotly never pushes it
@@ -292,7 +293,7 @@ export function healthMetrics(health) {
   const chains = health.divergent ? health.divergent.data.length : 0;
   return [
     ["LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)],
-    ["step bias", fmt(health.step_bias, 2), "estimated step-size bias of the estimate (the verdict fails it above 10% of the estimate)"],
+    ["step bias", stepBias(health.step_bias, health.step_bias_se, health.llc_mean), "estimated step-size bias of the estimate ± its standard error (the verdict fails it above 10% of the estimate; within its own noise it cannot tell)"],
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
