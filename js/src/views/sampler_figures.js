@@ -265,8 +265,14 @@ export function calibrationFigure(theme, cal, selected) {
   if (cal.recommended) {
     const jr = Array.from(cal.lrs.data).findIndex((v) => Math.abs(v - cal.recommended.lr) <= 1e-6 * Math.abs(v));
     const ir = Array.from(cal.values.data).findIndex((v) => Math.abs(v - cal.recommended[cal.axis]) <= 1e-6 * Math.abs(v) + 1e-12);
-    // an open ring around the cell, so its number stays readable
-    if (ir >= 0 && jr >= 0) shapes.push({ type: "rect", x0: jr - 0.46, x1: jr + 0.46, y0: ir - 0.44, y1: ir + 0.44, line: { color: theme.success, width: 3 } });
+    // an open ring around the cell, so its number stays readable: a success-coloured ring edged on both
+    // sides by the background, so it stands out on every colour of the scale, in light and dark themes
+    const ring = (inset) => ({ type: "rect", x0: jr - 0.44 + inset, x1: jr + 0.44 - inset, y0: ir - 0.42 + inset, y1: ir + 0.42 - inset });
+    if (ir >= 0 && jr >= 0) {
+      shapes.push({ ...ring(0), name: "recommended-halo", line: { color: theme.background, width: 11 } },
+        { ...ring(0.07), name: "recommended-edge", line: { color: theme.background, width: 2 } },
+        { ...ring(0), name: "recommended", line: { color: theme.success, width: 5 } });
+    }
   }
   const layout = {
     ...tl,
