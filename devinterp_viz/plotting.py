@@ -64,6 +64,18 @@ def format_estimate(mean: float, se: float) -> str:
     return f"{fmt(mean, 4)} ± {fmt(se, 2)}"
 
 
+def format_step_bias(bias: float, se: float, llc: float) -> str:
+    """The step-size bias as every view writes it: signed, ± its standard error, and its share of the
+    estimate in brackets (``+0.41 ± 0.3 (5.3% of λ̂)``); the parts that are NaN are left out."""
+    if bias is None or np.isnan(bias):
+        return "–"
+    text = ("+" if bias > 0 else "") + fmt(bias, 2) + ("" if se is None or np.isnan(se) else f" ± {fmt(se, 2)}")
+    if llc is None or np.isnan(llc) or llc == 0:
+        return text
+    percent = 100 * bias / abs(llc)
+    return f"{text} ({fmt(percent, 2 if abs(percent) < 100 else 3)}% of λ̂)"
+
+
 def plot_llc_result(res) -> go.Figure:
     """Loss traces and running LLC per chain, L(w*) marked, the verdict in the title.
 

@@ -86,6 +86,20 @@ def test_python_and_the_widgets_write_numbers_and_estimates_identically():
     assert plotting.fmt(float("nan")) == "–" and plotting.fmt(123456.0, 4) == "1.235e5"
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the widgets' formatter")
+def test_python_and_the_widgets_write_a_step_bias_identically():
+    # (bias, its standard error, the estimate): signs, NaN parts, a bias over the estimate, a zero estimate
+    cases = [[0.41, 0.3, 7.7], [-0.02, 0.013, 0.36], [0.4284, 0.31, 0.36], [0.05, None, 1.0], [None, 0.1, 1.0],
+             [0.003, 0.001, None], [2.5e-4, 1e-4, 0.3], [0.7, 0.2, 0.0], [12.0, 3.0, 0.01]]
+    script = (f"import {{ stepBias }} from {json.dumps(str(JS / 'views' / 'conventions.js'))};"
+              f"console.log(JSON.stringify({json.dumps(cases)}.map(([b, s, l]) => stepBias(b ?? NaN, s ?? NaN, l ?? NaN))));")
+    js = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, check=True).stdout)
+    nan = float("nan")
+    assert js == [plotting.format_step_bias(*(nan if v is None else v for v in case)) for case in cases]
+    assert plotting.format_step_bias(0.41, 0.3, 7.7) == "+0.41 ± 0.3 (5.3% of λ̂)"
+    assert plotting.format_step_bias(0.4284, 0.31, 0.36) == "+0.43 ± 0.31 (119% of λ̂)"
+
+
 def test_the_verdict_marks_and_their_labels_are_the_widgets():
     source = (JS / "views" / "conventions.js").read_text()
     assert re.search(r'UNHEALTHY_LABEL = "(.*)"', source).group(1) == plotting.UNHEALTHY_LABEL

@@ -435,7 +435,7 @@ def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str,
     d = res.diagnostics
     mala = d.mala_acceptance[np.isfinite(d.mala_acceptance)]
     health = f"R-hat {d.rhat:.2f}, bulk ESS {d.ess:.0f}" + (f", MALA acceptance {mala.mean():.2f}" if mala.size else "")
-    reasons = [f"healthy at lr={lr:.3g}: {health}, estimated step bias {100 * _relative_bias(res):.1f}% of λ̂"]
+    reasons = [f"healthy at lr={lr:.3g}: {health}, estimated step bias {d.step_bias_text}"]
     larger = [(other, r) for other, r in _row(cal, i) if other > lr]
     if larger:
         other, r = larger[0]

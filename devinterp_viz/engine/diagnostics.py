@@ -13,6 +13,7 @@ from scipy.special import stdtr, stdtrit
 from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 from devinterp_viz.engine.estimator import llc_per_chain
 from devinterp_viz.engine.verdict import Diagnostics
+from devinterp_viz.plotting import format_step_bias
 
 # Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
 # whose finite-nβ answer is known exactly); bench/RESULTS.md has its confusion table.
@@ -165,8 +166,16 @@ class StepBias(NamedTuple):
     @property
     def value(self) -> float:
         """The larger estimate (NaN when neither applies)."""
-        known = [v for v in (self.first_order, self.virial) if np.isfinite(v)]
-        return max(known) if known else float("nan")
+        return self._larger()[0]
+
+    @property
+    def value_se(self) -> float:
+        """The standard error of :attr:`value` (NaN when it has none)."""
+        return self._larger()[1]
+
+    def _larger(self) -> tuple[float, float]:
+        known = [(v, se) for v, se in ((self.first_order, self.first_order_se), (self.virial, self.virial_se)) if np.isfinite(v)]
+        return max(known, key=lambda pair: pair[0]) if known else (float("nan"), float("nan"))
 
 
 def step_bias(loss_trace: np.ndarray, nbeta: float, traces: Mapping[str, np.ndarray], facts: RunFacts) -> StepBias:
@@ -309,7 +318,7 @@ def diagnose(
         descent = _judge_descent(llc, good_traces, findings)
         _judge_estimate(llc, se, num_params, findings)
         bias = step_bias(good, nbeta, good_traces, facts)
-        _judge_step(llc, bias, mala_mean[~divergent], findings, warnings)
+        _judge_step(llc, bias, mala_mean[~divergent], findings, unchecked)
         _judge_equilibrium(good_traces, facts, findings)
         _judge_drift(good, nbeta, llc, findings, warnings)
         _judge_mixing(llc, rhat, ess, max(mcse, se) if np.isfinite(se) else mcse, findings, warnings)
@@ -339,6 +348,8 @@ def diagnose(
         step_bias=float(bias.value),
         descent=float(descent),
         unchecked=unchecked,
+        step_bias_se=float(bias.value_se),
+        llc=llc,
     )
 
 
@@ -464,15 +475,17 @@ def _judge_estimate(llc: float, se: float, num_params: int | None, findings: lis
         ))
 
 
-def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding], warnings: list[str]) -> None:
+def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: list[Finding], unchecked: list[str]) -> None:
     """Step-size bias (:func:`step_bias`) and, in high dimension, a low MALA acceptance; a bias over
-    the limit that is within its own noise is a warning (a short run cannot tell yet)."""
+    the limit that is within its own noise is a check that could not tell (``unchecked``: a short run
+    cannot tell yet, so the run is healthy only as far as checked)."""
     scale = STEP_BIAS_FAIL * max(abs(llc), 1e-12)
     significant = [
         value for value, se in ((bias.first_order, bias.first_order_se), (bias.virial, bias.virial_se))
         if np.isfinite(value) and value - NOISE_Z * np.nan_to_num(se) > scale
     ]
-    noisy = [value for value in (bias.first_order, bias.virial) if np.isfinite(value) and value > scale]
+    noisy = [(value, se) for value, se in ((bias.first_order, bias.first_order_se), (bias.virial, bias.virial_se))
+             if np.isfinite(value) and value > scale]
     if significant:
         found = max(significant)
         beyond = found > abs(llc)  # a first-order estimate over the estimate itself: only its sign and size class hold
@@ -482,9 +495,10 @@ def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: lis
             + ("; a bias this large is beyond the first-order expansion, so read it as 'far too large'" if beyond else ""),
         ))
     elif noisy:
-        warnings.append(f"the estimated step bias +{max(noisy):.3g} ({100 * max(noisy) / max(abs(llc), 1e-12):.0f}% of the "
-                        f"estimate) is over the {100 * STEP_BIAS_FAIL:.0f}% limit but within its own noise: sample "
-                        "longer to tell whether the step is too large")
+        value, se = max(noisy, key=lambda pair: pair[0])
+        unchecked.append(f"step bias too noisy to tell: {format_step_bias(value, se, llc)} is over the "
+                         f"{100 * STEP_BIAS_FAIL:.0f}% limit but within its own noise; sample longer (more draws) "
+                         "to tell whether the step is too large")
     elif np.isfinite(bias.first_order) and bias.first_order + NOISE_Z * np.nan_to_num(bias.first_order_se) < -scale:
         findings.append(Finding(
             STEP_TOO_LARGE,

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from devinterp_viz.plotting import format_step_bias
+
 
 @dataclass
 class Diagnostics:
@@ -47,12 +49,18 @@ class Diagnostics:
         Monte Carlo standard error of the estimate, from the effective sample size of all draws.
     step_bias : float
         Estimated step-size bias of the estimate (NaN when the sampler traces are missing).
+    step_bias_se : float
+        Standard error of ``step_bias`` across chains (NaN with one chain or no traces).
+    llc : float
+        The estimate the verdict judged (mean over the non-divergent chains), for the bias's share of it.
     descent : float
         ``nβ E[∇L(w*)·(w − w*)]``: the first-order part of the estimate, zero at a local minimum.
     unchecked : list of str
-        Checks that could not run, with why ("the step-size bias and equilibrium (the run's
-        sampler traces are missing)"); empty when every check ran. Results imported without the
-        driver's sampler traces (``from_result`` of a loss trace, ``from_devinterp``) have them.
+        Checks that could not run or could not tell, with why ("the step-size bias and equilibrium
+        (the run's sampler traces are missing)", "step bias too noisy to tell: ..."); empty when every
+        check ran and told. Results imported without the driver's sampler traces (``from_result`` of
+        a loss trace, ``from_devinterp``) have them, and so do runs too short to tell a step bias over
+        the limit from its noise.
     """
 
     rhat: float
@@ -71,6 +79,8 @@ class Diagnostics:
     step_bias: float = float("nan")
     descent: float = float("nan")
     unchecked: list[str] = field(default_factory=list)
+    step_bias_se: float = float("nan")
+    llc: float = float("nan")
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -91,15 +101,20 @@ class Diagnostics:
         return f"{self.status}: {self.reasons[0]}"
 
     def __repr__(self) -> str:
-        return (f"Diagnostics({self.verdict}; R-hat {self.rhat:.3f}, ESS {self.ess:.0f}, step bias {self.step_bias:+.3g}, "
+        return (f"Diagnostics({self.verdict}; R-hat {self.rhat:.3f}, ESS {self.ess:.0f}, step bias {self.step_bias_text}, "
                 f"{int(np.sum(self.divergent))}/{len(self.divergent)} chains divergent)")
+
+    @property
+    def step_bias_text(self) -> str:
+        """The step bias as every view writes it (``+0.41 ± 0.3 (5.3% of λ̂)``; :func:`~devinterp_viz.plotting.format_step_bias`)."""
+        return format_step_bias(self.step_bias, self.step_bias_se, self.llc)
 
     def summary(self) -> str:
         """Several lines describing the chains' health, for printing."""
         lines = [
             f"verdict: {self.verdict}",
             f"R-hat {self.rhat:.3f} · bulk ESS {self.ess:.0f} · Monte Carlo error ±{self.mcse:.3g} · "
-            f"step bias {self.step_bias:+.3g} · MALA acceptance {_fmt_mean(self.mala_acceptance)} · "
+            f"step bias {self.step_bias_text} · MALA acceptance {_fmt_mean(self.mala_acceptance)} · "
             f"draws below L(w*) {_fmt_mean(self.fraction_below_init, percent=True)} · "
             f"divergent chains {int(np.sum(self.divergent))}/{len(self.divergent)}",
         ]
@@ -138,6 +153,8 @@ class Diagnostics:
             step_bias=float(data.get("step_bias", float("nan"))),
             descent=float(data.get("descent", float("nan"))),
             unchecked=unchecked,
+            step_bias_se=float(data.get("step_bias_se", float("nan"))),
+            llc=float(data.get("llc", float("nan"))),
         )
 
 

@@ -186,6 +186,7 @@ def health_state(result: Any) -> dict[str, Any]:
         "warnings": list(d.warnings),
         "llc_se": float(result.llc_se),
         "step_bias": float(d.step_bias),
+        "step_bias_se": float(d.step_bias_se),
         "rhat": float(d.rhat),
         "ess": float(d.ess),
         "mala_acceptance": np.asarray(d.mala_acceptance, np.float32),

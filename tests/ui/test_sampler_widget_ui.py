@@ -188,6 +188,16 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         assert wait_python(client, "w.selected_cell", lambda v: v == [1, 2]) == [1, 2]
         assert page.locator(f"{role('cell-plot')} .scatterlayer .trace").count() >= 4
         shot(page, "06-cell")
+        # the recommended cell's ring: a success-coloured ring over a halo of the background, drawn in both themes
+        ring = f"[...{q(role('heatmap'))}.querySelectorAll('.layer-above .shapelayer path')].map((p) => [getComputedStyle(p).stroke, parseFloat(getComputedStyle(p).strokeWidth)])"
+        for theme in ("Light", "Dark"):
+            switch_theme(page, theme)
+            page.wait_for_timeout(500)
+            strokes = page.evaluate(ring)
+            assert len(strokes) >= 3 and strokes[-1][1] >= 5 and strokes[-3][1] > strokes[-1][1], (theme, strokes)
+            assert strokes[-1][0] != strokes[-3][0] == strokes[-2][0], (theme, strokes)  # the ring, edged by the halo
+            shot(page, f"05-calibration-ring-{theme.lower()}")
+        switch_theme(page, "Light")
         page.click(role("use-cell"))
         page.wait_for_selector(f"{ROOT}[data-tab='run']")
         assert kernel_eval(client, "[w.lr, w.nbeta]") == [0.001, 10.0]

@@ -12,6 +12,16 @@ export const UNDEFINED_LABEL = "grey tick: no LLC (undefined: w* is not a local 
 /** ``"λ̂ ± SE"``: the estimate to 4 significant digits, its standard error to 2 (``0.2559 ± 0.005``). */
 export const estimate = (mean, se) => `${fmt(mean, 4)} ± ${fmt(se, 2)}`;
 
+/** The step-size bias as every view writes it: signed, ± its standard error, its share of the estimate in brackets (``+0.41 ± 0.3 (5.3% of λ̂)``); NaN parts left out. */
+export function stepBias(bias, se, llc) {
+  const nan = (x) => x === null || x === undefined || Number.isNaN(x);
+  if (nan(bias)) return "–";
+  const text = `${bias > 0 ? "+" : ""}${fmt(bias, 2)}${nan(se) ? "" : ` ± ${fmt(se, 2)}`}`;
+  if (nan(llc) || llc === 0) return text;
+  const percent = (100 * bias) / Math.abs(llc);
+  return `${text} (${fmt(percent, Math.abs(percent) < 100 ? 2 : 3)}% of λ̂)`;
+}
+
 /** The red ✕ of an unhealthy estimate (plotly marker). */
 export const unhealthyMarker = (theme) => ({ symbol: "x-thin", size: 11, color: theme.error, line: { width: 2.5, color: theme.error } });
 

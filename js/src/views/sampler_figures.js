@@ -3,6 +3,7 @@
 import { fmt } from "../dom.js";
 import { decimate } from "../plot.js";
 import { themeLayout } from "../theme.js";
+import { stepBias } from "./conventions.js";
 
 // the trace figure's plot boxes; the live canvas draws into the same ones
 export const TRACE_MARGIN = { l: 60, r: 12, t: 42, b: 36 }; // t: room for the legend, so plotly never pushes it
@@ -264,8 +265,14 @@ export function calibrationFigure(theme, cal, selected) {
   if (cal.recommended) {
     const jr = Array.from(cal.lrs.data).findIndex((v) => Math.abs(v - cal.recommended.lr) <= 1e-6 * Math.abs(v));
     const ir = Array.from(cal.values.data).findIndex((v) => Math.abs(v - cal.recommended[cal.axis]) <= 1e-6 * Math.abs(v) + 1e-12);
-    // an open ring around the cell, so its number stays readable
-    if (ir >= 0 && jr >= 0) shapes.push({ type: "rect", x0: jr - 0.46, x1: jr + 0.46, y0: ir - 0.44, y1: ir + 0.44, line: { color: theme.success, width: 3 } });
+    // an open ring around the cell, so its number stays readable: a success-coloured ring edged on both
+    // sides by the background, so it stands out on every colour of the scale, in light and dark themes
+    const ring = (inset) => ({ type: "rect", x0: jr - 0.44 + inset, x1: jr + 0.44 - inset, y0: ir - 0.42 + inset, y1: ir + 0.42 - inset });
+    if (ir >= 0 && jr >= 0) {
+      shapes.push({ ...ring(0), name: "recommended-halo", line: { color: theme.background, width: 11 } },
+        { ...ring(0.07), name: "recommended-edge", line: { color: theme.background, width: 2 } },
+        { ...ring(0), name: "recommended", line: { color: theme.success, width: 5 } });
+    }
   }
   const layout = {
     ...tl,
@@ -292,7 +299,7 @@ export function healthMetrics(health) {
   const chains = health.divergent ? health.divergent.data.length : 0;
   return [
     ["LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)],
-    ["step bias", fmt(health.step_bias, 2), "estimated step-size bias of the estimate (the verdict fails it above 10% of the estimate)"],
+    ["step bias", stepBias(health.step_bias, health.step_bias_se, health.llc_mean), "estimated step-size bias of the estimate ± its standard error (the verdict fails it above 10% of the estimate; within its own noise it cannot tell)"],
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
