@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -333,4 +334,91 @@ def test_the_llc_panel_draws_estimates_only_and_names_every_mark_in_both_themes(
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
+
+
+# As in the essential-dynamics notebook: 60 checkpoints to step 3000, an LLC at 11 of them on a log
+# grid that ends at the last checkpoint; the last estimate's chains disagree (a wide ± SE bar).
+END_CELL = IMPORT_FAKES + """
+import numpy as np
+from devinterp_viz.analysis.sweep import SweepResult
+from devinterp_viz.engine.results import LLCResult
+from devinterp_viz.widgets.dashboard import DevelopmentDashboard
+from tests.widget_fakes import synthetic_sweep
+steps = np.unique(np.r_[0, np.round(np.geomspace(1, 3000, 70))]).astype(int)  # 60 checkpoints, log-spaced
+every = synthetic_sweep(60)
+estimated = np.unique(np.geomspace(1, 59, 12).astype(int))
+sweep = SweepResult(steps[estimated], ["all"], ["data"], config=every.config)
+for k, i in enumerate(estimated):
+    sweep.results[("all", "data", k)] = every.results[("all", "data", i)]
+chains = 1.4 + np.array([[0.0], [0.06], [-0.06], [0.12]]) + 0.01 * np.random.default_rng(2).standard_normal((4, 40))
+sweep.results[("all", "data", len(estimated) - 1)] = LLCResult.from_traces(chains, 1.0, 10.0, config={"lr": 1e-3})
+t = np.linspace(0, 1, 60)
+d = DevelopmentDashboard(sweep=sweep, losses={"train": (steps, 2 * np.exp(-8 * t) + 0.01)})
+d
+"""
+
+# Page rectangles of the LLC panel's plot area, its estimates' markers and ± SE bars, and the nearest ring's label.
+GEOMETRY = f"""(() => {{ const gd = {q(LLC)}; const fl = gd._fullLayout; const b = gd.getBoundingClientRect();
+    const rect = (e) => {{ const r = e.getBoundingClientRect(); return {{left: r.left, right: r.right, top: r.top, bottom: r.bottom}}; }};
+    const trace = [...gd.querySelectorAll('.scatterlayer .trace')][gd.data.findIndex((t) => t.name === 'LLC estimate ± SE')];
+    return {{plot: {{left: b.left + fl.xaxis._offset, right: b.left + fl.xaxis._offset + fl.xaxis._length,
+                     top: b.top + fl.yaxis._offset, bottom: b.top + fl.yaxis._offset + fl.yaxis._length}},
+             points: [...trace.querySelectorAll('.points path')].map(rect), bars: [...trace.querySelectorAll('.errorbar path')].map(rect),
+             ring: rect({q(DASH + " [data-dvz-role='nearest-llc']")}),
+             label: rect({q(DASH + " [data-dvz-role='nearest-llc'] .dvz-cursor-label")})}}; }})()"""
+
+
+def _inside(inner: dict, outer: dict) -> bool:
+    return (inner["left"] >= outer["left"] - 0.5 and inner["right"] <= outer["right"] + 0.5
+            and inner["top"] >= outer["top"] - 0.5 and inner["bottom"] <= outer["bottom"] + 0.5)
+
+
+def _changed_pixels(page, png_a: bytes, png_b: bytes) -> list[list[int]]:
+    """[x, y] of the pixels that differ between two PNG screenshots of the same size (decoded by the browser)."""
+    return page.evaluate("""async ([a, b]) => {
+        const pixels = async (data) => { const img = new Image(); img.src = 'data:image/png;base64,' + data; await img.decode();
+            const c = document.createElement('canvas'); c.width = img.width; c.height = img.height; const g = c.getContext('2d');
+            g.drawImage(img, 0, 0); return [c.width, g.getImageData(0, 0, c.width, c.height).data]; };
+        const [[w, p], [, q]] = [await pixels(a), await pixels(b)];
+        const out = []; for (let i = 0; i < p.length; i += 4)
+            if (p[i] !== q[i] || p[i + 1] !== q[i + 1] || p[i + 2] !== q[i + 2]) out.push([(i / 4) % w, Math.floor(i / 4 / w)]);
+        return out; }""", [base64.b64encode(png_a).decode(), base64.b64encode(png_b).decode()])
+
+
+def test_end_estimates_the_nearest_ring_its_bar_and_its_label_show_fully_in_both_themes(lab, page):
+    write_notebook(lab, "dash-end.ipynb", END_CELL)
+    open_and_run(page, lab, "dash-end.ipynb", DASH)
+    page.wait_for_function(f"{q(LLC)}._fullLayout !== undefined")
+    page.evaluate(f"{q(DASH)}.scrollIntoView({{block: 'start'}})")
+    try:
+        for theme in ("light", "dark"):
+            if theme == "dark":
+                to_dark_theme(page, DASH)
+            scrub_to(page, 55)  # no estimate here: the ring marks the last one (step 3000, at the axis end)
+            assert page.get_attribute(f"{DASH} [data-dvz-role='nearest-llc']", "data-checkpoint") == "55"
+            geometry = page.evaluate(GEOMETRY)
+            assert len(geometry["points"]) == 11 and len(geometry["bars"]) == 11
+            # every estimate, its marker and its whole ± SE bar (the first and last ones too) lie in the plot area
+            outside = [r for r in geometry["points"] + geometry["bars"] if not _inside(r, geometry["plot"])]
+            assert not outside, (outside, geometry["plot"])
+            assert geometry["plot"]["right"] - geometry["points"][-1]["right"] >= 4
+            assert _inside(geometry["ring"], geometry["plot"]), geometry
+            assert _inside(geometry["label"], geometry["plot"]), geometry  # "nearest estimate" reads whole
+            labels = _label_boxes(page, LLC)  # the stages' labels too, the last one at the axis end
+            assert labels and all(_inside(b, {**geometry["plot"], "top": -1e9}) for b in labels), (labels, geometry["plot"])
+            # the ring leaves the bar as it is: the bar's pixels are the same with the ring and without it
+            bar = geometry["bars"][-1]
+            assert bar["bottom"] - bar["top"] > 30  # longer than the ring is wide
+            clip = {"x": bar["left"] - 1, "y": bar["top"] - 1, "width": bar["right"] - bar["left"] + 2, "height": bar["bottom"] - bar["top"] + 2}
+            ring = f"{q(DASH + ' [data-dvz-role=nearest-llc]')}.style"
+            with_ring = page.screenshot(clip=clip)
+            page.evaluate(f"{ring}.visibility = 'hidden'")
+            without_ring = page.screenshot(clip=clip)
+            page.evaluate(f"{ring}.visibility = ''")
+            changed = _changed_pixels(page, with_ring, without_ring)
+            assert not changed, (changed, clip, geometry["ring"], geometry["label"])
+            shot(page, f"dashboard-end-nearest-{theme}")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
         switch_theme(page, "JupyterLab Light")

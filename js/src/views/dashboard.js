@@ -13,7 +13,7 @@ import { readTheme } from "../theme.js";
 import { dashboardControls } from "./dashboard_controls.js";
 import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
 import { defaultStepRange, edFigure, llcCaption, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
-import { applyXRange, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
+import { applyXRange, NearestRing, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
 import { Cursor, followTheme, nearestIndex, onPlot, stepMapper, syncer } from "./linked.js";
 
 const MARGIN = { l: 62, r: 14, t: 26, b: 40 };
@@ -53,11 +53,9 @@ export function renderDashboard({ model, el }) {
     loss: [new Cursor(loss.box, loss.gd, { role: "cursor-loss" }), new Cursor(loss.box, loss.gd, { role: "hover-loss", variant: "hover" })],
     llc: [new Cursor(llc.box, llc.gd, { role: "cursor-llc" }), new Cursor(llc.box, llc.gd, { role: "hover-llc", variant: "hover" })],
     // the estimate the readout names when the selected checkpoint has none of its own
-    nearest: [new Cursor(llc.box, llc.gd, { kind: "point", role: "nearest-llc", variant: "nearest" })],
+    nearest: [new NearestRing(llc.box, llc.gd)],
     ed: [new Cursor(ed.box, ed.gd, { kind: "point", role: "cursor-ed" }), new Cursor(ed.box, ed.gd, { kind: "point", role: "hover-ed", variant: "hover" })],
   };
-  // the ring at the nearest estimate says what it is: the checkpoint itself has no estimate
-  cursors.nearest[0].el.append(h("span", { class: "dvz-cursor-label" }, "nearest estimate"));
   const edNote = h("div", { class: "dvz-legend-note", role: "ed-note" });
   const llcNote = h("div", { class: "dvz-legend-note", role: "llc-note" });
   const grid = h("div", { class: "dvz-dash-grid" }, h("div", { class: "dvz-dash-col" }, loss.box, llc.box, llcNote), h("div", { class: "dvz-dash-col" }, ed.box, edNote));
@@ -227,7 +225,7 @@ export function renderDashboard({ model, el }) {
 
   // ------------------------------------------------------------------ shared x range of the step panels
   let xRange = null; // null: every checkpoint (the default); else the zoomed range in axis units
-  const stepRange = () => xRange ?? defaultStepRange(steps, xmap, model.get("log_x"));
+  const stepRange = () => xRange ?? defaultStepRange(steps, xmap, model.get("log_x"), plotWidth(llc.gd));
   const stepPanels = () => [loss.gd, llc.gd].filter((gd) => gd._fullLayout && gd.offsetParent !== null);
   /** A zoom, pan or double-click on one step panel sets the range of all of them. */
   function linkX(change) {

@@ -31,13 +31,16 @@ function xAxis(tl, title, logX, range) {
 }
 
 /**
- * The x range of the step panels when not zoomed: every checkpoint with a little padding.
+ * The x range of the step panels when not zoomed: every checkpoint with a little padding, at least
+ * ``endPx`` pixels of a ``plotWidth``-pixel plot at each end (room for the end estimates' markers,
+ * bars and rings, which the plot area would otherwise cut in half).
  * @param {ArrayLike<number>} steps every checkpoint's step, sorted
  */
-export function defaultStepRange(steps, xmap, logX) {
+export function defaultStepRange(steps, xmap, logX, plotWidth = 600, endPx = 14) {
   if (!steps.length) return logX ? [0, 1] : [0, 1];
   const ends = [xmap(steps[0]), xmap(steps[steps.length - 1])].map((v) => (logX ? Math.log10(v) : v));
-  const pad = Math.max(ends[1] - ends[0], logX ? 0.1 : 1) * 0.03;
+  const span = Math.max(ends[1] - ends[0], logX ? 0.1 : 1);
+  const pad = Math.max(span * 0.03, (span * endPx) / Math.max(1, plotWidth - 2 * endPx));
   return [ends[0] - pad, ends[1] + pad];
 }
 
@@ -209,13 +212,17 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
       const rising = s.type === "rising";
       const text = `stage ${k + 1} ${rising ? "↑" : "↓"} ${fmt(s.z, 2)} SE${s.estimates <= 2 ? ", 2 estimates" : ""}`;
       const centre = logX ? Math.sqrt(xmap(s.start) * xmap(s.end)) : (s.start + s.end) / 2;
-      return { s, k, rising, text, centre, px: toPixel(centre), width: 6 * text.length + 6 };
+      const width = 6 * text.length + 6;
+      const px = toPixel(centre);
+      // a label at an end of the axis is moved inwards so that it reads whole
+      const shift = Math.min(Math.max(px, width / 2), plotWidth - width / 2) - px;
+      return { s, k, rising, text, centre, px: px + shift, shift, width };
     });
     const rows = labelRows(labels.map((l) => [l.px - l.width / 2, l.px + l.width / 2]));
-    labels.forEach(({ s, k, rising, text, centre }, n) => {
+    labels.forEach(({ s, k, rising, text, centre, shift }, n) => {
       shapes.push({ type: "rect", xref: "x", yref: "paper", x0: xmap(s.start), x1: xmap(s.end), y0: 0, y1: 1, layer: "below", line: { width: 0 }, fillcolor: withAlpha(rising ? theme.success : theme.warn, k % 2 ? 0.1 : 0.16) });
       annotations.push({
-        xref: "x", yref: "paper", x: logX ? Math.log10(centre) : centre, y: 1, yanchor: "bottom", yshift: 12 * rows[n], showarrow: false, text,
+        xref: "x", yref: "paper", x: logX ? Math.log10(centre) : centre, y: 1, yanchor: "bottom", xshift: shift, yshift: 12 * rows[n], showarrow: false, text,
         hovertext:
           `stage ${k + 1}: the LLC ${rising ? "rises" : "falls"} by ${fmt(Math.abs(s.change), 3)} from step ${Math.round(s.start)} to ${Math.round(s.end)}, ` +
           `${fmt(s.z, 3)} standard errors of the difference between its ends, resting on ${s.estimates} estimates` +

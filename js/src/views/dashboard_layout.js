@@ -1,6 +1,7 @@
 // Layout the DevelopmentDashboard does after plotly has drawn: the step panels' shared x range and point labels kept apart.
 
-import { placeLabels, plotly } from "./linked.js";
+import { h } from "../dom.js";
+import { Cursor, placeLabels, plotly } from "./linked.js";
 
 /**
  * The x range a plotly relayout event asks for: [a, b] (axis units) after a zoom or pan, null
@@ -40,4 +41,34 @@ export function spreadAnnotations(gd) {
     }
   });
   if (Object.keys(update).length) plotly().relayout(gd, update);
+}
+
+/**
+ * The ring at the nearest LLC estimate (when the selected checkpoint has none), labelled "nearest
+ * estimate". Only its sides are drawn (widgets.css), so the estimate's ± SE bar passes through
+ * untouched; the label goes to whichever side of the ring keeps it inside the plot area.
+ */
+export class NearestRing extends Cursor {
+  constructor(box, gd) {
+    super(box, gd, { kind: "point", role: "nearest-llc", variant: "nearest" });
+    this.label = h("span", { class: "dvz-cursor-label" }, "nearest estimate");
+    this.el.append(this.label);
+  }
+
+  refresh() {
+    super.refresh();
+    const fl = this.gd._fullLayout;
+    if (this.el.hidden || !this.at || !fl?.xaxis?._length) return;
+    const { xaxis: xa, yaxis: ya } = fl;
+    const x = xa._offset + xa.c2p(this.at[0]);
+    const y = ya._offset + ya.c2p(this.at[1]);
+    const ring = this.el.offsetWidth;
+    const gap = 4;
+    const toLeft = x + ring / 2 + gap + this.label.offsetWidth > xa._offset + xa._length;
+    const below = y - ring / 2 - this.label.offsetHeight < ya._offset;
+    this.label.style.left = toLeft ? "auto" : `${ring + gap}px`;
+    this.label.style.right = toLeft ? `${ring + gap}px` : "auto";
+    this.label.style.top = below ? `${ring}px` : `${-this.label.offsetHeight}px`;
+    this.el.dataset.labelSide = `${below ? "below" : "above"}-${toLeft ? "left" : "right"}`;
+  }
 }
