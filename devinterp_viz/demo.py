@@ -148,9 +148,9 @@ def _tms(say, out: Path, store, report: Path, size: DemoSize, seed: int) -> dict
                           seed=seed, **TMS_SGLD)
     dynamics = dvz.essential_dynamics(trajectory, model, data[:256], progress=False)
     final = sweep.results[("all", "data", len(sweep.steps) - 1)]
-    shape = read_kgon(trajectory.state_dict(len(trajectory) - 1))
+    shape = _kgon_name(trajectory.state_dict(len(trajectory) - 1))
     say(f"\n2. toy model of superposition: {len(trajectory)} checkpoints, loss {losses[0]:.3f} → {losses[-1]:.3f}; "
-        f"LLC at {len(sweep.steps)} checkpoints: {_status_counts(sweep)}; the final {shape.k}-gon: "
+        f"LLC at {len(sweep.steps)} checkpoints: {_status_counts(sweep)}; the final {shape}: "
         f"λ̂ = {final.llc_mean:.2f} ± {final.llc_se:.2f} ({final.diagnostics.status}; theory "
         + ", ".join(f"{name} {value:g}" for name, value in TMS_THEORY.items())
         + f"); {_stages_text(sweep)}; essential-dynamics milestones at steps {_steps_text(dynamics.milestone_steps_)} "
@@ -160,6 +160,13 @@ def _tms(say, out: Path, store, report: Path, size: DemoSize, seed: int) -> dict
     dvz.SamplerWidget.from_result(final).save_html(report / "tms_sampler.html", title="TMS final checkpoint: chains")
     return {"tms_dashboard.html": "Toy model of superposition: development dashboard",
             "tms_sampler.html": "Toy model of superposition: the final checkpoint's chains and their health"}
+
+
+def _kgon_name(state: dict) -> str:
+    """"5-gon", or "5+-gon" when an unrepresented feature keeps a positive bias (SCIENCE.md's naming)."""
+    shape = read_kgon(state)
+    unused = [i for i in range(len(state["b"])) if i not in shape.features]
+    return f"{shape.k}{'+' if any(float(state['b'][i]) > 0 for i in unused) else ''}-gon"
 
 
 def _status_counts(sweep) -> str:
