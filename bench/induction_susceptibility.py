@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chains", type=int, default=12)
     parser.add_argument("--draws", type=int, default=150)
+    parser.add_argument("--burnin", type=int, default=300, help="burn-in steps (the README's rule: 2·2/(lr·γ) ≈ 667)")
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--section", default="", help="a suffix naming a separate RESULTS section (a longer run)")
@@ -58,7 +59,7 @@ def main() -> None:
     sweep = dvz.sweep_llc(around_bump, AttentionOnlyTransformer(TransformerConfig()), make_distribution("full", 256, 64, seed=1),
                           lm_loss, selections=chosen, per_sample_loss=next_token_losses,
                           observables={"repeated": repeated, "train": make_distribution("full", 32, 64, seed=2)},
-                          lr=3e-5, nbeta=30.0, localization=200.0, num_chains=args.chains, num_burnin_steps=300,
+                          lr=3e-5, nbeta=30.0, localization=200.0, num_chains=args.chains, num_burnin_steps=args.burnin,
                           num_draws=args.draws, batch_size=16, progress=False)
     seconds = time.perf_counter() - start
     # token t of a sequence predicts token t + 1: positions half … 62 predict copied tokens, 0 … half-2 fresh ones
@@ -73,21 +74,24 @@ def main() -> None:
             halves = np.stack([tokens[..., copied].mean(-1), tokens[..., fresh].mean(-1)], axis=-1)
             chi = cross_covariance(loss, halves - loss)  # χ = −nβ Cov(L, ℓ − L) of each half's mean loss
             diff = cross_covariance(loss, halves[..., :1] - halves[..., 1:])  # of copied − fresh: its own error
+            early, late = (-result.nbeta * cross_covariance(loss[:, part], (halves[..., :1] - halves[..., 1:])[:, part]).value[0, 0]
+                           for part in (slice(None, args.draws // 2), slice(args.draws // 2, None)))
             values = np.append(-result.nbeta * chi.value[0], -result.nbeta * diff.value[0])
             errors = np.append(result.nbeta * chi.stderr[0], result.nbeta * diff.stderr[0])
             cells = [f"{v:+.2e} ± {e:.1e}" for v, e in zip(values, errors)]
             z = values[-1] / errors[-1]
-            rows.append(f"| {name} | {step} | {result.diagnostics.status} | " + " | ".join(cells) + f" | {z:+.1f} |")
+            rows.append(f"| {name} | {step} | {result.diagnostics.status} | " + " | ".join(cells)
+                        + f" | {z:+.1f} | {early:+.2e} / {late:+.2e} |")
     body = "\n".join([
         f"Machine: {cpu_name()}, CPU, 1 torch thread (other work ran at the same time). {args.chains} chains × "
-        f"{args.draws} draws per head and checkpoint, 300 burn-in steps, lr 3e-5, nβ 30, γ 200, batch 16, "
+        f"{args.draws} draws per head and checkpoint, {args.burnin} burn-in steps, lr 3e-5, nβ 30, γ 200, batch 16, "
         f"only the head's weights moving; {seconds:.0f} s in all. χ = −nβ·Cov(L, ℓ − L) per token of 4 repeated "
         "sequences (L = the mean loss on 32 training sequences), averaged over the tokens predicted in the "
         "copied half and in the fresh half; ± is the batch-means standard error across chains (per-chain covariances), and z the "
         "difference over its own error (the two halves' errors are correlated: the difference's is computed from the run itself). `python bench/induction_susceptibility.py`",
         "",
-        "| head | step | verdict | χ copied half | χ fresh half | copied − fresh | z |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| head | step | verdict | χ copied half | χ fresh half | copied − fresh | z | copied − fresh, first / second half of the draws |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
         *rows,
     ])
     print(body)
