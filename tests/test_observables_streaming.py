@@ -104,3 +104,36 @@ def test_a_stopped_and_resumed_sweep_gives_the_observables_of_an_uninterrupted_o
     assert len(dvz.ResultStore(tmp_path / "resumed")) == 2 * len(trajectory)
     with pytest.raises(ValueError, match="keeps each checkpoint's observables in its store"):
         sweep(tmp_path / "other", (x[:10], y[:10]), observable_folder=tmp_path / "obs")
+
+
+class _Attention(torch.nn.Module):
+    """Causal self-attention over (batch, heads, positions, 4) inputs: CPU attention of 4-d inputs has no vmap batching rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(4, 12)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum(-1)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_how_chains_are_evaluated_depends_on_the_model_only_and_reruns_record_the_same_bits(attention):
+    torch.manual_seed(0)
+    if attention:  # vmap would fall back to its slow loop: one chain at a time
+        model, x = _Attention(), torch.randn(6, 2, 5, 4)
+        y = torch.zeros(6, 2, 5)
+    else:
+        model, x, y = problem()
+    run = dict(observables={"probe": (x, y)}, per_sample_loss=lambda m, b: (m(b[0]) - b[1]).square().reshape(len(b[0]), -1).mean(-1),
+               lr=1e-3, nbeta=10.0, num_chains=3, num_draws=4, batch_size=4, seed=1, progress=False)
+    loss = lambda m, b: (m(b[0]) - b[1]).square().mean()
+    first, second = (dvz.estimate_llc(model, (x, y), loss, **run) for _ in range(2))
+    np.testing.assert_array_equal(first.observables["probe"], second.observables["probe"])
+    from devinterp_viz.engine.observables import Observables
+    from devinterp_viz.engine.potential import FlatLoss
+    flat_loss = FlatLoss(model, loss, dvz.resolve_selection(model), torch.device("cpu"))
+    recorder = Observables({"probe": (x, y)}, run["per_sample_loss"], flat_loss, num_chains=3, num_draws=1)
+    recorder.record(recorder.flat_loss.w_star.expand(3, -1).clone(), 0)
+    assert recorder._vectorized is (not attention)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,10 +54,11 @@ def check_observables(observables: Any, per_sample_loss: Any, observable_dtype: 
 class Observables:
     """Per-sample losses ``ℓ_i(w)`` of named data sets at every draw of every chain.
 
-    Evaluated without gradients per chunk of rows, all chains in one ``torch.func.vmap`` call or one
-    chain at a time, whichever the first chunk measured faster (vmap falls back to a slow loop for
-    operations with no batching rule, e.g. CPU scaled-dot-product attention; it is not used at all
-    when the model cannot be vmapped), and copied to host memory at once: into arrays in memory,
+    Evaluated without gradients per chunk of rows, all chains in one ``torch.func.vmap`` call, or one
+    chain at a time where the first chunk shows vmap refusing the model or falling back to its slow
+    loop for an operation with no batching rule (e.g. CPU scaled-dot-product attention). The choice
+    depends on the model alone, never on a timing, so a rerun or a resumed sweep records the same
+    bits. Values are copied to host memory at once: into arrays in memory,
     or, with ``folder``, into ``<folder>/<name>.npy`` files mapped into memory, written draw by
     draw (a long run's recording then lives on disk; the process holds only one draw's values).
 
@@ -151,33 +151,28 @@ class Observables:
             return self._checked(name, self.flat_loss.evaluate(self.per_sample_loss, flat, batch), batch)
 
         def vectorized():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="There is a performance drop")
-                return vmap(one, randomness=self.flat_loss.randomness)(positions)
+            return vmap(one, randomness=self.flat_loss.randomness)(positions)
 
         def looped():
             return torch.stack([one(flat) for flat in positions])
 
         with torch.no_grad():
             if self._vectorized is None:
-                self._vectorized = self._vmap_is_faster(vectorized, looped)
+                self._vectorized = self._vmap_serves(vectorized)
             return vectorized() if self._vectorized else looped()
 
     @staticmethod
-    def _vmap_is_faster(vectorized: Callable[[], torch.Tensor], looped: Callable[[], torch.Tensor]) -> bool:
-        """Whether one vmap call beats a loop over chains here (each timed on its second run); False if vmap cannot run."""
-        try:
-            vectorized()
-        except RuntimeError as err:
-            if not is_vmap_limitation(err):
-                raise
-            return False
-        seconds = []
-        for run in (vectorized, looped, looped):
-            tick = time.perf_counter()
-            run()
-            seconds.append(time.perf_counter() - tick)
-        return seconds[0] <= seconds[2]
+    def _vmap_serves(vectorized: Callable[[], torch.Tensor]) -> bool:
+        """Whether one vmap call evaluates all chains without vmap's per-operation fallback loop."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                vectorized()
+            except RuntimeError as err:
+                if not is_vmap_limitation(err):
+                    raise
+                return False
+        return not any("There is a performance drop" in str(w.message) for w in caught)
 
     @staticmethod
     def _checked(name: str, value: Any, batch: Any) -> torch.Tensor:
