@@ -20,6 +20,7 @@ TRANSPARENT = "rgba(0, 0, 0, 0)"
 _AXIS = dict(gridcolor=GRID, zerolinecolor=AXIS_LINE, linecolor=AXIS_LINE, tickcolor=AXIS_LINE, automargin=True)
 THEME = go.layout.Template(layout=dict(
     paper_bgcolor=TRANSPARENT, plot_bgcolor=TRANSPARENT, colorway=CHAIN_COLORS, autosize=True,
+    hovermode="closest", hoverdistance=40,  # the nearest point within 40 px, not only one under the pointer
     font=dict(color=NEUTRAL), title=dict(x=0.02), xaxis=_AXIS, yaxis=_AXIS,
     legend=dict(bgcolor=TRANSPARENT), modebar=dict(bgcolor=TRANSPARENT, color=NEUTRAL, activecolor=CHAIN_COLORS[0]),
     colorscale=dict(sequential="Viridis")))
@@ -114,6 +115,7 @@ def plot_llc_result(res) -> go.Figure:
     fig.update_layout(
         template=THEME,
         title=dict(text=title, font=dict(size=14)),
+        hovermode="x unified",  # every chain's value at the draw under the pointer
         xaxis2_title="draw",
         height=560 + 16 * len(notes),
         margin=dict(t=70, b=110 + 16 * len(notes)),
@@ -228,7 +230,7 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
     if axis_row or undefined.any():
         fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
     fig.update_layout(template=THEME, title="LLC over training, ± one standard error" + (" (normalised)" if normalize else ""),
-                      xaxis_type="log", xaxis_title="training step",
+                      xaxis_type="log", xaxis_title="training step", hovermode="x unified",  # every curve at one step
                       yaxis_title="λ̂ / largest positive λ̂ of the curve" if normalize else "λ̂", height=420)
     return fig
 

@@ -66,6 +66,16 @@ def test_static_figure_follows_the_output_width_and_reads_in_both_themes(figures
     assert '"black"' not in drawn and '"#000000"' not in drawn  # black marks vanish on a dark notebook
 
 
+@pytest.mark.parametrize("name", ["llc result", "essential dynamics", "trajectory geometry", "joint essential dynamics",
+                                  "sweep", "stages", "stage comparison"])
+def test_hover_finds_the_nearest_point_and_compares_curves_that_share_their_x(figures, name):
+    fig = figures[name]
+    theme = fig.layout.template.layout
+    assert theme.hovermode == "closest" and theme.hoverdistance >= 20  # a point is found without pixel-hunting
+    shared_x = name in ("llc result", "sweep")  # chains at one draw, selections at one step
+    assert (fig.layout.hovermode == "x unified") is shared_x
+
+
 # ---- one format for an estimate and one visual language for verdicts, in static figures and widgets ----
 
 JS = Path(__file__).resolve().parents[1] / "js" / "src"
