@@ -114,5 +114,8 @@ def test_without_anywidget_host_the_view_module_imports_the_runtime_once(browser
         page.wait_for_function(ready_count(2), timeout=30_000)
         assert page.evaluate("globalThis.__dvz_runtime_loads") == 1
         assert page.locator(f"{WIDGET} [data-dvz-role='trace-plot']").count() == 2
+        looks = page.evaluate("""(root) => [...document.querySelectorAll(`${root} .dvz-controls input:not([type=range]), ${root} .dvz-controls select`)]
+            .map((el) => [el.disabled, getComputedStyle(el).cursor, getComputedStyle(el).borderTopStyle, el.outerHTML.slice(0, 120)])""", WIDGET)
+        assert looks and all(look[:3] == [True, "not-allowed", "dashed"] for look in looks), looks  # a snapshot's sampler settings look fixed
     finally:
         context.close()
