@@ -25,7 +25,7 @@ ensure_torch() {
     say "CUDA GPU found: installing torch (CUDA build)"
     "$PY" -m pip install -q torch
   else
-    say "no CUDA GPU: installing the CPU build torch==$TORCH_CPU_VERSION first (never the multi-GB CUDA wheels)"
+    say "no CUDA GPU: installing the CPU build torch==$TORCH_CPU_VERSION first (never the multi-GB CUDA wheels; about a minute)"
     "$PY" -m pip install -q "torch==$TORCH_CPU_VERSION"
   fi
 }
@@ -35,7 +35,7 @@ ensure_package() {  # $1: extras
   local digest
   digest=$(cat pyproject.toml | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then return; fi
-  say "installing devinterp_viz[$1] (editable)"
+  say "installing devinterp_viz[$1] (editable) and its dependencies: a few minutes the first time, then skipped"
   "$PY" -m pip install -q -e ".[$1]"
   echo "$digest" > "$stamp"
 }

@@ -193,7 +193,8 @@ def _stages_text(sweep) -> str:
         found = dvz.stages(sweep)
     except ValueError:
         return "too few checkpoints with an LLC for stages"
-    return f"{len(found.stages_)} LLC stage(s) " + " ".join(
+    count = len(found.stages_)
+    return f"{count} LLC stage{'s' * (count != 1)} " + " ".join(
         f"[{s['type']} {s['start']:.0f}–{s['end']:.0f}]" for s in found.stages_)
 
 

@@ -126,7 +126,7 @@ def test_printing_a_fitted_detector_lists_its_stages():
     llc = np.array([1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1, 0.5])
     detector = dvz.StageDetector(bandwidth=None).fit(steps, llc, np.full(12, 0.05))
     text = str(detector).splitlines()
-    assert text[0].startswith(f"{len(detector.stages_)} stage(s)") and len(text) == 1 + len(detector.stages_) == 3
+    assert text[0].startswith(f"{len(detector.stages_)} stages of the LLC curve") and len(text) == 1 + len(detector.stages_) == 3
     first = detector.stages_[0]
     assert text[1] == f"  steps {first['start']:g}–{first['end']:g}: rising, {first['change']:+.3g} ({first['z']:.1f} SE, {first['estimates']} estimates)"
     assert str(dvz.StageDetector()) == repr(dvz.StageDetector())  # unfitted: its parameters

@@ -90,7 +90,8 @@ class StageDetector(BaseEstimator):
         """The stages found, one line each (``print(dvz.stages(sweep))``); the parameters before ``fit``."""
         if not hasattr(self, "stages_"):
             return repr(self)
-        lines = [f"{len(self.stages_)} stage(s) of the LLC curve (a change is kept when over {self.significance:g} SE):"]
+        count = len(self.stages_)
+        lines = [f"{count} stage{'s' * (count != 1)} of the LLC curve (a change is kept when over {self.significance:g} SE):"]
         lines += [f"  steps {s['start']:g}–{s['end']:g}: {s['type']}, {s['change']:+.3g} ({s['z']:.1f} SE, {s['estimates']} estimates)"
                   for s in self.stages_]
         return "\n".join(lines)

@@ -256,7 +256,7 @@ def sweep_llc(
               "estimate_kwargs": estimate_kwargs}
     runner = make_executor(executor, address=address, num_cpus=num_cpus)
     try:
-        with progress_bar(len(tasks), f"LLC sweep ({runner.name})", progress) as bar:
+        with progress_bar(len(tasks), f"LLC sweep of {type(model).__name__} ({runner.name})", progress) as bar:
             for (index, dist, state, step), results in runner.run(_estimate_checkpoint, tasks, shared, prepare=_loaded):
                 failed = _failure(results)
                 if failed:
