@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,6 @@ class DemoSize:
     head_chains: int
     head_burnin: int
     head_draws: int
-    notes: list[str] = field(default_factory=list)
 
 
 # The transformer's chains: lr 1e-4 with nβ 30 and γ 200 have a localization time 2/(lr·γ) = 100
@@ -72,6 +71,7 @@ HEAD_SGLD = dict(TRANSFORMER_SGLD, lr=3e-5)
 # at lr 1e-5 the step-size bias is a few percent and the final 5+-gon comes out 8.2 ± 0.3 (theory 8.5).
 # Checkpoints on a plateau (the loss still falling, |∇L| ≈ 1e-2) are not local minima: no LLC there.
 TMS_SGLD = dict(lr=1e-5, nbeta=1e4, localization=10.0, batch_size=1024)
+INDUCTION_BUMP_END = 2300  # the zoo transformer's induction heads have formed by then (seed 0; zoo/transformer.py)
 TMS_THEORY = {"5-gon": 7.0, "5+-gon": 8.5, "6-gon": 8.5}  # Chen et al. 2023 (SCIENCE.md)
 QUICK = DemoSize(tms_checkpoints=12, tms_chains=4, tms_burnin=2000, tms_draws=500, transformer_steps=2000, seq_len=16,
                  llc_checkpoints=10, llc_burnin=150, llc_draws=150, head_checkpoints=4, head_chains=2, head_burnin=300,
@@ -214,6 +214,9 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
         f"LLC {_llc_range(sweep)} over {len(steps)} checkpoints ({_status_counts(sweep)}); "
         f"{_stages_text(sweep)}; milestones at steps {_steps_text(dynamics.milestone_steps_)} "
         f"({time.perf_counter() - tick:.0f} s)")
+    if size.transformer_steps < INDUCTION_BUMP_END:
+        say(f"   (training stops at step {size.transformer_steps}, inside the induction bump — steps ~1300–{INDUCTION_BUMP_END} "
+            "for seed 0, devinterp_viz/zoo/transformer.py — so the LLC shows its rise, not its end; the full demo trains to 3000)")
     dvz.DevelopmentDashboard(sweep=sweep, dynamics=dynamics, losses={"train": (trajectory.steps, losses)}).save_html(
         report / "transformer_dashboard.html", title="Toy transformer development")
     tick = time.perf_counter()
