@@ -239,6 +239,11 @@ def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int)
         f"{dict(zip(heads.selections, map(int, labels)))}; behavioural scores: "
         + ", ".join(f"{name} max {np.max(v):.2f}" for name, v in scores.items())
         + f"; against behaviour: {roles} ({time.perf_counter() - tick:.0f} s)")
+    untrusted = widget.signatures.untrusted_heads_
+    if untrusted:
+        say(f"   {len(untrusted)} of {len(heads.selections)} heads' curves rest on estimates the verdict does not trust "
+            "(✕ and | in the widget's thumbnails), so their clusters are tentative: HeadSignatures(untrusted='drop') "
+            "clusters on the checkpoints every head passes")
     return {"transformer_dashboard.html": "Toy transformer: development dashboard",
             "heads.html": "Toy transformer: attention heads clustered by refined LLC, beside their behaviour"}
 

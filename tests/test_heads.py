@@ -127,3 +127,22 @@ def test_signatures_and_clustering_are_scikit_learn_estimators():
     assert repr(signatures) == "HeadSignatures(normalize='zscore')"
     sweep, truth = synthetic_head_sweep()
     assert clustering.fit(signatures.fit(sweep)) is clustering and clustering.labels_.shape == truth.shape
+
+
+def test_signatures_say_which_heads_rest_on_untrusted_estimates_and_can_drop_those_checkpoints():
+    from tests.widget_fakes import synthetic_head_sweep as healthy_head_sweep
+
+    sweep = healthy_head_sweep(num_checkpoints=12, distributions=("full",))
+    assert sweep.healthy.all()
+    disagreeing = 1.05 + 0.003 * np.random.default_rng(1).standard_normal((2, 40))
+    disagreeing[1] += 0.05  # the two chains settle at different levels: R-hat far above 1
+    sweep.results[("blocks.1.attn.head2", "full", 5)] = dvz.LLCResult.from_traces(disagreeing, 1.0, 10.0)
+    assert not sweep.healthy[sweep.selections.index("blocks.1.attn.head2"), 0, 5]
+    kept = HeadSignatures().fit(sweep)
+    assert kept.untrusted_heads_ == ["blocks.1.attn.head2"] and kept.trusted_.sum() == kept.trusted_.size - 1
+    assert kept.signatures_.shape == (8, len(sweep.steps))
+    dropped = HeadSignatures(untrusted="drop").fit(sweep)
+    assert dropped.untrusted_heads_ == [] and dropped.trusted_.all()
+    np.testing.assert_array_equal(dropped.steps_, np.delete(sweep.steps, 5))
+    with pytest.raises(ValueError, match="'keep' or 'drop'"):
+        HeadSignatures(untrusted="ignore").fit(sweep)

@@ -21,6 +21,10 @@ class HeadSignatures(BaseEstimator):
         (compares shapes, Wang et al.'s choice), standardise, or keep raw values.
     distributions : list of str, optional
         Which data distributions of the sweep to use (default all), concatenated per head.
+    untrusted : {"keep", "drop"}
+        What to do with checkpoints where some head's estimate is one the verdict does not trust
+        (unhealthy, or undefined: w* not a local minimum): keep them in the features (``trusted_``
+        says which they are), or drop those checkpoints for every head.
 
     Attributes
     ----------
@@ -31,6 +35,10 @@ class HeadSignatures(BaseEstimator):
     distributions_ : list of str
     curves_ : np.ndarray, shape (heads, distributions, checkpoints)
         The unnormalised curves.
+    trusted_ : np.ndarray of bool, shape (heads, distributions, checkpoints)
+        Where the verdict trusts the estimate (healthy, not undefined).
+    untrusted_heads_ : list of str
+        Heads whose kept curve rests on an estimate the verdict does not trust.
 
     References
     ----------
@@ -38,14 +46,17 @@ class HeadSignatures(BaseEstimator):
     Attention Heads via the Refined Local Learning Coefficient. 2024.
     """
 
-    def __init__(self, normalize: str | None = "max", distributions: list[str] | None = None):
+    def __init__(self, normalize: str | None = "max", distributions: list[str] | None = None, untrusted: str = "keep"):
         self.normalize = normalize
         self.distributions = distributions
+        self.untrusted = untrusted
 
     def fit(self, sweep: SweepResult) -> HeadSignatures:
         """Read the per-head curves of a sweep (``sweep_llc(..., selections="heads")``)."""
         if self.normalize not in ("max", "zscore", None):
             raise ValueError(f"normalize must be 'max', 'zscore' or None, got {self.normalize!r}.")
+        if self.untrusted not in ("keep", "drop"):
+            raise ValueError(f"untrusted must be 'keep' or 'drop', got {self.untrusted!r}.")
         names = self.distributions or sweep.distributions
         missing = [d for d in names if d not in sweep.distributions]
         if missing:
@@ -56,9 +67,18 @@ class HeadSignatures(BaseEstimator):
             raise ValueError("the sweep has missing or non-finite estimates; finish the sweep (or drop those checkpoints) first.")
         if len(sweep.selections) < 2:
             raise ValueError("head analysis needs a sweep over at least two heads (selections='heads').")
-        self.curves_ = curves
+        trusted = sweep.healthy[:, columns, :] & ~sweep.undefined[:, columns, :]
+        steps = np.asarray(sweep.steps)
+        if self.untrusted == "drop":
+            kept = trusted.all(axis=(0, 1))
+            if not kept.any():
+                raise ValueError("every checkpoint has an estimate the verdict does not trust, so untrusted='drop' leaves "
+                                 "nothing to cluster: sample longer or lower lr (see sweep.healthy), or use untrusted='keep'.")
+            curves, trusted, steps = curves[..., kept], trusted[..., kept], steps[kept]
+        self.curves_, self.trusted_ = curves, trusted
         self.heads_ = list(sweep.selections)
-        self.steps_ = np.asarray(sweep.steps)
+        self.untrusted_heads_ = [head for head, ok in zip(self.heads_, trusted.all(axis=(1, 2))) if not ok]
+        self.steps_ = steps
         self.distributions_ = list(names)
         self.signatures_ = _normalise(curves, self.normalize).reshape(len(self.heads_), -1)
         return self
