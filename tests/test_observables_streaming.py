@@ -97,6 +97,8 @@ def test_a_stopped_and_resumed_sweep_gives_the_observables_of_an_uninterrupted_o
         np.testing.assert_array_equal(resumed.results[("all", "data", i)].observables["probe"],
                                       whole.results[("all", "data", i)].observables["probe"])
     np.testing.assert_array_equal(resumed.susceptibilities("probe").value, whole.susceptibilities("probe").value)
+    for sweep_result in (whole, resumed):  # computed or reused, a stored result's observables are read from its file
+        assert all(isinstance(r.observables["probe"], np.memmap) for r in sweep_result.results.values())
     # one changed number in the observable's data: a new key for every checkpoint, nothing reused
     changed_y = y[:10].clone()
     changed_y[3] += 1.0
@@ -137,3 +139,17 @@ def test_how_chains_are_evaluated_depends_on_the_model_only_and_reruns_record_th
     recorder = Observables({"probe": (x, y)}, run["per_sample_loss"], flat_loss, num_chains=3, num_draws=1)
     recorder.record(recorder.flat_loss.w_star.expand(3, -1).clone(), 0)
     assert recorder._vectorized is (not attention)
+
+
+def test_a_loaded_result_maps_its_observables_from_the_file_and_reads_a_compressed_one_whole(tmp_path):
+    model, x, y = problem()
+    result = dvz.estimate_llc(model, (x, y), loss_fn, observables={"train": (x, y)}, per_sample_loss=per_sample_loss, **RUN)
+    loaded = dvz.LLCResult.load(result.save(tmp_path / "r.npz"))
+    mapped = loaded.observables["train"]
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable and str(mapped.filename) == str(tmp_path / "r.npz")
+    np.testing.assert_array_equal(mapped, result.observables["train"])
+    with np.load(tmp_path / "r.npz") as data:  # the same members, deflated by another writer
+        np.savez_compressed(tmp_path / "deflated.npz", **{key: data[key] for key in data.files})
+    read = dvz.LLCResult.load(tmp_path / "deflated.npz").observables["train"]
+    assert not isinstance(read, np.memmap)
+    np.testing.assert_array_equal(read, result.observables["train"])

@@ -266,6 +266,8 @@ def sweep_llc(
                     res.config["sweep"] = {"step": step, "selection": sel, "distribution": dist}
                     if task_keys is not None:
                         store.put(task_keys[sel], res)
+                        if res.observables:  # held from here on as a read-only map of the stored file, not in memory
+                            res = store.get(task_keys[sel]) or res
                     _record(sweep, sel, dist, index, res, on_result)
                 bar.update(1)
                 if stop_requested(stop):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,10 +317,11 @@ class LLCResult:
 
     @classmethod
     def load(cls, path: str | Path) -> LLCResult:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save`; its observables are mapped read-only from the file, not read."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes().decode())
-            observables = {key[len(OBSERVABLE_PREFIX):]: np.array(data[key]) for key in data.files if key.startswith(OBSERVABLE_PREFIX)}
+            observables = {key[len(OBSERVABLE_PREFIX):]: _mapped_member(Path(path), key) for key in data.files
+                           if key.startswith(OBSERVABLE_PREFIX)}
             if meta.get("format_version") != RESULT_FORMAT_VERSION:
                 raise ValueError(
                     f"{path} was written by result format {meta.get('format_version')}, this "
@@ -344,3 +347,31 @@ class LLCResult:
                                   for name in observables},
             )
 
+
+def _mapped_member(path: Path, name: str) -> np.ndarray:
+    """The array ``name`` of an ``np.savez`` file, memory-mapped read-only (read whole where it cannot be).
+
+    ``np.savez`` stores each array as an uncompressed ``.npy`` member, so its data lie contiguously in
+    the file after the member's zip header and ``.npy`` header: a long run's observables are then read
+    from disk as they are used, not held in memory.
+    """
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name + ".npy")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if info.compress_type != zipfile.ZIP_STORED or version not in ((1, 0), (2, 0)):
+                return np.lib.format.read_array(archive.open(info), allow_pickle=False)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(member)
+            header_size = member.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: member {name} holds Python objects; observables are numbers.")
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        signature, *_, name_length, extra_length = struct.unpack("<4s5H3L2H", fh.read(30))
+    if signature != b"PK\x03\x04":
+        raise ValueError(f"{path}: member {name} has no local zip header where its index says.")
+    if not np.prod(shape):
+        return np.zeros(shape, dtype)
+    offset = info.header_offset + 30 + name_length + extra_length + header_size
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
