@@ -282,6 +282,12 @@ def _step_colorbar(steps: np.ndarray) -> tuple[np.ndarray, dict]:
         ticks = [s for s in ([0] + [10**e for e in decades]) if first <= s <= last]
     if not ticks:
         ticks = [first]
+    span = max(np.log10(last + 1) - np.log10(first + 1), 1e-9)
+    spaced = [ticks[0]]
+    for tick in ticks[1:]:  # labels closer than 12% of the bar overlap (0 and 1 sit 0.3 decades apart)
+        if np.log10(tick + 1) - np.log10(spaced[-1] + 1) >= 0.12 * span:
+            spaced.append(tick)
+    ticks = spaced
     return colour, dict(title="step", tickvals=np.log10(np.asarray(ticks, float) + 1), ticktext=[f"{t:.0f}" for t in ticks], len=0.8)
 
 
@@ -434,9 +440,11 @@ def plot_joint_essential_dynamics(joint, plane=(0, 1)) -> go.Figure:
         geometry = joint.geometries_.get(name)
         if geometry is not None and len(geometry.milestones_):
             marks = geometry.milestones_
-            fig.add_trace(go.Scatter(x=geometry.smoothed_[marks, i], y=geometry.smoothed_[marks, j], mode="markers",
-                                     legendgroup=name, showlegend=False,
-                                     text=[f"{name}: milestone at step {steps[t]}" for t in marks], hoverinfo="text",
+            fig.add_trace(go.Scatter(x=geometry.smoothed_[marks, i], y=geometry.smoothed_[marks, j], mode="markers+text",
+                                     legendgroup=name, name=f"{name}: ★ milestones (labelled by step)",
+                                     text=[f"{steps[t]}" for t in marks], textposition="top center",
+                                     textfont=dict(size=10, color=color),
+                                     hovertext=[f"{name}: milestone at step {steps[t]}" for t in marks], hoverinfo="text",
                                      marker=dict(symbol="star", size=13, color=color, line=dict(color=NEUTRAL, width=1))),
                           row=1, col=1)
     for name, points in joint.references_.items():
@@ -457,6 +465,7 @@ def plot_stage_comparison(comparison) -> go.Figure:
     Parameters
     ----------
     comparison : StageComparison
+        Its ``stages`` (when compared with a fitted detector) are drawn as segments of the LLC row.
     """
     fig = go.Figure()
     for milestone, boundary, distance in comparison.pairs:
@@ -471,6 +480,14 @@ def plot_stage_comparison(comparison) -> go.Figure:
                              mode="markers", name="LLC stage boundaries",
                              marker=dict(symbol="line-ns-open", size=18, color=NEUTRAL, line=dict(width=2)),
                              text=[f"boundary {b:.0f}" for b in comparison.boundaries], hoverinfo="text"))
+    for stage in comparison.stages:  # each stage a segment of the LLC row, so one stage without boundaries shows too
+        arrow = {"rising": "↑", "falling": "↓"}.get(stage["type"], "→")
+        label = f"{arrow} {stage['type']} {stage['change']:+.3g} ({stage['z']:.1f} SE)" if "z" in stage else f"{arrow} {stage['type']}"
+        fig.add_trace(go.Scatter(x=[max(stage["start"], 1), max(stage["end"], 1)], y=[0, 0], mode="lines", showlegend=False,
+                                 line=dict(color=NEUTRAL, width=6), opacity=0.45, hoverinfo="text",
+                                 text=f"LLC stage, steps {stage['start']:.0f}–{stage['end']:.0f}: {label}"))
+        fig.add_annotation(x=np.log10(np.sqrt(max(stage["start"], 1) * max(stage["end"], 1))), y=0, yshift=14, text=label,
+                           showarrow=False, font=dict(size=11))
     fig.update_layout(template=THEME, title="milestones vs LLC stage boundaries", xaxis_type="log", xaxis_title="training step",
                       yaxis=dict(tickvals=[0, 1], ticktext=["LLC stages", "milestones"], range=[-0.5, 1.5]),
                       height=300)

@@ -147,9 +147,21 @@ def test_sweep_figure_marks_unhealthy_and_undefined_and_never_normalises_a_negat
 
 
 def test_ed_colour_bar_ticks_are_round_steps_of_the_run():
-    steps = np.arange(60) * 50  # 0 … 2950
+    steps = np.arange(60) * 50  # 0 … 2950: 1 would sit 0.3 decades (9% of the bar) above 0, over its label
     _, bar = plotting._step_colorbar(steps)
-    assert bar["ticktext"] == ["0", "1", "10", "100", "1000"]
-    assert np.allclose(bar["tickvals"], np.log10(np.array([0, 1, 10, 100, 1000]) + 1))
+    assert bar["ticktext"] == ["0", "10", "100", "1000"]
+    assert np.allclose(bar["tickvals"], np.log10(np.array([0, 10, 100, 1000]) + 1))
     _, bar = plotting._step_colorbar(np.array([100, 300, 2000]))
     assert bar["ticktext"] == ["100", "200", "500", "1000", "2000"]
+
+
+def test_the_stage_comparison_draws_every_llc_stage_so_a_stage_without_boundaries_shows():
+    sweep = synthetic_sweep(30)
+    found = dvz.stages(sweep)
+    steps = np.arange(60) * 50
+    dynamics = essential_dynamics(_outputs(0), steps=steps, n_components=3, progress=False)
+    for detector in (found, type(found)().fit(sweep.steps[:8], sweep.llc_mean[0, 0, :8], sweep.llc_se[0, 0, :8])):
+        fig = compare_with_stages(dynamics, detector).plot()
+        segments = [t for t in fig.data if isinstance(t.text, str) and t.text.startswith("LLC stage, steps")]
+        assert len(segments) == len(detector.stages_) >= 1
+        assert [t.x[1] for t in segments] == [max(s["end"], 1) for s in detector.stages_]

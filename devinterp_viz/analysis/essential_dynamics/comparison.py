@@ -28,6 +28,9 @@ class StageComparison:
         ``log(boundary + 1) − log(nearest milestone + 1)``.
     pairs : list of (float, float, float)
         ``(milestone, boundary, log distance)`` for mutual nearest neighbours, one to one.
+    stages : list of dict
+        The LLC stages between the boundaries (``stages_`` of the stage detector: ``start``, ``end``,
+        ``type``, ``change``, ``z``); empty when only boundary steps were given.
     """
 
     milestones: np.ndarray
@@ -37,6 +40,7 @@ class StageComparison:
     nearest_milestone: np.ndarray
     boundary_log_distance: np.ndarray
     pairs: list = field(default_factory=list)
+    stages: list = field(default_factory=list)
 
     def matched(self, tolerance: float = 0.25) -> list[tuple[float, float, float]]:
         """The pairs at most ``tolerance`` apart in log-step."""
@@ -67,7 +71,8 @@ def compare_with_stages(milestones: Any, stage_boundaries: Any) -> StageComparis
     milestones : array of steps, TrajectoryGeometry or EssentialDynamics
         Milestone steps (``milestone_steps_`` of a fitted geometry or essential dynamics).
     stage_boundaries : array of steps or StageDetector
-        Stage-boundary steps (``boundaries_`` of :func:`devinterp_viz.stages`).
+        Stage-boundary steps (``boundaries_`` of :func:`devinterp_viz.stages`); a fitted detector
+        also gives its stages, which the plot draws.
 
     Returns
     -------
@@ -90,5 +95,6 @@ def compare_with_stages(milestones: Any, stage_boundaries: Any) -> StageComparis
         for i, j in enumerate(to_boundary)
         if j >= 0 and to_milestone[j] == i
     ]
+    stages = [dict(stage) for stage in getattr(stage_boundaries, "stages_", [])]
     return StageComparison(milestone_steps, boundary_steps, nearest_boundary, log_distance, nearest_milestone,
-                           boundary_distance, pairs)
+                           boundary_distance, pairs, stages)
