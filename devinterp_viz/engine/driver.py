@@ -27,8 +27,10 @@ GATHER_BLOCK_BYTES = 1 << 26  # minibatches of several steps are gathered at onc
 CUDA_STREAM_EVERY = 32  # draws copied to the host at once on a GPU (no per-step sync)
 DRIFT_BLOCK_ELEMENTS = 1 << 22  # (chains × coordinates) per block of δ = w − w* while the drift is built
 MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (their next step reuses the batch)
+BURNIN_TRACE_POINTS = 256  # burn-in steps at which the loss is kept, evenly spaced (display and diagnosis only)
 
 OnDraw = Callable[..., None]  # on_draw(draw_index, losses) or on_draw(draw_index, losses, acceptance)
+OnBurnin = Callable[[int, np.ndarray], None]  # on_burnin(step, losses) at the burn-in steps kept
 
 # What the driver records at every draw besides the loss, over the moving coordinates, with
 # δ = w − w*, ∇U = nβ ∇L_batch + γ δ (the drift) and g* = ∇L(w*):
@@ -59,6 +61,13 @@ class ChainRun:
         Whether the chains ran through one vmapped call per step.
     graph : str
         "graph" when a traced graph evaluated the chains, else "eager" (and why, if a graph was refused).
+    burnin_steps : np.ndarray of int, shape (points,)
+        Burn-in steps at which ``burnin_loss_trace`` was taken: at most :data:`BURNIN_TRACE_POINTS`
+        evenly spaced ones that ran, and the last finite step of each chain that went non-finite.
+    burnin_loss_trace : np.ndarray, shape (chains, points)
+        Minibatch loss at those steps (NaN at another chain's last finite step).
+    burnin_divergence_step : np.ndarray of int, shape (chains,)
+        First burn-in step at which each chain's loss was non-finite, -1 where it stayed finite.
     """
 
     loss_trace: np.ndarray
@@ -68,6 +77,81 @@ class ChainRun:
     partial: bool
     vectorized: bool
     graph: str
+    burnin_steps: np.ndarray
+    burnin_loss_trace: np.ndarray
+    burnin_divergence_step: np.ndarray
+
+
+class BurninRecorder:
+    """The loss during burn-in, kept on the device: at evenly spaced steps, and where each chain went non-finite.
+
+    Per step it costs a few element-wise ops on (chains,) tensors and no host sync; the host sees
+    the kept losses when they are streamed (in blocks on a GPU) and at the end.
+
+    Parameters
+    ----------
+    num_chains, num_burnin_steps : int
+    like : torch.Tensor
+        Gives the dtype and device.
+    on_burnin : callable, optional
+        ``on_burnin(step, losses)`` with ``losses`` (chains,) at each kept step, in blocks of
+        ``stream_every``.
+    stream_every : int
+    """
+
+    def __init__(self, num_chains: int, num_burnin_steps: int, like: torch.Tensor, on_burnin: OnBurnin | None,
+                 stream_every: int):
+        points = min(num_burnin_steps, BURNIN_TRACE_POINTS)
+        steps = np.unique(np.linspace(0, num_burnin_steps - 1, points).round().astype(int)) if points else np.zeros(0, int)
+        self.steps = steps
+        self._column = {int(step): column for column, step in enumerate(steps)}
+        self.losses = torch.full((num_chains, steps.size), float("nan"), dtype=like.dtype, device=like.device)
+        self.first_nonfinite = torch.full((num_chains,), -1, dtype=torch.long, device=like.device)
+        self.last_finite = torch.full((num_chains,), float("nan"), dtype=like.dtype, device=like.device)
+        self._previous = self.last_finite.clone()
+        self._on_burnin, self._stream_every = on_burnin, stream_every
+        self._kept = self._streamed = 0
+
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        """Keep the loss of burn-in step ``step`` (chains,) if it is a kept step, and note where chains go non-finite."""
+        loss = loss.detach()
+        newly = ~torch.isfinite(loss) & self.first_nonfinite.lt(0)
+        self.first_nonfinite.masked_fill_(newly, step)
+        self.last_finite = torch.where(newly, self._previous, self.last_finite)
+        self._previous = loss
+        column = self._column.get(step)
+        if column is None:
+            return
+        self.losses[:, column] = loss
+        self._kept = column + 1
+        if self._on_burnin is not None and self._kept - self._streamed >= self._stream_every:
+            self.stream()
+
+    def stream(self) -> None:
+        """Hand the kept losses not yet streamed to ``on_burnin``."""
+        if self._on_burnin is None or self._streamed == self._kept:
+            return
+        block = self.losses[:, self._streamed:self._kept].cpu().double().numpy()
+        for offset in range(block.shape[1]):
+            self._on_burnin(int(self.steps[self._streamed + offset]), block[:, offset].copy())
+        self._streamed = self._kept
+
+    def result(self, steps_run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, losses, first non-finite step) of the burn-in: the kept steps that ran (< ``steps_run``)
+        and, for each chain that went non-finite after step 0, its last finite step and loss."""
+        ran = self.steps < steps_run
+        steps, losses = self.steps[ran], self.losses[:, : int(ran.sum())].cpu().double().numpy()
+        first = self.first_nonfinite.cpu().numpy().astype(int)
+        last_finite = self.last_finite.cpu().double().numpy()
+        extra = sorted({int(s) - 1 for s in first if s > 0} - set(steps.tolist()))
+        if not extra:
+            return steps, losses, first
+        merged = np.union1d(steps, extra).astype(int)
+        out = np.full((losses.shape[0], merged.size), np.nan)
+        out[:, np.searchsorted(merged, steps)] = losses
+        for chain in np.flatnonzero(first > 0):
+            out[chain, np.searchsorted(merged, first[chain] - 1)] = last_finite[chain]
+        return merged, out, first
 
 
 def chain_seeds(seed: int, chain: int) -> tuple[int, int]:
@@ -283,6 +367,7 @@ def run_chains(
     graph: bool | str = "auto",
     init_grad: torch.Tensor | None = None,
     observe: Callable[[torch.Tensor, int], None] | None = None,
+    on_burnin: OnBurnin | None = None,
 ) -> ChainRun:
     """Advance ``num_chains`` chains from w* and record the minibatch loss at every draw.
 
@@ -316,6 +401,9 @@ def run_chains(
     observe : callable, optional
         ``observe(positions, draw)`` at every draw, with the chains' positions (chains, n) the
         draw's losses are measured at (see :class:`~devinterp_viz.engine.observables.Observables`).
+    on_burnin : callable, optional
+        ``on_burnin(step, losses)`` with ``losses`` (chains,) at each burn-in step kept in
+        ``burnin_loss_trace`` (:class:`BurninRecorder`), streamed as ``on_draw`` is.
     """
     device = hyper.w_star.device
     dim = hyper.w_star.numel()
@@ -328,6 +416,8 @@ def run_chains(
     distances = torch.full_like(losses, float("nan"))
     traces = {name: torch.full_like(losses, float("nan")) for name in SAMPLER_TRACES}
     stream_every = CUDA_STREAM_EVERY if device.type == "cuda" else 1
+    burnin = BurninRecorder(num_chains, num_burnin_steps, hyper.w_star, on_burnin, stream_every)
+    steps_run = 0
     streamed = 0
     draws_done = 0
     pending = None  # (step info, loss, |w − w*|², draw) of a move whose acceptance the next evaluation gives
@@ -343,7 +433,10 @@ def run_chains(
             if not reuse_batch:
                 batch, shared = streams.batch()
             loss, grad = evaluator(state.position, batch, shared)
+            steps_run = step + 1
             since_burnin = step - num_burnin_steps
+            if since_burnin < 0:
+                burnin.record(step, loss)
             recording = since_burnin >= 0 and since_burnin % num_steps_bw_draws == 0
             draw = since_burnin // num_steps_bw_draws
             drift, sq_dist = potential_gradient(
@@ -378,9 +471,11 @@ def run_chains(
                 break  # every chain is non-finite: nothing more to learn
     finally:
         bar.close()
+    burnin.stream()
     if on_draw is not None and streamed < draws_done:
         _stream(on_draw, losses, mala, streamed, draws_done)
     keep = draws_done if partial else num_draws
+    burnin_steps, burnin_losses, burnin_divergence = burnin.result(steps_run)
     return ChainRun(
         loss_trace=losses[:, :keep].cpu().double().numpy(),
         mala_trace=mala[:, :keep].cpu().double().numpy(),
@@ -389,6 +484,9 @@ def run_chains(
         partial=partial,
         vectorized=evaluator.vectorized,
         graph=evaluator.graphs.status if evaluator.vectorized else "eager",
+        burnin_steps=burnin_steps,
+        burnin_loss_trace=burnin_losses,
+        burnin_divergence_step=burnin_divergence,
     )
 
 
