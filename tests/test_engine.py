@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import devinterp_viz as dvz
+from devinterp_viz.analysis.store import ResultStore
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.selection import resolve_selection
 from devinterp_viz.zoo.potentials import GaussianPotential, potential_loss
@@ -508,6 +509,11 @@ def test_a_burn_in_trace_round_trips_through_save_and_load_and_older_files_still
     np.testing.assert_array_equal(loaded.burnin_loss_trace, res.burnin_loss_trace)
     np.testing.assert_array_equal(loaded.diagnostics.burnin_divergence_step, res.diagnostics.burnin_divergence_step)
     assert loaded.diagnostics.burnin_message == res.diagnostics.burnin_message != ""
+    store = ResultStore(tmp_path / "store")  # a sweep's store keeps it too
+    store.put("diverged", res)
+    stored = ResultStore(tmp_path / "store").get("diverged")
+    np.testing.assert_array_equal(stored.burnin_loss_trace, res.burnin_loss_trace)
+    assert stored.diagnostics.reasons == res.diagnostics.reasons
     # a file written before the burn-in trace was kept: no such arrays, no such diagnostics key
     with np.load(tmp_path / "diverged.npz") as data:
         arrays = {key: data[key] for key in data.files if not key.startswith("burnin_")}
@@ -519,3 +525,30 @@ def test_a_burn_in_trace_round_trips_through_save_and_load_and_older_files_still
     assert old.burnin_steps.shape == (0,) and old.burnin_loss_trace.shape == (2, 0)
     assert old.diagnostics.burnin_divergence_step.tolist() == [-1, -1]
     np.testing.assert_array_equal(old.loss_trace, res.loss_trace)
+
+
+@pytest.mark.parametrize("first_bad", [0, 1, 49, 50, 51, 123, 998, 999])
+def test_the_burn_in_record_finds_the_first_non_finite_step_wherever_it_falls_in_the_scanned_windows(first_bad):
+    from devinterp_viz.engine.driver import BURNIN_TRACE_POINTS, BurninRecorder
+
+    burnin = 1000  # windows of 50 steps are scanned on the device; the kept steps are every ~3.9th
+    record = BurninRecorder(2, burnin, torch.zeros(1), None, stream_every=1)
+    for step in range(burnin):  # chain 0 stays finite; chain 1's loss is its step until it overflows
+        record.record(step, torch.tensor([1.0, float(step) if step < first_bad else float("inf")]))
+    steps, losses, first = record.result(burnin)
+    assert first.tolist() == [-1, first_bad]
+    assert BURNIN_TRACE_POINTS <= steps.size <= BURNIN_TRACE_POINTS + 1 and np.all(np.diff(steps) > 0)
+    if first_bad > 0:  # its last finite loss is kept at its own step
+        assert losses[1, steps.tolist().index(first_bad - 1)] == first_bad - 1
+    assert np.isfinite(losses[1, steps < first_bad]).all() and not np.isfinite(losses[1, steps >= first_bad]).any()
+
+
+def test_the_burn_in_record_of_a_run_that_ended_mid_window_scans_that_window():
+    from devinterp_viz.engine.driver import BurninRecorder
+
+    record = BurninRecorder(1, 1000, torch.zeros(1), None, stream_every=1)
+    for step in range(130):  # the run stopped at step 129, in the middle of its third window
+        record.record(step, torch.tensor([float(step) if step < 117 else float("nan")]))
+    steps, losses, first = record.result(130)
+    assert first.tolist() == [117] and steps.max() < 130
+    assert losses[0, steps.tolist().index(116)] == 116

@@ -85,8 +85,10 @@ class ChainRun:
 class BurninRecorder:
     """The loss during burn-in, kept on the device: at evenly spaced steps, and where each chain went non-finite.
 
-    Per step it costs a few element-wise ops on (chains,) tensors and no host sync; the host sees
-    the kept losses when they are streamed (in blocks on a GPU) and at the end.
+    Per step it costs one copy of the (chains,) losses into a window of the last
+    :data:`DIVERGENCE_CHECK_EVERY` steps, and no host sync; each full window is scanned on the device
+    for the first non-finite loss of each chain. The host sees the kept losses when they are streamed
+    (in blocks on a GPU) and at the end.
 
     Parameters
     ----------
@@ -103,29 +105,39 @@ class BurninRecorder:
                  stream_every: int):
         points = min(num_burnin_steps, BURNIN_TRACE_POINTS)
         steps = np.unique(np.linspace(0, num_burnin_steps - 1, points).round().astype(int)) if points else np.zeros(0, int)
-        self.steps = steps
+        self.steps, self.num_burnin_steps = steps, num_burnin_steps
         self._column = {int(step): column for column, step in enumerate(steps)}
         self.losses = torch.full((num_chains, steps.size), float("nan"), dtype=like.dtype, device=like.device)
+        self._window = torch.full((num_chains, DIVERGENCE_CHECK_EVERY), float("nan"), dtype=like.dtype, device=like.device)
+        self._before_window = torch.full((num_chains,), float("nan"), dtype=like.dtype, device=like.device)
         self.first_nonfinite = torch.full((num_chains,), -1, dtype=torch.long, device=like.device)
         self.last_finite = torch.full((num_chains,), float("nan"), dtype=like.dtype, device=like.device)
-        self._previous = self.last_finite.clone()
         self._on_burnin, self._stream_every = on_burnin, stream_every
         self._kept = self._streamed = 0
 
     def record(self, step: int, loss: torch.Tensor) -> None:
-        """Keep the loss of burn-in step ``step`` (chains,) if it is a kept step, and note where chains go non-finite."""
-        loss = loss.detach()
-        newly = ~torch.isfinite(loss) & self.first_nonfinite.lt(0)
-        self.first_nonfinite.masked_fill_(newly, step)
-        self.last_finite = torch.where(newly, self._previous, self.last_finite)
-        self._previous = loss
+        """Note the loss (chains,) of burn-in step ``step``; keep it if ``step`` is one of the kept steps."""
+        self._window[:, step % DIVERGENCE_CHECK_EVERY] = loss.detach()
+        if step % DIVERGENCE_CHECK_EVERY == DIVERGENCE_CHECK_EVERY - 1:
+            self._scan(step)
         column = self._column.get(step)
         if column is None:
             return
-        self.losses[:, column] = loss
+        self.losses[:, column] = loss.detach()
         self._kept = column + 1
         if self._on_burnin is not None and self._kept - self._streamed >= self._stream_every:
             self.stream()
+
+    def _scan(self, last: int) -> None:
+        """Find, on the device, the first non-finite loss of each chain in the window ending at step ``last``."""
+        window = self._window[:, : last % DIVERGENCE_CHECK_EVERY + 1]
+        bad = ~torch.isfinite(window)
+        column = bad.to(torch.uint8).argmax(dim=1)  # the first non-finite step of the window (0 when none)
+        newly = bad.any(dim=1) & self.first_nonfinite.lt(0)
+        self.first_nonfinite = torch.where(newly, column + (last - last % DIVERGENCE_CHECK_EVERY), self.first_nonfinite)
+        before = torch.where(column > 0, window.gather(1, (column - 1).clamp(min=0)[:, None])[:, 0], self._before_window)
+        self.last_finite = torch.where(newly, before, self.last_finite)
+        self._before_window = window[:, -1].clone()
 
     def stream(self) -> None:
         """Hand the kept losses not yet streamed to ``on_burnin``."""
@@ -139,6 +151,9 @@ class BurninRecorder:
     def result(self, steps_run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps, losses, first non-finite step) of the burn-in: the kept steps that ran (< ``steps_run``)
         and, for each chain that went non-finite after step 0, its last finite step and loss."""
+        last = min(steps_run, self.num_burnin_steps) - 1
+        if last >= 0 and last % DIVERGENCE_CHECK_EVERY != DIVERGENCE_CHECK_EVERY - 1:
+            self._scan(last)  # the window the run ended in
         ran = self.steps < steps_run
         steps, losses = self.steps[ran], self.losses[:, : int(ran.sum())].cpu().double().numpy()
         first = self.first_nonfinite.cpu().numpy().astype(int)

@@ -195,8 +195,8 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
     annotations.push({ xref: "x2 domain", yref: "y2 domain", x: 0.5, y: 0.5, text: "running LLC appears when L(w*) is known", showarrow: false, font: { color: theme.fontMuted } });
   }
   const empty = n === 0 && !burnin;
-  if (options.message) {
-    const [bottom, top] = TRACE_PANELS[1].domain; // over the running-LLC panel, which a run diverged in burn-in leaves empty
+  if (options.message && !llcRows.some((row) => row.some(Number.isFinite))) {
+    const [bottom, top] = TRACE_PANELS[1].domain; // in the running-LLC panel a run diverged in burn-in leaves empty
     annotations.push({ name: "message", xref: "paper", yref: "paper", x: 0.5, y: (bottom + top) / 2, text: wrapText(options.message), showarrow: false, align: "left", bgcolor: theme.background, bordercolor: theme.error, borderwidth: 1, borderpad: 6, font: { color: theme.font, size: 12 } });
   }
   if (empty && options.empty) {
