@@ -509,6 +509,8 @@ def test_a_burn_in_trace_round_trips_through_save_and_load_and_older_files_still
     np.testing.assert_array_equal(loaded.burnin_loss_trace, res.burnin_loss_trace)
     np.testing.assert_array_equal(loaded.diagnostics.burnin_divergence_step, res.diagnostics.burnin_divergence_step)
     assert loaded.diagnostics.burnin_message == res.diagnostics.burnin_message != ""
+    exported = res.to_xarray()["burnin_loss"]
+    assert exported.dims == ("chain", "burnin_step") and exported["burnin_step"].values.tolist() == res.burnin_steps.tolist()
     store = ResultStore(tmp_path / "store")  # a sweep's store keeps it too
     store.put("diverged", res)
     stored = ResultStore(tmp_path / "store").get("diverged")

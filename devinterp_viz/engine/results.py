@@ -263,14 +263,15 @@ class LLCResult:
         )
 
     def to_xarray(self):
-        """``xarray.Dataset`` with (chain, draw) variables and the scalars as attributes."""
+        """``xarray.Dataset`` with (chain, draw) variables, the burn-in losses ``burnin_loss`` (chain, burnin_step)
+        and the scalars as attributes."""
         try:
             import xarray as xr
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "to_xarray needs xarray: pip install 'devinterp_viz[xarray]'"
             ) from err
-        coords = {"chain": np.arange(self.num_chains), "draw": np.arange(self.num_draws)}
+        coords = {"chain": np.arange(self.num_chains), "draw": np.arange(self.num_draws), "burnin_step": self.burnin_steps}
         return xr.Dataset(
             {
                 "loss": (("chain", "draw"), self.loss_trace),
@@ -279,6 +280,7 @@ class LLCResult:
                 "distance": (("chain", "draw"), self.distance_trace),
                 **{name: (("chain", "draw"), trace) for name, trace in self.sampler_traces.items()},
                 "llc_per_chain": (("chain",), self.llc_per_chain),
+                "burnin_loss": (("chain", "burnin_step"), self.burnin_loss_trace),
             },
             coords=coords,
             attrs={
