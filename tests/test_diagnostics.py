@@ -282,3 +282,49 @@ def test_a_step_bias_over_the_estimate_itself_is_read_as_far_too_large():
     assert findings[0].message.startswith("the step biases the estimate by about +0.546 (153% of it); a bias this large")
     _judge_step(0.357, StepBias(0.1, 0.01, nan, nan), np.full(4, nan), findings := [], [])
     assert findings[0].message == "the step biases the estimate by about +0.1 (28% of it)"
+
+
+def test_chains_that_diverged_in_burn_in_say_at_which_step_of_the_burn_in_and_ask_for_a_tenth_of_the_lr():
+    trace = np.full((4, 200), np.nan)  # no finite draw: the chains went non-finite before draw 0
+    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG,
+                                burnin_divergence_step=np.array([37, 12, 40, 12]))
+    d = res.diagnostics
+    assert d.divergent.all() and d.burnin_divergence_step.tolist() == [37, 12, 40, 12]
+    assert d.reasons[0] == "4 of 4 chains diverged, the first (chain 1) during burn-in at step 12 of 500"
+    assert "chain 0 diverged (became non-finite) during burn-in at step 37 of 500" in d.reasons
+    assert not any("at draw" in r for r in d.reasons)  # no draw was ever reached
+    assert d.next_step["settings"]["lr"] == pytest.approx(CONFIG["lr"] / 10)
+    assert d.next_step["text"].startswith("diverged during burn-in at step 12 of 500: lower lr to 0.0001 (lr/10)")
+    assert d.burnin_message == d.next_step["text"]
+
+
+def test_one_chain_diverging_in_burn_in_is_named_beside_chains_that_diverged_while_drawing():
+    trace = _traces()
+    trace[0] = np.nan
+    trace[3, 50:] = np.nan
+    res = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG,
+                                burnin_divergence_step=np.array([7, -1, -1, -1]))
+    d = res.diagnostics
+    assert d.reasons[:3] == ["2 of 4 chains diverged, the first (chain 0) during burn-in at step 7 of 500",
+                             "chain 0 diverged (became non-finite) during burn-in at step 7 of 500",
+                             "chain 3 diverged (became non-finite) at draw 50"]
+    assert d.burnin_divergence_step.tolist() == [7, -1, -1, -1] and "lr/10" in d.next_step["text"]
+    # the same traces without a burn-in record: the draws are all the verdict can go by
+    plain = LLCResult.from_traces(trace, init_loss=1.0, nbeta=10.0, num_params=100, config=CONFIG).diagnostics
+    assert "chain 0 diverged (became non-finite) at draw 0" in plain.reasons and plain.burnin_message == ""
+    assert "lr/10" not in plain.next_step["text"]
+
+
+def test_a_burn_in_divergence_survives_the_diagnostics_json_and_older_json_reads_as_none():
+    res = LLCResult.from_traces(np.full((2, 50), np.nan), init_loss=1.0, nbeta=10.0, config=CONFIG,
+                                burnin_divergence_step=np.array([3, 5]))
+    back = type(res.diagnostics).from_dict(res.diagnostics.to_dict())
+    assert back.burnin_divergence_step.tolist() == [3, 5] and back.burnin_message == res.diagnostics.burnin_message
+    older = {k: v for k, v in res.diagnostics.to_dict().items() if k != "burnin_divergence_step"}
+    assert type(res.diagnostics).from_dict(older).burnin_divergence_step.tolist() == [-1, -1]
+
+
+def test_without_lr_in_the_config_a_burn_in_divergence_still_says_what_to_do():
+    res = LLCResult.from_traces(np.full((2, 50), np.nan), init_loss=1.0, nbeta=10.0, config={"num_burnin_steps": 100},
+                                burnin_divergence_step=np.array([3, 5]))
+    assert res.diagnostics.next_step["text"] == "diverged during burn-in at step 3 of 100: lower lr (e.g. lr/10)"

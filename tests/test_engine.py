@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import warnings
@@ -13,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import devinterp_viz as dvz
+from devinterp_viz.analysis.store import ResultStore
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.selection import resolve_selection
 from devinterp_viz.zoo.potentials import GaussianPotential, potential_loss
@@ -458,3 +460,97 @@ def test_printed_result_gives_the_standard_error_as_every_view_does(trained_mlp,
     written = format_estimate(res.llc_mean, res.llc_se)
     assert res.llc_se < res.llc_std and f"llc={written} (± SE)" in repr(res)
     assert res.summary().startswith(f"LLC {written} (± SE;")
+
+
+def _diverging_run(num_burnin_steps, on_burnin=None):
+    """Two chains on a 10-d Gaussian at lr 0.5: the loss grows ~80× a step and overflows in burn-in."""
+    return dvz.estimate_llc(GaussianPotential(10), torch.zeros(1, 1), potential_loss, lr=0.5, nbeta=20.0, localization=0.0,
+                            num_chains=2, num_draws=50, num_burnin_steps=num_burnin_steps, batch_size=1, seed=0,
+                            progress=False, on_burnin=on_burnin)
+
+
+def test_a_run_that_diverges_in_burn_in_keeps_its_burn_in_losses_and_the_step_it_diverged_at():
+    every_step = _diverging_run(200)  # at most 256 burn-in steps: every one that ran is kept
+    steps, losses = every_step.burnin_steps, every_step.burnin_loss_trace
+    assert steps.tolist() == list(range(steps.size)) and losses.shape == (2, steps.size)
+    first_bad = every_step.diagnostics.burnin_divergence_step
+    for chain in range(2):  # the step recorded is the first whose loss is not finite
+        finite = np.isfinite(losses[chain])
+        assert 0 < first_bad[chain] < 200 and finite[: first_bad[chain]].all() and not finite[first_bad[chain]]
+    assert losses[0, 0] == pytest.approx(every_step.init_loss, abs=1e-6)  # burn-in starts at w*
+    # a long burn-in keeps evenly spaced steps (every 78th here), and each chain's last finite step before it diverged
+    thinned = _diverging_run(20_000)
+    np.testing.assert_array_equal(thinned.diagnostics.burnin_divergence_step, first_bad)  # same seed, same chains
+    assert thinned.burnin_steps.size <= 256 + 2 and np.all(np.diff(thinned.burnin_steps) > 0)
+    last_finite = thinned.burnin_steps.tolist().index(first_bad[0] - 1)
+    np.testing.assert_allclose(thinned.burnin_loss_trace[0, last_finite], losses[0, first_bad[0] - 1], rtol=1e-6)
+    # the run stops within 50 steps of every chain going non-finite: no burn-in step after it is kept
+    assert thinned.burnin_steps.max() < first_bad.max() + 50
+
+
+def test_a_long_burn_in_keeps_at_most_256_evenly_spaced_steps_and_streams_them():
+    model = GaussianPotential(10)
+    streamed = []
+    res = dvz.estimate_llc(model, torch.zeros(1, 1), potential_loss, lr=2e-3, nbeta=20.0, localization=0.0, num_chains=2,
+                           num_draws=20, num_burnin_steps=1000, batch_size=1, progress=False,
+                           on_burnin=lambda step, losses: streamed.append((step, losses)))
+    steps = res.burnin_steps
+    assert steps.size == 256 and steps[0] == 0 and steps[-1] == 999
+    assert np.ptp(np.diff(steps)) <= 1  # evenly spaced, to the nearest step
+    assert [s for s, _ in streamed] == steps.tolist()
+    np.testing.assert_allclose(np.stack([l for _, l in streamed], axis=1), res.burnin_loss_trace, rtol=1e-6)
+    assert np.isfinite(res.burnin_loss_trace).all() and (res.diagnostics.burnin_divergence_step == -1).all()
+
+
+def test_a_burn_in_trace_round_trips_through_save_and_load_and_older_files_still_load(tmp_path):
+    res = _diverging_run(300)
+    loaded = dvz.LLCResult.load(res.save(tmp_path / "diverged.npz"))
+    np.testing.assert_array_equal(loaded.burnin_steps, res.burnin_steps)
+    np.testing.assert_array_equal(loaded.burnin_loss_trace, res.burnin_loss_trace)
+    np.testing.assert_array_equal(loaded.diagnostics.burnin_divergence_step, res.diagnostics.burnin_divergence_step)
+    assert loaded.diagnostics.burnin_message == res.diagnostics.burnin_message != ""
+    exported = res.to_xarray()["burnin_loss"]
+    assert exported.dims == ("chain", "burnin_step") and exported["burnin_step"].values.tolist() == res.burnin_steps.tolist()
+    store = ResultStore(tmp_path / "store")  # a sweep's store keeps it too
+    store.put("diverged", res)
+    stored = ResultStore(tmp_path / "store").get("diverged")
+    np.testing.assert_array_equal(stored.burnin_loss_trace, res.burnin_loss_trace)
+    assert stored.diagnostics.reasons == res.diagnostics.reasons
+    # a file written before the burn-in trace was kept: no such arrays, no such diagnostics key
+    with np.load(tmp_path / "diverged.npz") as data:
+        arrays = {key: data[key] for key in data.files if not key.startswith("burnin_")}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    del meta["diagnostics"]["burnin_divergence_step"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = dvz.LLCResult.load(tmp_path / "old.npz")
+    assert old.burnin_steps.shape == (0,) and old.burnin_loss_trace.shape == (2, 0)
+    assert old.diagnostics.burnin_divergence_step.tolist() == [-1, -1]
+    np.testing.assert_array_equal(old.loss_trace, res.loss_trace)
+
+
+@pytest.mark.parametrize("first_bad", [0, 1, 49, 50, 51, 123, 998, 999])
+def test_the_burn_in_record_finds_the_first_non_finite_step_wherever_it_falls_in_the_scanned_windows(first_bad):
+    from devinterp_viz.engine.driver import BURNIN_TRACE_POINTS, BurninRecorder
+
+    burnin = 1000  # windows of 50 steps are scanned on the device; the kept steps are every ~3.9th
+    record = BurninRecorder(2, burnin, torch.zeros(1), None, stream_every=1)
+    for step in range(burnin):  # chain 0 stays finite; chain 1's loss is its step until it overflows
+        record.record(step, torch.tensor([1.0, float(step) if step < first_bad else float("inf")]))
+    steps, losses, first = record.result(burnin)
+    assert first.tolist() == [-1, first_bad]
+    assert BURNIN_TRACE_POINTS <= steps.size <= BURNIN_TRACE_POINTS + 1 and np.all(np.diff(steps) > 0)
+    if first_bad > 0:  # its last finite loss is kept at its own step
+        assert losses[1, steps.tolist().index(first_bad - 1)] == first_bad - 1
+    assert np.isfinite(losses[1, steps < first_bad]).all() and not np.isfinite(losses[1, steps >= first_bad]).any()
+
+
+def test_the_burn_in_record_of_a_run_that_ended_mid_window_scans_that_window():
+    from devinterp_viz.engine.driver import BurninRecorder
+
+    record = BurninRecorder(1, 1000, torch.zeros(1), None, stream_every=1)
+    for step in range(130):  # the run stopped at step 129, in the middle of its third window
+        record.record(step, torch.tensor([float(step) if step < 117 else float("nan")]))
+    steps, losses, first = record.result(130)
+    assert first.tolist() == [117] and steps.max() < 130
+    assert losses[0, steps.tolist().index(116)] == 116

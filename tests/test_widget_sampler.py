@@ -512,3 +512,44 @@ def test_live_diagnostics_stream_with_the_trace(engine):
     streamed = [s for s in seen if s and np.isfinite(s["rhat"])]
     assert streamed, "no live R-hat was sent while the chains streamed"
     assert all(0 < s["draws"] <= 400 and s["divergent"] == 0 for s in streamed)
+
+
+# ----------------------------------------------------------------------------- burn-in
+def test_a_run_that_diverges_in_burn_in_shows_its_burn_in_losses_and_says_what_to_do():
+    from devinterp_viz.zoo.potentials import GaussianPotential, potential_loss
+
+    w = SamplerWidget(GaussianPotential(10), torch.zeros(1, 1), potential_loss, batch_size=1, nbeta=20.0, localization=0.0,
+                      num_chains=2, num_draws=50, num_burnin_steps=300)
+    seen = []
+    w.observe(lambda change: seen.append(change["new"].get("burnin")), names="trace")
+    res = w.run(lr=0.5, wait=True)
+    burnin = w.trace["burnin"]
+    np.testing.assert_array_equal(burnin["steps"], res.burnin_steps)
+    np.testing.assert_array_equal(burnin["loss"], res.burnin_loss_trace.astype(np.float32))
+    assert burnin["num_steps"] == 300 and burnin["steps_bw_draws"] == 1
+    assert any(s is not None and 0 < s["steps"].size for s in seen[:-1]), "no burn-in loss streamed before the end"
+    step = int(res.diagnostics.burnin_divergence_step.min())
+    assert w.health["burnin_message"].startswith(f"diverged during burn-in at step {step} of 300: lower lr to 0.05 (lr/10)")
+    assert w.health["burnin_divergence_step"].tolist() == res.diagnostics.burnin_divergence_step.tolist()
+    # the saved result reopens with the same burn-in panel
+    shown = SamplerWidget.from_result(res)
+    np.testing.assert_array_equal(shown.trace["burnin"]["loss"], burnin["loss"])
+    assert shown.health["burnin_message"] == w.health["burnin_message"]
+
+
+def test_a_result_without_a_burn_in_trace_sends_none():
+    w = SamplerWidget.from_result(result_with())
+    assert w.trace["burnin"] is None and w.health["burnin_message"] == ""
+    assert w.health["burnin_divergence_step"].tolist() == [-1] * 4
+
+
+def test_live_trace_keeps_the_streamed_burn_in_losses_in_order():
+    from devinterp_viz.widgets._sampler_state import LiveTrace
+
+    trace = LiveTrace(2, 10, None, num_burnin_steps=40, num_steps_bw_draws=2)
+    assert trace.state()["burnin"] is None
+    for step in (0, 13, 26, 39):
+        trace.add_burnin(step, np.array([step, -step], float))
+    burnin = trace.state()["burnin"]
+    assert burnin["steps"].tolist() == [0, 13, 26, 39] and burnin["loss"].tolist() == [[0, 13, 26, 39], [0, -13, -26, -39]]
+    assert burnin["num_steps"] == 40 and burnin["steps_bw_draws"] == 2

@@ -12,7 +12,7 @@ from scipy.special import stdtr, stdtrit
 
 from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 from devinterp_viz.engine.estimator import llc_per_chain
-from devinterp_viz.engine.verdict import Diagnostics
+from devinterp_viz.engine.verdict import Diagnostics, burnin_divergence_words
 from devinterp_viz.plotting import format_step_bias
 
 # Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
@@ -35,6 +35,7 @@ DRIFT_RELATIVE = 0.05  # ... that also moves the estimate by more than this frac
 ESTIMATE_SE = 3.0  # an estimate outside [0, d/2] by more than this many standard errors fails
 BELOW_INIT_WARN = 0.5  # fraction of a chain's draws below L(w*)
 NOISE_Z = 1.0  # a bias or descent counts when it exceeds its threshold by this many of its own standard errors
+BURNIN_LR_FACTOR = 0.1  # chains that diverge during burn-in: the step was far too large, so lr/10 next
 
 # Causes of an untrustworthy estimate, in the order the next step attends to them.
 NOT_A_MINIMUM, DIVERGED, STEP_TOO_LARGE, NOT_EQUILIBRATED, TOO_FEW_DRAWS = (
@@ -243,6 +244,7 @@ def diagnose(
     num_params: int | None = None,
     sampler_traces: Mapping[str, np.ndarray] | None = None,
     config: Mapping[str, Any] | None = None,
+    burnin_divergence_step: np.ndarray | None = None,
 ) -> Diagnostics:
     """Judge a set of chains: is their LLC estimate right, and if not, what to change.
 
@@ -263,6 +265,8 @@ def diagnose(
         checked").
     config : mapping, optional
         The run's settings (``sampler``, ``lr``, ``localization``, ``num_burnin_steps``, ...).
+    burnin_divergence_step : np.ndarray of int, shape (chains,), optional
+        First burn-in step at which each chain's loss was non-finite (-1: never); the verdict says so.
 
     Returns
     -------
@@ -304,13 +308,9 @@ def diagnose(
 
     if draws == 0:
         findings.append(Finding(TOO_FEW_DRAWS, "no draws were recorded: let the chains run longer before stopping"))
-    if divergent.sum() > 1:  # the headline counts them; each chain's own line follows
-        first = int(np.flatnonzero(divergent)[np.argmin(first_bad[divergent])])
-        findings.append(Finding(DIVERGED, f"{int(divergent.sum())} of {chains} chains diverged, the first "
-                                          f"(chain {first}) at draw {first_bad[first]}"))
-    for chain in np.flatnonzero(divergent):
-        kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
-        findings.append(Finding(DIVERGED, f"chain {chain} diverged ({kind}) at draw {first_bad[chain]}"))
+    in_burnin = np.full(chains, -1) if burnin_divergence_step is None else np.asarray(burnin_divergence_step, dtype=int)
+    in_burnin = np.where(divergent, in_burnin, -1)
+    findings += _divergence_findings(loss_trace, first_bad, in_burnin, facts.num_burnin_steps)
     if good.shape[0] and draws:
         per_chain = llc_per_chain(good, init_loss, nbeta)
         llc = float(per_chain.mean())
@@ -343,18 +343,41 @@ def diagnose(
         warnings=warnings,
         status=status,
         causes=[f.cause for f in findings],
-        next_step=next_step(findings, facts, bias=bias.value, llc=llc, draws=draws),
+        next_step=next_step(findings, facts, bias=bias.value, llc=llc, draws=draws,
+                            burnin_step=int(in_burnin[in_burnin >= 0].min()) if (in_burnin >= 0).any() else -1),
         mcse=float(mcse),
         step_bias=float(bias.value),
         descent=float(descent),
         unchecked=unchecked,
         step_bias_se=float(bias.value_se),
         llc=llc,
+        burnin_divergence_step=in_burnin,
     )
 
 
-def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: float, draws: int) -> dict[str, Any]:
+def _divergence_findings(loss_trace: np.ndarray, first_bad: np.ndarray, burnin_step: np.ndarray,
+                         num_burnin_steps: int | None) -> list[Finding]:
+    """A headline when several chains diverged, then each divergent chain: where (burn-in step or draw) and how."""
+    divergent = np.flatnonzero(first_bad >= 0)
+    where = {c: burnin_divergence_words(burnin_step[c], num_burnin_steps).removeprefix("diverged ") if burnin_step[c] >= 0
+             else f"at draw {first_bad[c]}" for c in divergent}
+    findings = []
+    if divergent.size > 1:  # the headline counts them (the first: in burn-in, else by draw); each chain's own line follows
+        order = np.where(burnin_step[divergent] >= 0, burnin_step[divergent] - np.iinfo(np.int32).max, first_bad[divergent])
+        first = int(divergent[np.argmin(order)])
+        findings.append(Finding(DIVERGED, f"{divergent.size} of {loss_trace.shape[0]} chains diverged, the first "
+                                          f"(chain {first}) {where[first]}"))
+    for chain in divergent:
+        kind = "became non-finite" if not np.isfinite(loss_trace[chain, first_bad[chain]]) else "exploded"
+        findings.append(Finding(DIVERGED, f"chain {chain} diverged ({kind}) {where[chain]}"))
+    return findings
+
+
+def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: float, draws: int,
+              burnin_step: int = -1) -> dict[str, Any]:
     """The one change of settings that addresses the most basic of ``findings``.
+
+    ``burnin_step``: the first burn-in step at which a divergent chain went non-finite (-1: none); then lr/10.
 
     Returns
     -------
@@ -373,6 +396,8 @@ def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: flo
             "where training has converged (or train this one further)",
             "settings": {},
         }
+    if cause == DIVERGED and burnin_step >= 0:
+        return _lower_lr(cause, BURNIN_LR_FACTOR, facts, draws, burnin_divergence_words(burnin_step, facts.num_burnin_steps))
     if cause in (DIVERGED, STEP_TOO_LARGE):
         factor = 0.25 if cause == DIVERGED else _step_factor(bias, llc)
         return _lower_lr(cause, factor, facts, draws)
@@ -399,17 +424,19 @@ def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: flo
     return {"cause": cause, "text": f"sample more draws: {more} per chain", "settings": {"num_draws": more}}
 
 
-def _lower_lr(cause: str, factor: float, facts: RunFacts, draws: int) -> dict[str, Any]:
+def _lower_lr(cause: str, factor: float, facts: RunFacts, draws: int, words: str | None = None) -> dict[str, Any]:
+    """``words``: what went wrong (default: the chains diverged, or the step biases the estimate)."""
+    words = words or ("the chains diverged" if cause == DIVERGED else "the step biases the estimate")
+    divisor = f" (lr/{1 / factor:.0f})" if factor == BURNIN_LR_FACTOR else ""
     if facts.lr is None:
-        return {"cause": cause, "text": "lower lr", "settings": {}}
+        return {"cause": cause, "text": f"{words}: lower lr" + (f" (e.g. lr/{1 / factor:.0f})" if divisor else ""), "settings": {}}
     lr = float(f"{facts.lr * factor:.2g}")
     settings: dict[str, Any] = {"lr": lr}
     burnin = _suggested_burnin(facts, lr)
     if burnin is not None:
         settings["num_burnin_steps"] = max(burnin, facts.num_burnin_steps or 0)
     settings["num_draws"] = int(math.ceil(max(draws, 1) * facts.lr / lr))
-    words = "the chains diverged" if cause == DIVERGED else "the step biases the estimate"
-    text = f"{words}: lower lr to {lr:.2g}"
+    text = f"{words}: lower lr to {lr:.2g}{divisor}"
     if burnin is not None:
         text += f" with {settings['num_burnin_steps']} burn-in steps"
     text += f" and {settings['num_draws']} draws (the same sampling time at the smaller step)"

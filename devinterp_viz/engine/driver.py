@@ -27,8 +27,10 @@ GATHER_BLOCK_BYTES = 1 << 26  # minibatches of several steps are gathered at onc
 CUDA_STREAM_EVERY = 32  # draws copied to the host at once on a GPU (no per-step sync)
 DRIFT_BLOCK_ELEMENTS = 1 << 22  # (chains × coordinates) per block of δ = w − w* while the drift is built
 MALA_DRAWS = 16  # minibatch runs: draws at which the MALA acceptance is measured (their next step reuses the batch)
+BURNIN_TRACE_POINTS = 256  # burn-in steps at which the loss is kept, evenly spaced (display and diagnosis only)
 
 OnDraw = Callable[..., None]  # on_draw(draw_index, losses) or on_draw(draw_index, losses, acceptance)
+OnBurnin = Callable[[int, np.ndarray], None]  # on_burnin(step, losses) at the burn-in steps kept
 
 # What the driver records at every draw besides the loss, over the moving coordinates, with
 # δ = w − w*, ∇U = nβ ∇L_batch + γ δ (the drift) and g* = ∇L(w*):
@@ -59,6 +61,13 @@ class ChainRun:
         Whether the chains ran through one vmapped call per step.
     graph : str
         "graph" when a traced graph evaluated the chains, else "eager" (and why, if a graph was refused).
+    burnin_steps : np.ndarray of int, shape (points,)
+        Burn-in steps at which ``burnin_loss_trace`` was taken: at most :data:`BURNIN_TRACE_POINTS`
+        evenly spaced ones that ran, and the last finite step of each chain that went non-finite.
+    burnin_loss_trace : np.ndarray, shape (chains, points)
+        Minibatch loss at those steps (NaN at another chain's last finite step).
+    burnin_divergence_step : np.ndarray of int, shape (chains,)
+        First burn-in step at which each chain's loss was non-finite, -1 where it stayed finite.
     """
 
     loss_trace: np.ndarray
@@ -68,6 +77,96 @@ class ChainRun:
     partial: bool
     vectorized: bool
     graph: str
+    burnin_steps: np.ndarray
+    burnin_loss_trace: np.ndarray
+    burnin_divergence_step: np.ndarray
+
+
+class BurninRecorder:
+    """The loss during burn-in, kept on the device: at evenly spaced steps, and where each chain went non-finite.
+
+    Per step it costs one copy of the (chains,) losses into a window of the last
+    :data:`DIVERGENCE_CHECK_EVERY` steps, and no host sync; each full window is scanned on the device
+    for the first non-finite loss of each chain. The host sees the kept losses when they are streamed
+    (in blocks on a GPU) and at the end.
+
+    Parameters
+    ----------
+    num_chains, num_burnin_steps : int
+    like : torch.Tensor
+        Gives the dtype and device.
+    on_burnin : callable, optional
+        ``on_burnin(step, losses)`` with ``losses`` (chains,) at each kept step, in blocks of
+        ``stream_every``.
+    stream_every : int
+    """
+
+    def __init__(self, num_chains: int, num_burnin_steps: int, like: torch.Tensor, on_burnin: OnBurnin | None,
+                 stream_every: int):
+        points = min(num_burnin_steps, BURNIN_TRACE_POINTS)
+        steps = np.unique(np.linspace(0, num_burnin_steps - 1, points).round().astype(int)) if points else np.zeros(0, int)
+        self.steps, self.num_burnin_steps = steps, num_burnin_steps
+        self._column = {int(step): column for column, step in enumerate(steps)}
+        self.losses = torch.full((num_chains, steps.size), float("nan"), dtype=like.dtype, device=like.device)
+        self._window = torch.full((num_chains, DIVERGENCE_CHECK_EVERY), float("nan"), dtype=like.dtype, device=like.device)
+        self._before_window = torch.full((num_chains,), float("nan"), dtype=like.dtype, device=like.device)
+        self.first_nonfinite = torch.full((num_chains,), -1, dtype=torch.long, device=like.device)
+        self.last_finite = torch.full((num_chains,), float("nan"), dtype=like.dtype, device=like.device)
+        self._on_burnin, self._stream_every = on_burnin, stream_every
+        self._kept = self._streamed = 0
+
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        """Note the loss (chains,) of burn-in step ``step``; keep it if ``step`` is one of the kept steps."""
+        self._window[:, step % DIVERGENCE_CHECK_EVERY] = loss.detach()
+        if step % DIVERGENCE_CHECK_EVERY == DIVERGENCE_CHECK_EVERY - 1:
+            self._scan(step)
+        column = self._column.get(step)
+        if column is None:
+            return
+        self.losses[:, column] = loss.detach()
+        self._kept = column + 1
+        if self._on_burnin is not None and self._kept - self._streamed >= self._stream_every:
+            self.stream()
+
+    def _scan(self, last: int) -> None:
+        """Find, on the device, the first non-finite loss of each chain in the window ending at step ``last``."""
+        window = self._window[:, : last % DIVERGENCE_CHECK_EVERY + 1]
+        bad = ~torch.isfinite(window)
+        column = bad.to(torch.uint8).argmax(dim=1)  # the first non-finite step of the window (0 when none)
+        newly = bad.any(dim=1) & self.first_nonfinite.lt(0)
+        self.first_nonfinite = torch.where(newly, column + (last - last % DIVERGENCE_CHECK_EVERY), self.first_nonfinite)
+        before = torch.where(column > 0, window.gather(1, (column - 1).clamp(min=0)[:, None])[:, 0], self._before_window)
+        self.last_finite = torch.where(newly, before, self.last_finite)
+        self._before_window = window[:, -1].clone()
+
+    def stream(self) -> None:
+        """Hand the kept losses not yet streamed to ``on_burnin``."""
+        if self._on_burnin is None or self._streamed == self._kept:
+            return
+        block = self.losses[:, self._streamed:self._kept].cpu().double().numpy()
+        for offset in range(block.shape[1]):
+            self._on_burnin(int(self.steps[self._streamed + offset]), block[:, offset].copy())
+        self._streamed = self._kept
+
+    def result(self, steps_run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, losses, first non-finite step) of the burn-in: the kept steps that ran (< ``steps_run``)
+        and, for each chain that went non-finite after step 0, its last finite step and loss."""
+        last = min(steps_run, self.num_burnin_steps) - 1
+        if last >= 0 and last % DIVERGENCE_CHECK_EVERY != DIVERGENCE_CHECK_EVERY - 1:
+            self._scan(last)  # the window the run ended in
+        ran = self.steps < steps_run
+        steps, losses = self.steps[ran], self.losses[:, : int(ran.sum())].cpu().double().numpy()
+        first = self.first_nonfinite.cpu().numpy().astype(int)
+        last_finite = self.last_finite.cpu().double().numpy()
+        extra = sorted({int(s) - 1 for s in first if s > 0} - set(steps.tolist()))
+        if not extra:
+            return steps, losses, first
+        merged = np.union1d(steps, extra).astype(int)
+        out = np.full((losses.shape[0], merged.size), np.nan)
+        out[:, np.searchsorted(merged, steps)] = losses
+        for chain in np.flatnonzero(first > 0):
+            out[chain, np.searchsorted(merged, first[chain] - 1)] = last_finite[chain]
+        return merged, out, first
 
 
 def chain_seeds(seed: int, chain: int) -> tuple[int, int]:
@@ -283,6 +382,7 @@ def run_chains(
     graph: bool | str = "auto",
     init_grad: torch.Tensor | None = None,
     observe: Callable[[torch.Tensor, int], None] | None = None,
+    on_burnin: OnBurnin | None = None,
 ) -> ChainRun:
     """Advance ``num_chains`` chains from w* and record the minibatch loss at every draw.
 
@@ -316,6 +416,9 @@ def run_chains(
     observe : callable, optional
         ``observe(positions, draw)`` at every draw, with the chains' positions (chains, n) the
         draw's losses are measured at (see :class:`~devinterp_viz.engine.observables.Observables`).
+    on_burnin : callable, optional
+        ``on_burnin(step, losses)`` with ``losses`` (chains,) at each burn-in step kept in
+        ``burnin_loss_trace`` (:class:`BurninRecorder`), streamed as ``on_draw`` is.
     """
     device = hyper.w_star.device
     dim = hyper.w_star.numel()
@@ -328,6 +431,8 @@ def run_chains(
     distances = torch.full_like(losses, float("nan"))
     traces = {name: torch.full_like(losses, float("nan")) for name in SAMPLER_TRACES}
     stream_every = CUDA_STREAM_EVERY if device.type == "cuda" else 1
+    burnin = BurninRecorder(num_chains, num_burnin_steps, hyper.w_star, on_burnin, stream_every)
+    steps_run = 0
     streamed = 0
     draws_done = 0
     pending = None  # (step info, loss, |w − w*|², draw) of a move whose acceptance the next evaluation gives
@@ -343,7 +448,10 @@ def run_chains(
             if not reuse_batch:
                 batch, shared = streams.batch()
             loss, grad = evaluator(state.position, batch, shared)
+            steps_run = step + 1
             since_burnin = step - num_burnin_steps
+            if since_burnin < 0:
+                burnin.record(step, loss)
             recording = since_burnin >= 0 and since_burnin % num_steps_bw_draws == 0
             draw = since_burnin // num_steps_bw_draws
             drift, sq_dist = potential_gradient(
@@ -378,9 +486,11 @@ def run_chains(
                 break  # every chain is non-finite: nothing more to learn
     finally:
         bar.close()
+    burnin.stream()
     if on_draw is not None and streamed < draws_done:
         _stream(on_draw, losses, mala, streamed, draws_done)
     keep = draws_done if partial else num_draws
+    burnin_steps, burnin_losses, burnin_divergence = burnin.result(steps_run)
     return ChainRun(
         loss_trace=losses[:, :keep].cpu().double().numpy(),
         mala_trace=mala[:, :keep].cpu().double().numpy(),
@@ -389,6 +499,9 @@ def run_chains(
         partial=partial,
         vectorized=evaluator.vectorized,
         graph=evaluator.graphs.status if evaluator.vectorized else "eager",
+        burnin_steps=burnin_steps,
+        burnin_loss_trace=burnin_losses,
+        burnin_divergence_step=burnin_divergence,
     )
 
 

@@ -24,7 +24,7 @@ from devinterp_viz.engine.checks import (
     probe_loss,
 )
 from devinterp_viz.engine.data import make_batches
-from devinterp_viz.engine.driver import OnDraw, run_chains
+from devinterp_viz.engine.driver import OnBurnin, OnDraw, run_chains
 from devinterp_viz.engine.observables import Observables, PerSampleLoss, check_observables
 from devinterp_viz.engine.potential import FlatLoss
 from devinterp_viz.engine.progress import Stop
@@ -62,6 +62,7 @@ def estimate_llc(
     per_sample_loss: PerSampleLoss | None = None,
     observable_dtype: str = "float32",
     observable_folder: str | os.PathLike | None = None,
+    on_burnin: OnBurnin | None = None,
     **sampler_settings: Any,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
@@ -146,6 +147,9 @@ def estimate_llc(
         Write each observable, draw by draw, to ``<folder>/<name>.npy`` mapped into memory
         instead of holding it in RAM (long runs); ``result.observables[name]`` is then that
         ``np.memmap``. Existing files are never overwritten.
+    on_burnin : callable, optional
+        ``on_burnin(step, losses)`` with losses of shape (chains,) at the burn-in steps kept in
+        ``result.burnin_loss_trace`` (at most 256, evenly spaced), as they arrive.
 
     Returns
     -------
@@ -177,7 +181,7 @@ def estimate_llc(
         device=device, on_draw=on_draw, stop=stop, progress=progress, vectorize=vectorize,
         chain_chunk_size=chain_chunk_size, graph=graph, on_start=on_start, model_mode=model_mode,
         observables=observables, per_sample_loss=per_sample_loss, observable_dtype=observable_dtype,
-        observable_folder=observable_folder,
+        observable_folder=observable_folder, on_burnin=on_burnin,
     )
     return results["params"]
 
@@ -205,6 +209,7 @@ def estimate_llc_selections(
     per_sample_loss: PerSampleLoss | None = None,
     observable_dtype: str = "float32",
     observable_folder: str | os.PathLike | None = None,
+    on_burnin: OnBurnin | None = None,
     **sampler_settings: Any,
 ) -> dict[str, LLCResult]:
     """Weight-refined LLCs of several selections (e.g. every attention head) in one run.
@@ -212,7 +217,7 @@ def estimate_llc_selections(
     The chains of all selections advance together: the chain axis is (selection × chain),
     each row moving only its selection's weights (a per-row mask), so one vmapped call per
     step serves every head of a checkpoint. Arguments are those of :func:`estimate_llc`;
-    ``on_draw`` receives losses of shape (selections × chains,).
+    ``on_draw`` and ``on_burnin`` receive losses of shape (selections × chains,).
 
     Parameters
     ----------
@@ -231,7 +236,7 @@ def estimate_llc_selections(
     check_model(model)
     check_loss_fn(loss_fn)
     check_run_options(chain_chunk_size=chain_chunk_size, model_mode=model_mode, vectorize=vectorize, graph=graph)
-    check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop)
+    check_callbacks(on_draw=on_draw, on_start=on_start, stop=stop, on_burnin=on_burnin)
     check_observables(observables, per_sample_loss, observable_dtype, observable_folder)
     if not selections:
         raise ValueError("selections is empty: name at least one selection of weights to sample.")
@@ -279,6 +284,7 @@ def estimate_llc_selections(
             graph=graph,
             init_grad=init_grad,
             observe=None if recorder is None else recorder.record,
+            on_burnin=on_burnin,
         )
     results = {}
     for index, (name, selection) in enumerate(resolved.items()):
@@ -310,6 +316,9 @@ def estimate_llc_selections(
             sampler_traces={name: trace[rows] for name, trace in run.sampler_traces.items()},
             observables=values,
             observable_index=token_index,
+            burnin_steps=run.burnin_steps,
+            burnin_loss_trace=run.burnin_loss_trace[rows],
+            burnin_divergence_step=run.burnin_divergence_step[rows],
         )
     return results
 

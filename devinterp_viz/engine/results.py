@@ -66,6 +66,13 @@ class LLCResult:
         ``dvz.bif`` and ``dvz.susceptibilities``.
     observable_index : dict of str to np.ndarray or None, shape (samples, 2)
         (sequence, position) of each token of a per-token observable; None for per-sample ones.
+    burnin_steps : np.ndarray of int, shape (points,)
+        Burn-in steps at which ``burnin_loss_trace`` was taken: at most 256 evenly spaced steps
+        that ran, and the last finite step of each chain that went non-finite (where
+        ``diagnostics.burnin_divergence_step`` says); empty for results without a burn-in trace.
+    burnin_loss_trace : np.ndarray, shape (chains, points)
+        Minibatch loss at those steps (NaN at another chain's last finite step). Display and
+        diagnosis only: the estimate uses the draws.
 
     Notes
     -----
@@ -92,10 +99,16 @@ class LLCResult:
     sampler_traces: dict[str, np.ndarray] = field(default_factory=dict)
     observables: dict[str, np.ndarray] = field(default_factory=dict)
     observable_index: dict[str, np.ndarray | None] = field(default_factory=dict)
+    burnin_steps: np.ndarray | None = None
+    burnin_loss_trace: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.distance_trace is None:
             self.distance_trace = np.full(self.loss_trace.shape, np.nan)
+        if self.burnin_steps is None:
+            self.burnin_steps = np.zeros(0, dtype=int)
+        if self.burnin_loss_trace is None:
+            self.burnin_loss_trace = np.full((self.loss_trace.shape[0], 0), np.nan)
 
     @property
     def llc_se(self) -> float:
@@ -119,6 +132,9 @@ class LLCResult:
         sampler_traces: dict[str, np.ndarray] | None = None,
         observables: dict[str, np.ndarray] | None = None,
         observable_index: dict[str, np.ndarray | None] | None = None,
+        burnin_steps: np.ndarray | None = None,
+        burnin_loss_trace: np.ndarray | None = None,
+        burnin_divergence_step: np.ndarray | None = None,
     ) -> LLCResult:
         """Build a result (estimate and diagnostics) from loss traces.
 
@@ -144,6 +160,11 @@ class LLCResult:
             The driver's per-draw diagnostic traces (see :attr:`sampler_traces`).
         observables, observable_index : dict, optional
             Recorded per-sample losses and token indices (see :attr:`observables`).
+        burnin_steps, burnin_loss_trace : array_like, shape (points,) and (chains, points), optional
+            The loss during burn-in (see :attr:`burnin_loss_trace`).
+        burnin_divergence_step : array_like of int, shape (chains,), optional
+            First burn-in step at which each chain's loss was non-finite, -1 where it stayed
+            finite; the verdict then says the chain diverged during burn-in.
         """
         loss_trace = np.asarray(loss_trace, dtype=np.float64)
         if loss_trace.ndim != 2:
@@ -159,7 +180,14 @@ class LLCResult:
             else np.asarray(distance_trace, dtype=np.float64)
         )
         traces = {name: np.asarray(trace, dtype=np.float64) for name, trace in (sampler_traces or {}).items()}
-        diagnostics = diagnose(loss_trace, init_loss, nbeta, mala, num_params=num_params, sampler_traces=traces, config=config)
+        burnin_steps = np.zeros(0, dtype=int) if burnin_steps is None else np.asarray(burnin_steps, dtype=int)
+        burnin_loss = (np.full((loss_trace.shape[0], burnin_steps.size), np.nan) if burnin_loss_trace is None
+                       else np.asarray(burnin_loss_trace, dtype=np.float64))
+        if burnin_loss.shape != (loss_trace.shape[0], burnin_steps.size):
+            raise ValueError(f"burnin_loss_trace must have shape (chains, burn-in points) = {(loss_trace.shape[0], burnin_steps.size)}, "
+                             f"got {burnin_loss.shape}")
+        diagnostics = diagnose(loss_trace, init_loss, nbeta, mala, num_params=num_params, sampler_traces=traces, config=config,
+                               burnin_divergence_step=burnin_divergence_step)
         per_chain = np.where(diagnostics.divergent, np.nan, llc_per_chain(loss_trace, init_loss, nbeta))
         kept = per_chain[np.isfinite(per_chain)]
         mean = float(kept.mean()) if kept.size else float("nan")
@@ -179,6 +207,8 @@ class LLCResult:
             sampler_traces=traces,
             observables=dict(observables or {}),
             observable_index=dict(observable_index or {}),
+            burnin_steps=burnin_steps,
+            burnin_loss_trace=burnin_loss,
         )
 
     @property
@@ -233,14 +263,15 @@ class LLCResult:
         )
 
     def to_xarray(self):
-        """``xarray.Dataset`` with (chain, draw) variables and the scalars as attributes."""
+        """``xarray.Dataset`` with (chain, draw) variables, the burn-in losses ``burnin_loss`` (chain, burnin_step)
+        and the scalars as attributes."""
         try:
             import xarray as xr
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "to_xarray needs xarray: pip install 'devinterp_viz[xarray]'"
             ) from err
-        coords = {"chain": np.arange(self.num_chains), "draw": np.arange(self.num_draws)}
+        coords = {"chain": np.arange(self.num_chains), "draw": np.arange(self.num_draws), "burnin_step": self.burnin_steps}
         return xr.Dataset(
             {
                 "loss": (("chain", "draw"), self.loss_trace),
@@ -249,6 +280,7 @@ class LLCResult:
                 "distance": (("chain", "draw"), self.distance_trace),
                 **{name: (("chain", "draw"), trace) for name, trace in self.sampler_traces.items()},
                 "llc_per_chain": (("chain",), self.llc_per_chain),
+                "burnin_loss": (("chain", "burnin_step"), self.burnin_loss_trace),
             },
             coords=coords,
             attrs={
@@ -303,6 +335,8 @@ class LLCResult:
                     llc_per_chain=self.llc_per_chain,
                     mala_trace=self.mala_trace,
                     distance_trace=self.distance_trace,
+                    burnin_steps=self.burnin_steps,
+                    burnin_loss_trace=self.burnin_loss_trace,
                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                     **{TRACE_PREFIX + name: trace for name, trace in self.sampler_traces.items()},
                     **{OBSERVABLE_PREFIX + name: values for name, values in self.observables.items()},
@@ -317,7 +351,8 @@ class LLCResult:
 
     @classmethod
     def load(cls, path: str | Path) -> LLCResult:
-        """Read a result written by :meth:`save`; its observables are mapped read-only from the file, not read."""
+        """Read a result written by :meth:`save`; its observables are mapped read-only from the file, not read
+        (files written before the burn-in trace was kept have none)."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(data["meta"].tobytes().decode())
             observables = {key[len(OBSERVABLE_PREFIX):]: _mapped_member(Path(path), key) for key in data.files
@@ -345,6 +380,8 @@ class LLCResult:
                 observables=observables,
                 observable_index={name: np.array(data[INDEX_PREFIX + name]) if INDEX_PREFIX + name in data.files else None
                                   for name in observables},
+                burnin_steps=np.array(data["burnin_steps"]) if "burnin_steps" in data.files else None,
+                burnin_loss_trace=np.array(data["burnin_loss_trace"]) if "burnin_loss_trace" in data.files else None,
             )
 
 

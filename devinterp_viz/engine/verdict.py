@@ -9,6 +9,13 @@ import numpy as np
 
 from devinterp_viz.plotting import format_step_bias
 
+BURNIN_DIVERGED = "diverged during burn-in"  # how every message says it (burnin_divergence_words)
+
+
+def burnin_divergence_words(step: int, num_burnin_steps: int | None) -> str:
+    """Where a chain diverged during burn-in, as reasons and next steps say it: "diverged during burn-in at step N of B"."""
+    return f"{BURNIN_DIVERGED} at step {step}" + (f" of {num_burnin_steps}" if num_burnin_steps else "")
+
 
 @dataclass
 class Diagnostics:
@@ -61,6 +68,9 @@ class Diagnostics:
         check ran and told. Results imported without the driver's sampler traces (``from_result`` of
         a loss trace, ``from_devinterp``) have them, and so do runs too short to tell a step bias over
         the limit from its noise.
+    burnin_divergence_step : np.ndarray of int, shape (chains,)
+        Burn-in step at which each divergent chain first went non-finite, -1 where it did not
+        diverge during burn-in (or the run kept no burn-in trace).
     """
 
     rhat: float
@@ -81,10 +91,13 @@ class Diagnostics:
     unchecked: list[str] = field(default_factory=list)
     step_bias_se: float = float("nan")
     llc: float = float("nan")
+    burnin_divergence_step: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.status:
             self.status = "healthy" if self.healthy else "unhealthy"
+        if self.burnin_divergence_step is None or np.size(self.burnin_divergence_step) != np.size(self.divergent):
+            self.burnin_divergence_step = np.full(np.size(self.divergent), -1, dtype=int)
 
     @property
     def label(self) -> str:
@@ -103,6 +116,12 @@ class Diagnostics:
     def __repr__(self) -> str:
         return (f"Diagnostics({self.verdict}; R-hat {self.rhat:.3f}, ESS {self.ess:.0f}, step bias {self.step_bias_text}, "
                 f"{int(np.sum(self.divergent))}/{len(self.divergent)} chains divergent)")
+
+    @property
+    def burnin_message(self) -> str:
+        """What a trace panel says when chains diverged during burn-in: the next step where it is about that
+        (where, and the lr to try), else the reason; "" when no chain did."""
+        return next((text for text in [self.next_step.get("text", ""), *self.reasons] if BURNIN_DIVERGED in text), "")
 
     @property
     def step_bias_text(self) -> str:
@@ -155,6 +174,7 @@ class Diagnostics:
             unchecked=unchecked,
             step_bias_se=float(data.get("step_bias_se", float("nan"))),
             llc=float(data.get("llc", float("nan"))),
+            burnin_divergence_step=np.asarray(data.get("burnin_divergence_step", []), dtype=int),
         )
 
 

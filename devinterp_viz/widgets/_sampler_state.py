@@ -36,11 +36,17 @@ class LiveTrace:
         The buffer's shape (it grows if more draws arrive).
     nbeta : float or None
         nβ as asked for (None until the engine reports the one it uses).
+    num_burnin_steps, num_steps_bw_draws : int
+        Where the burn-in losses the engine streams (``add_burnin``) lie before draw 0.
     """
 
-    def __init__(self, num_chains: int, num_draws: int, nbeta: float | None):
+    def __init__(self, num_chains: int, num_draws: int, nbeta: float | None, num_burnin_steps: int = 0,
+                 num_steps_bw_draws: int = 1):
         self._loss = np.full((num_chains, num_draws), np.nan, np.float32)
         self._acceptance = np.full((num_chains, num_draws), np.nan, np.float32)
+        self._burnin_steps: list[int] = []
+        self._burnin_loss: list[np.ndarray] = []
+        self._burnin_schedule = (num_burnin_steps, num_steps_bw_draws)
         self._count = 0
         self._init_loss: float | None = None
         self._nbeta = nbeta
@@ -70,12 +76,20 @@ class LiveTrace:
                 self._acceptance[:, draw_index - 1] = np.asarray(acceptance, dtype=np.float32).reshape(-1)
             self._count = max(self._count, draw_index + 1)
 
+    def add_burnin(self, step: int, losses: Any) -> None:
+        """Record the losses (chains,) of burn-in step ``step`` (the engine's ``on_burnin``; at most 256 of them)."""
+        with self._lock:
+            self._burnin_steps.append(int(step))
+            self._burnin_loss.append(np.asarray(losses, dtype=np.float32).reshape(-1))
+
     def state(self) -> dict[str, Any]:
         """The ``trace`` trait's value now: see :func:`trace_state`."""
         with self._lock:
             loss, init_loss, nbeta = self._loss[:, : self._count].copy(), self._init_loss, self._nbeta
             acceptance = self._acceptance[:, : self._count].copy()
-        state = trace_state(loss, init_loss, nbeta, self._total)
+            steps = np.asarray(self._burnin_steps, np.float32)
+            burnin_loss = np.stack(self._burnin_loss, axis=1) if self._burnin_loss else np.zeros((loss.shape[0], 0), np.float32)
+        state = trace_state(loss, init_loss, nbeta, self._total, burnin_state(steps, burnin_loss, *self._burnin_schedule))
         if time.monotonic() - self._diagnosed_at >= LIVE_DIAGNOSTICS_EVERY:
             self._diagnostics = live_diagnostics(loss, init_loss, nbeta, acceptance)
             self._diagnosed_at = time.monotonic()
@@ -125,13 +139,32 @@ def mean_acceptance(acceptance: np.ndarray | None, diverged: np.ndarray | None) 
     return float(np.mean(per_chain)) if per_chain else float("nan")
 
 
-def trace_state(loss: np.ndarray, init_loss: float | None, nbeta: float | None, total_draws: int) -> dict[str, Any]:
+def trace_state(loss: np.ndarray, init_loss: float | None, nbeta: float | None, total_draws: int,
+                burnin: dict[str, Any] | None = None) -> dict[str, Any]:
     """The trace panel's data: ``loss`` float32 (chains, draws), ``llc`` the running estimate of each
-    chain (same shape; None until L(w*) is known), ``init_loss``, ``nbeta``, ``total_draws``."""
+    chain (same shape; None until L(w*) is known), ``init_loss``, ``nbeta``, ``total_draws`` and
+    ``burnin`` (:func:`burnin_state`, None without a burn-in trace)."""
     known = init_loss is not None and nbeta is not None
     llc = running_llc(loss, init_loss, nbeta).astype(np.float32) if known else None
     return {"loss": np.asarray(loss, np.float32), "llc": llc, "init_loss": init_loss, "nbeta": nbeta,
-            "total_draws": int(total_draws)}
+            "total_draws": int(total_draws), "burnin": burnin}
+
+
+def burnin_state(steps: np.ndarray, loss: np.ndarray, num_burnin_steps: int, num_steps_bw_draws: int) -> dict[str, Any] | None:
+    """The burn-in part of the trace panel: ``steps`` (points,), ``loss`` float32 (chains, points), and
+    ``num_steps`` and ``steps_bw_draws`` (a burn-in step s lies at draw (s − num_steps) / steps_bw_draws);
+    None when there is no burn-in point."""
+    if np.size(steps) == 0:
+        return None
+    return {"steps": np.asarray(steps, np.float32), "loss": np.asarray(loss, np.float32),
+            "num_steps": int(num_burnin_steps), "steps_bw_draws": int(num_steps_bw_draws)}
+
+
+def result_burnin_state(result: Any) -> dict[str, Any] | None:
+    """:func:`burnin_state` of a finished result (its burn-in settings from its config)."""
+    config = result.config
+    return burnin_state(result.burnin_steps, result.burnin_loss_trace, int(config.get("num_burnin_steps") or 0),
+                        int(config.get("num_steps_bw_draws") or 1))
 
 
 def calibration_state(cal: Any) -> dict[str, Any]:
@@ -196,6 +229,8 @@ def health_state(result: Any) -> dict[str, Any]:
         "llc_std": float(result.llc_std),
         "llc_per_chain": np.asarray(result.llc_per_chain, np.float32),
         "partial": bool(result.partial),
+        "burnin_divergence_step": np.asarray(d.burnin_divergence_step, np.float32),
+        "burnin_message": d.burnin_message,
     }
 
 

@@ -22,6 +22,7 @@ from devinterp_viz.widgets._sampler_state import (
     health_state,
     history_csv,
     history_state,
+    result_burnin_state,
     trace_state,
 )
 from devinterp_viz.widgets._settings import Choice, SettingError, check_setting, settings_traits
@@ -87,7 +88,8 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     error : str (read-only)
         Message of the exception that ended the last job, "" if none.
     trace : dict (read-only)
-        ``loss`` and ``llc`` float32 (chains, draws so far), ``init_loss``, ``nbeta``, ``total_draws``
+        ``loss`` and ``llc`` float32 (chains, draws so far), ``init_loss``, ``nbeta``, ``total_draws``,
+        ``burnin`` (the burn-in losses, :func:`~devinterp_viz.widgets._sampler_state.burnin_state`)
         (see :func:`~devinterp_viz.widgets._sampler_state.trace_state`) and, while a run streams,
         ``live``: R-hat, ESS, MALA acceptance and divergent chains of the draws so far
         (:func:`~devinterp_viz.widgets._sampler_state.live_diagnostics`).
@@ -302,7 +304,8 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
         if settings:
             self.set(**settings)
         settings = self.sampler_settings()
-        live = LiveTrace(settings.num_chains, settings.num_draws, settings.nbeta)
+        live = LiveTrace(settings.num_chains, settings.num_draws, settings.nbeta, settings.num_burnin_steps,
+                         settings.num_steps_bw_draws)
         self.result = None
         with self.hold_sync():
             self._live = live
@@ -380,8 +383,13 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
             live.add(draw_index, losses, acceptance)
             self._throttle.request()
 
+        def on_burnin(step: int, losses: Any) -> None:
+            live.add_burnin(step, losses)
+            self._throttle.request()
+
         result = estimate_llc(self.model, self.data, self.loss_fn, settings=settings, params=self._params_argument(),
-                              on_draw=on_draw, on_start=live.start, stop=stop, progress=False, **self._run_options)
+                              on_draw=on_draw, on_start=live.start, stop=stop, progress=False, on_burnin=on_burnin,
+                              **self._run_options)
         self.result = result
         self._throttle.cancel()
         self._show_result(result)
@@ -415,7 +423,7 @@ class SamplerWidget(BackgroundJobs, settings_traits(), DvzWidget):
     def _show_result(self, result: Any) -> None:
         total = int(result.config.get("num_draws", result.num_draws))
         with self.hold_sync():
-            self.trace = trace_state(result.loss_trace, result.init_loss, result.nbeta, total)
+            self.trace = trace_state(result.loss_trace, result.init_loss, result.nbeta, total, result_burnin_state(result))
             self.health = health_state(result)
 
 

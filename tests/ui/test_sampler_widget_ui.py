@@ -609,3 +609,60 @@ def test_live_canvas_hover_zoom_reset_and_live_mala_acceptance(lab, page):
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+
+
+SETUP_BURNIN = SETUP_REAL.replace("lr=1e-3, nbeta=10.0, num_draws=1500", "lr=1e-3, nbeta=10.0, num_draws=200, num_burnin_steps=300")
+BURNIN_LINES = f"{q(role('trace-plot'))}.data.filter((d) => d.name.endsWith(' burn-in'))"
+PLOT_TEXTS = f"(({q(role('trace-plot'))}.layout.annotations || []).map((a) => a.text).join(' | ').replaceAll('<br>', ' '))"
+
+
+def test_a_run_that_diverges_in_burn_in_shows_its_burn_in_losses_and_what_to_do(lab, page):
+    name = write_notebook(lab, "sampler_burnin.ipynb", SETUP_BURNIN)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    try:
+        # --- lr far too large, typed as a user would: the chains go non-finite long before draw 0
+        page.fill(role("lr-value"), "1")
+        page.press(role("lr-value"), "Enter")
+        wait_python(client, "w.lr", lambda v: v == 1.0)
+        page.click(role("run"))
+        page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=120_000)
+        page.wait_for_selector(f"{role('verdict')}[data-healthy='false']")
+        step = kernel_eval(client, "int(w.result.diagnostics.burnin_divergence_step.min())")
+        message = kernel_eval(client, "w.health['burnin_message']")
+        assert 0 < step < 300 and message.startswith(f"diverged during burn-in at step {step} of 300: lower lr to 0.1 (lr/10)")
+        # the burn-in losses of every chain, before draw 0, on a log axis (they span decades)
+        page.wait_for_function(f"{BURNIN_LINES}.length === 4")
+        xs = page.evaluate(f"{BURNIN_LINES}.flatMap((d) => Array.from(d.x))")
+        assert xs and max(xs) < 0 and min(xs) == -300, (min(xs), max(xs))
+        assert page.evaluate(axis_type("yaxis")) == "log"
+        # the panel the run left empty says what happened and what to do; the step it went non-finite is marked
+        texts = page.evaluate(PLOT_TEXTS)
+        assert f"non-finite at step {step}" in texts and "burn-in" in texts
+        assert " ".join(message.split()) in " ".join(texts.split()), (message, texts)
+        shapes = page.evaluate(f"{q(role('trace-plot'))}.layout.shapes.map((s) => s.name || '')")
+        assert "burn-in" in shapes and "non-finite" in shapes
+        assert page.inner_text(role("next-step")) == f"next step: {message}"
+        shot(page, "20-burnin-diverged-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function(f"{plot_background_luminance(role('trace-plot'))} < 0.3", timeout=30_000)
+        assert page.evaluate(f"{BURNIN_LINES}.length") == 4 and message.split(":")[0] in page.evaluate(PLOT_TEXTS)
+        shot(page, "20-burnin-diverged-dark")
+        switch_theme(page, "Light")
+
+        # --- a healthy run: its burn-in sits faint before draw 0, without a message
+        page.fill(role("lr-value"), "0.001")
+        page.press(role("lr-value"), "Enter")
+        wait_python(client, "w.lr", lambda v: v == 0.001)
+        page.click(role("run"))
+        assert wait_python(client, "[len(w.runs), w.status]", lambda v: v == [2, "done"], timeout=120) == [2, "done"]
+        page.wait_for_function(f"Number({q(ROOT)}.dataset.dvzDraws) === 200 && {q(ROOT)}.dataset.status === 'done'")
+        page.wait_for_function(f"{BURNIN_LINES}.length === 4 && {q(role('trace-plot'))}.data.length === 12")
+        assert page.locator(role("live-plot")).is_hidden()
+        assert "diverged" not in page.evaluate(PLOT_TEXTS)
+        assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range[0]") == -300
+        shot(page, "21-burnin-healthy-light")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "Light")

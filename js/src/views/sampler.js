@@ -13,7 +13,7 @@ import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
 import { estimate } from "./conventions.js";
-import { calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { burninOnly, burninOptions, calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, runProgress, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
 import { GRID_KEY, gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
@@ -185,7 +185,7 @@ export function renderSampler({ model, el }) {
     const n = trace.loss ? trace.loss.shape[1] : 0;
     const cal = decode(model.get("calibration")) || {};
     let text = { idle: "ready", done: "done", error: "error" }[status] ?? status;
-    if (busy && activity === "run") text = `${status} · draw ${n}/${trace.total_draws ?? "?"}`;
+    if (busy && activity === "run") text = runProgress(status, trace, n);
     if (busy && activity === "calibrate") text = `${status} · ${cal.done ?? 0} runs`;
     if (status === "stopped") text = activity === "run" ? `stopped · kept ${n} draws` : "stopped";
     if (!canRun && !busy && status !== "error") text = isStatic ? "snapshot" : `${text} · read-only`;
@@ -273,7 +273,7 @@ export function renderSampler({ model, el }) {
   const drawTraces = coalesce(() => {
     if (model.get("tab") !== "run" || tracePlot.offsetWidth === 0) return;
     const trace = decode(model.get("trace")) || {};
-    if (isStreaming()) {
+    if (isStreaming() && !burninOnly(trace)) { // the canvas draws draws; the burn-in before them is plotly's
       drawLive(trace, true);
       return;
     }
@@ -282,7 +282,7 @@ export function renderSampler({ model, el }) {
     const loss = trace.loss ?? emptyArray();
     const lossArray = loss.shape.length === 2 ? loss : { shape: [0, 0], at: () => ({ data: [] }) };
     const llc = trace.llc?.shape?.length === 2 ? trace.llc : null;
-    const options = { yScale: view.yScale, smoothing: view.smoothing, empty: EMPTY_TRACE_TEXT };
+    const options = { yScale: view.yScale, smoothing: view.smoothing, empty: EMPTY_TRACE_TEXT, ...burninOptions(trace, health) };
     const { data, layout } = traceFigure(theme, lossArray, llc, trace.init_loss, health.divergent?.data, TRACE_HEIGHT, tracePlot.offsetWidth, trace.total_draws ?? model.get("num_draws"), options);
     const started = performance.now();
     react(tracePlot, data, layout);

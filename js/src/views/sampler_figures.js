@@ -73,15 +73,76 @@ export function allPositive(arrays) {
 
 /**
  * Which panels of a run are drawn on log y: ``mode`` "log", "linear" or "auto" (log where the
- * values span decades, as a diverged run's do). The running-LLC panel goes log only where all
- * its values are positive.
+ * values span decades, as a diverged run's do, or ``diverged``). The running-LLC panel goes log only
+ * where all its values are positive.
  * @returns {[boolean, boolean]} [loss panel, running-LLC panel]
  */
-export function logPanels(mode, lossRows, llcRows) {
+export function logPanels(mode, lossRows, llcRows, diverged = false) {
   if (mode === "linear") return [false, false];
-  const wantLoss = mode === "log" || spansDecades(lossRows);
+  const wantLoss = mode === "log" || diverged || spansDecades(lossRows);
   const wantLlc = llcRows.length > 0 && allPositive(llcRows) && (mode === "log" || spansDecades(llcRows));
   return [wantLoss && allPositive(lossRows), wantLlc];
+}
+
+/** The burn-in options of :func:`traceFigure` from Python's ``trace`` and ``health``. */
+export function burninOptions(trace, health) {
+  return { burnin: trace.burnin?.steps?.size ? trace.burnin : null, burninDivergence: health.burnin_divergence_step?.data ?? null, message: health.burnin_message || "" };
+}
+
+/** Whether a run has burn-in losses but no draw yet (the plotly figure shows them; the live canvas draws draws only). */
+export function burninOnly(trace) {
+  return !(trace.loss?.shape?.[1] > 0) && Boolean(trace.burnin?.steps?.size);
+}
+
+/** The status badge of a streaming run: the burn-in step reached, then the draw. */
+export function runProgress(status, trace, n) {
+  const steps = trace.burnin?.steps;
+  if (n === 0 && steps?.size) return `${status} · burn-in step ${steps.data[steps.size - 1] + 1}/${trace.burnin.num_steps}`;
+  return `${status} · draw ${n}/${trace.total_draws ?? "?"}`;
+}
+
+/** ``text`` broken into plotly lines (<br>) of at most about ``width`` characters, a new line after a colon. */
+export function wrapText(text, width = 72) {
+  const lines = [];
+  for (const part of text.split(/(?<=:) /)) {
+    let line = "";
+    for (const word of part.split(" ")) {
+      if (line && line.length + word.length + 1 > width) {
+        lines.push(line);
+        line = word;
+      } else line = line ? `${line} ${word}` : word;
+    }
+    lines.push(line);
+  }
+  return lines.join("<br>");
+}
+
+/**
+ * The burn-in in the loss panel: each chain's burn-in losses before draw 0 (faint lines, joined over the
+ * points another chain's divergence added), a grey band labelled "burn-in" and a line where a chain first
+ * went non-finite. Burn-in step s lies at draw (s − num_steps) / steps_bw_draws.
+ * @param {object} burnin Python's ``trace.burnin``: ``steps`` (points,), ``loss`` (chains, points), ``num_steps``, ``steps_bw_draws``
+ * @param {ArrayLike|null} divergence per chain, the burn-in step it went non-finite at (-1: never)
+ */
+export function burninLayers(theme, burnin, divergence) {
+  const steps = Array.from(burnin.steps.data);
+  const perDraw = burnin.steps_bw_draws || 1;
+  const xOf = (step) => (step - burnin.num_steps) / perDraw;
+  const x = steps.map(xOf);
+  const start = xOf(0);
+  const rows = Array.from({ length: burnin.loss.shape[0] }, (_, c) => Float32Array.from(burnin.loss.at(c).data, (v) => (Number.isFinite(v) ? v : NaN)));
+  const data = rows.map((y, c) => ({
+    type: "scatter", mode: "lines", x, y, customdata: steps, connectgaps: true, name: `chain ${c} burn-in`, legendgroup: `c${c}`, showlegend: false,
+    opacity: 0.45, line: { color: theme.chains[c % theme.chains.length], width: 1 }, hovertemplate: `chain ${c}<br>burn-in step %{customdata}<br>loss %{y:.5g}<extra></extra>`,
+  }));
+  const shapes = [{ type: "rect", name: "burn-in", xref: "x", yref: "paper", x0: start, x1: 0, y0: 0, y1: 1, fillcolor: theme.grid, opacity: 0.3, line: { width: 0 }, layer: "below" }];
+  const annotations = [{ xref: "x", yref: "paper", x: start / 2, y: 1, text: "burn-in", showarrow: false, yanchor: "top", font: { color: theme.fontMuted, size: 11 } }];
+  const first = divergence ? Math.min(...Array.from(divergence).filter((s) => s >= 0)) : Infinity;
+  if (Number.isFinite(first)) {
+    shapes.push({ type: "line", name: "non-finite", xref: "x", yref: "y domain", x0: xOf(first), x1: xOf(first), y0: 0, y1: 1, line: { color: theme.error, dash: "dot", width: 1.5 } });
+    annotations.push({ xref: "x", yref: "y domain", x: xOf(first), y: 0.5, text: `non-finite<br>at step ${first}`, showarrow: false, xanchor: "left", font: { color: theme.error, size: 10 } });
+  }
+  return { data, shapes, annotations, rows, start, diverged: Number.isFinite(first) };
 }
 
 export const EMPTY_TRACE_TEXT = "Press ▶ Run: each chain's loss (top) and its running LLC (bottom) stream in here";
@@ -95,7 +156,8 @@ export const EMPTY_TRACE_TEXT = "Press ▶ Run: each chain's loss (top) and its 
  * @param {ArrayLike|null} divergent per chain, > 0 where it diverged (drawn dotted)
  * @param {object} [options] ``yScale`` ("auto" | "linear" | "log"), ``smoothing`` (EMA weight of the
  *   loss lines, display only: the raw lines stay, faint), ``empty`` (text of an empty figure), ``stride``
- *   (draws between two given points: a calibration cell's thinned traces)
+ *   (draws between two given points: a calibration cell's thinned traces), and ``burnin``, ``burninDivergence``
+ *   and ``message`` (:func:`burninOptions`: the burn-in before draw 0, and what to do when it diverged)
  */
 export function traceFigure(theme, loss, llc, initLoss, divergent, height, width, totalDraws, options = {}) {
   const [chains, n] = loss.shape;
@@ -109,8 +171,9 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
   };
   const lossRows = Array.from({ length: chains }, (_, c) => loss.at(c).data);
   const llcRows = llc ? Array.from({ length: chains }, (_, c) => llc.at(c).data) : [];
-  const [logLoss, logLlc] = logPanels(options.yScale || "auto", lossRows, llcRows);
-  const data = [];
+  const burnin = options.burnin ? burninLayers(theme, options.burnin, options.burninDivergence) : null;
+  const [logLoss, logLlc] = logPanels(options.yScale || "auto", [...lossRows, ...(burnin?.rows ?? [])], llcRows, burnin?.diverged);
+  const data = burnin ? [...burnin.data] : [];
   for (let c = 0; c < chains; c++) {
     const color = theme.chains[c % theme.chains.length];
     const dash = divergent && divergent[c] > 0 ? "dot" : "solid";
@@ -123,15 +186,19 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
   if (chains === 0) data.push(placeholder({}));
   if (!llc) data.push(placeholder({ xaxis: "x2", yaxis: "y2" }));
   const tl = themeLayout(theme);
-  const shapes = [];
-  const annotations = [];
+  const shapes = burnin ? burnin.shapes : [];
+  const annotations = burnin ? burnin.annotations : [];
   if (initLoss !== null && initLoss !== undefined) {
     shapes.push({ type: "line", xref: "x domain", x0: 0, x1: 1, yref: "y", y0: initLoss, y1: initLoss, line: { color: theme.fontMuted, dash: "dash", width: 1 } });
     annotations.push({ xref: "x domain", x: 1, yref: "y", y: initLoss, text: "L(w*)", showarrow: false, xanchor: "right", yanchor: "bottom", font: { color: theme.fontMuted, size: 10 } });
   } else if (n > 0) {
     annotations.push({ xref: "x2 domain", yref: "y2 domain", x: 0.5, y: 0.5, text: "running LLC appears when L(w*) is known", showarrow: false, font: { color: theme.fontMuted } });
   }
-  const empty = n === 0;
+  const empty = n === 0 && !burnin;
+  if (options.message && !llcRows.some((row) => row.some(Number.isFinite))) {
+    const [bottom, top] = TRACE_PANELS[1].domain; // in the running-LLC panel a run diverged in burn-in leaves empty
+    annotations.push({ name: "message", xref: "paper", yref: "paper", x: 0.5, y: (bottom + top) / 2, text: wrapText(options.message), showarrow: false, align: "left", bgcolor: theme.background, bordercolor: theme.error, borderwidth: 1, borderpad: 6, font: { color: theme.font, size: 12 } });
+  }
   if (empty && options.empty) {
     const [bottom, top] = TRACE_PANELS[0].domain; // centred in the loss panel
     annotations.push({ xref: "paper", yref: "paper", x: 0.5, y: (bottom + top) / 2, text: options.empty, showarrow: false, font: { color: theme.fontMuted, size: 12 } });
@@ -143,7 +210,8 @@ export function traceFigure(theme, loss, llc, initLoss, divergent, height, width
     ...tl[TRACE_PANELS[index].axis], ...frame, ...emptyAxis, domain: TRACE_PANELS[index].domain,
     title: { text: TRACE_PANELS[index].title + (log ? " (log)" : "") }, type: log ? "log" : "linear", exponentformat: "power",
   });
-  const xRange = empty ? { range: [0, Math.max(1, (totalDraws || 2) - 1)] } : totalDraws > n ? { range: [0, totalDraws - 1] } : { autorange: true };
+  const xStart = burnin ? burnin.start : 0;
+  const xRange = empty ? { range: [0, Math.max(1, (totalDraws || 2) - 1)] } : totalDraws > n || burnin ? { range: [xStart, Math.max(totalDraws - 1, n - 1, 1)] } : { autorange: true };
   const layout = {
     ...tl,
     height,
