@@ -209,7 +209,8 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
             name = sel if len(sweep.distributions) == 1 else f"{sel} · {dist}"
             text = [format_estimate(m, e) for m, e in zip(curve, se)]
             fig.add_trace(go.Scatter(x=steps, y=shown, name=name, legendgroup=name, mode="lines+markers", text=text,
-                                     hovertemplate=f"{name}<br>step %{{x}}<br>LLC %{{text}} (± SE)<extra></extra>",
+                                     customdata=sweep.steps,  # the real step: step 0 is drawn at 1 on the log axis
+                                     hovertemplate=f"{name}<br>step %{{customdata}}<br>LLC %{{text}} (± SE)<extra></extra>",
                                      error_y=dict(type="data", array=se / scale, visible=True, thickness=1, width=3),
                                      line=dict(color=color, width=1.2), marker=dict(size=5, color=color)))
             bad = unhealthy[i, j]
@@ -220,18 +221,21 @@ def plot_sweep(sweep, normalize: bool = False) -> go.Figure:
                                          legendgroup="unhealthy", showlegend=not any(t.legendgroup == "unhealthy" for t in fig.data),
                                          marker=UNHEALTHY_MARKER, hoverinfo="skip"))
     if axis_row:
-        fig.add_trace(go.Scatter(x=axis_row, y=np.full(len(axis_row), 0.04), yaxis="y2", mode="markers", hoverinfo="x",
+        fig.add_trace(go.Scatter(x=axis_row, y=np.full(len(axis_row), 0.04), yaxis="y2", mode="markers", hoverinfo="text",
+                                 hovertext=[f"step {s:.0f}: unhealthy, no finite estimate to draw" for s in axis_row],
                                  name=UNHEALTHY_LABEL + (" (negative: not normalised)" if normalize else " (not finite)"),
                                  legendgroup="unhealthy-axis", marker=UNHEALTHY_MARKER))
     if undefined.any():
         ticks = steps[undefined.any(axis=(0, 1))]
-        fig.add_trace(go.Scatter(x=ticks, y=np.full(ticks.size, 0.04), yaxis="y2", mode="markers", hoverinfo="x",
+        fig.add_trace(go.Scatter(x=ticks, y=np.full(ticks.size, 0.04), yaxis="y2", mode="markers", hoverinfo="text",
+                                 hovertext=[f"step {s}: undefined, no LLC (w* is not a local minimum)"
+                                            for s in np.asarray(sweep.steps)[undefined.any(axis=(0, 1))]],
                                  name=UNDEFINED_LABEL, marker=UNDEFINED_MARKER))
     if axis_row or undefined.any():
         fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
     fig.update_layout(template=THEME, title="LLC over training, ± one standard error" + (" (normalised)" if normalize else ""),
                       xaxis_type="log", xaxis_title="training step", hovermode="x unified",  # every curve at one step
-                      yaxis_title="λ̂ / largest positive λ̂ of the curve" if normalize else "λ̂", height=420)
+                      yaxis_title="λ̂ / largest positive λ̂ of the curve" if normalize else "LLC λ̂", height=420)
     return fig
 
 

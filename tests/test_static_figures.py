@@ -140,6 +140,8 @@ def test_sweep_figure_marks_unhealthy_and_undefined_and_never_normalises_a_negat
     assert list(unhealthy[0].y) == [y[4]]
     undefined = [t for t in fig.data if t.name == plotting.UNDEFINED_LABEL]
     assert len(undefined) == 1 and list(undefined[0].x) == [sweep.steps[7]] and undefined[0].marker.symbol == "line-ns-open"
+    assert list(undefined[0].hovertext) == [f"step {sweep.steps[7]}: undefined, no LLC (w* is not a local minimum)"]
+    assert list(curve.customdata) == list(sweep.steps) and "%{customdata}" in curve.hovertemplate  # step 0 hovers as 0
     shown = ~np.isnan(y)
     largest = np.nanmax(np.where(sweep.undefined[0, 0], np.nan, sweep.llc_mean[0, 0])[shown])
     assert np.allclose(np.asarray(curve.error_y.array, float)[shown], sweep.llc_se[0, 0][shown] / largest)

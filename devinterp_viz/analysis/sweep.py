@@ -256,7 +256,7 @@ def sweep_llc(
               "estimate_kwargs": estimate_kwargs}
     runner = make_executor(executor, address=address, num_cpus=num_cpus)
     try:
-        with progress_bar(len(tasks), f"LLC sweep of {type(model).__name__} ({runner.name})", progress) as bar:
+        with progress_bar(len(tasks), _bar_title(model, len(tasks), len(trajectory) * len(named_data), named_data, named_selections, runner.name), progress) as bar:
             for (index, dist, state, step), results in runner.run(_estimate_checkpoint, tasks, shared, prepare=_loaded):
                 failed = _failure(results)
                 if failed:
@@ -275,6 +275,15 @@ def sweep_llc(
     finally:
         runner.close()
     return sweep
+
+
+def _bar_title(model, to_compute: int, total: int, named_data: Mapping, named_selections: Mapping, where: str) -> str:
+    """What the sweep's progress bar counts: one tick per checkpoint (and data distribution) to compute."""
+    unit = "checkpoints × distributions" if len(named_data) > 1 else "checkpoints"
+    heads = f", {len(named_selections)} selections at once" if len(named_selections) > 1 else ""
+    reused = f", {total - to_compute} of {total} reused from the store" if to_compute < total else ""
+    place = "" if where == "local" else f", on {where}"
+    return f"LLC sweep of {type(model).__name__} ({unit}{heads}{reused}{place})"
 
 
 def _estimate_kwargs(given: Mapping[str, Any]) -> dict[str, Any]:
