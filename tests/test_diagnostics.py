@@ -194,6 +194,18 @@ def test_empty_traces_say_so_instead_of_nan():
     assert "no draws" in res.diagnostics.reasons[0]
 
 
+def test_a_too_large_step_is_lowered_by_its_measured_curvature_and_a_diverged_run_keeps_its_draws():
+    facts = RunFacts("sgld", 0.019, 100.0, 100, 1, 60)
+    biased = next_step([Finding("step_too_large", "c")], facts, bias=1.0, llc=10.0, draws=300, curvature=0.89)
+    # ε·ā/4 = 0.89 against the 0.05 limit: to half the limit in one step, 0.019 · 0.025 / 0.89
+    assert biased["settings"]["lr"] == float(f"{0.019 * 0.025 / 0.89:.2g}")
+    assert biased["settings"]["num_draws"] == 4 * 300  # the smaller step's draws grow at most 4×
+    mild = next_step([Finding("step_too_large", "c")], facts, bias=1.0, llc=10.0, draws=300, curvature=0.01)
+    assert mild["settings"]["lr"] == float(f"{0.019 * 0.5:.2g}")  # curvature within its limit: the bias decides
+    diverged = next_step([Finding("diverged", "d")], facts, bias=float("nan"), llc=float("nan"), draws=300)
+    assert diverged["settings"]["lr"] == float(f"{0.019 / 4:.2g}") and "num_draws" not in diverged["settings"]
+
+
 def test_the_next_step_attends_to_the_most_basic_cause_first():
     facts = RunFacts("sgld", 1e-3, 10.0, 0, 1, 10)
     findings = [Finding("too_few_draws", "a"), Finding("not_equilibrated", "b"), Finding("step_too_large", "c")]
@@ -206,7 +218,7 @@ def test_drift_check_keeps_its_false_alarm_rate_with_few_chains():
     # drift statistic is exactly Student's t with chains − 1 degrees of freedom, and the rate of
     # "still rising" must be DRIFT_FALSE_ALARM (1.4%) whatever the chain count. seed 0, 6000
     # replicates per count: SE = √(0.014·0.986/6000) = 0.15%, tolerance 4 SE.
-    from devinterp_viz.engine.diagnostics import DRIFT_FALSE_ALARM, drift_statistic, drift_threshold
+    from devinterp_viz.engine.chain_statistics import DRIFT_FALSE_ALARM, drift_statistic, drift_threshold
 
     rng = np.random.default_rng(0)
     replicates = 6000

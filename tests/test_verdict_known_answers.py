@@ -9,6 +9,8 @@ max(10%, 2 SE) of the truth, with SE the result's own ``llc_se``.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -132,3 +134,24 @@ def test_a_step_bias_within_its_own_noise_is_left_unchecked_and_sampling_longer_
     long = run(2000)
     assert long.diagnostics.label == "healthy" and not long.diagnostics.unchecked
     assert right(long, truth), (long.llc_mean, long.llc_se, truth)
+
+
+def test_following_next_steps_from_a_far_too_large_lr_reaches_a_right_healthy_run_in_a_few_runs():
+    # The sampler tutorial's network at the SamplerWidget's batch and nβ, started at lr 0.3: each
+    # next step is taken as given (seeds 0, 1, 2, …). Diverged runs keep their draws and a step bias
+    # lowers lr by the measured curvature, so a handful of runs get there without the draws exploding.
+    torch.manual_seed(0)
+    model = true_parameter_dln([6, 4, 6], rank=2)
+    data = make_dln_data(model, num_examples=2000, noise=0.1)
+    nbeta = 64 / math.log(64)
+    settings = dict(lr=0.3, nbeta=nbeta, localization=100.0, num_chains=4, num_draws=300, num_burnin_steps=100,
+                    batch_size=64)
+    for run in range(5):
+        res = dvz.estimate_llc(model, data, mse_loss, seed=run, progress=False, **settings)
+        if res.diagnostics.healthy:
+            break
+        settings.update(res.diagnostics.next_step["settings"])
+    assert res.diagnostics.healthy and run <= 3, (run, settings, res.diagnostics.reasons)
+    assert settings["num_draws"] <= 4 * 300
+    truth, _ = gibbs_localized_llc(model, nbeta, 100.0)  # the whitened-data reference; this data set is finite
+    assert abs(res.llc_mean - truth) <= max(0.1 * truth, 2 * res.llc_se), (res.llc_mean, res.llc_se, truth)

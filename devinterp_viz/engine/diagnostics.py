@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import stdtr, stdtrit
 
+from devinterp_viz.engine.chain_statistics import DRIFT_T, divergence, drift_statistic, drift_threshold
 from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 from devinterp_viz.engine.estimator import llc_per_chain
 from devinterp_viz.engine.verdict import Diagnostics, burnin_divergence_words
@@ -17,8 +17,6 @@ from devinterp_viz.plotting import format_step_bias
 
 # Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
 # whose finite-nβ answer is known exactly); bench/RESULTS.md has its confusion table.
-EXPLOSION_FACTOR = 100.0  # nβ·(L − L*) above this × max(d, 10) at any draw: the chain exploded
-EXPLOSION_ABSOLUTE = 1e6  # used instead when the parameter count d is unknown (imported results)
 STEP_BIAS_FAIL = 0.1  # estimated step-size bias above this fraction of the estimate
 STEP_CURVATURE_FAIL = 0.05  # ε ā / 4 above this: the step is too large for the mean curvature
 MALA_FAIL = 0.5  # mean MALA acceptance below this: the step is far too large (high dimension)
@@ -29,12 +27,11 @@ RHAT_WARN = 1.1  # split R-hat of the loss traces (Vehtari et al. 2021) above th
 ESS_FAIL = 5.0  # bulk ESS below this: the chains barely moved, so not even the error bar can be estimated
 PRECISION_WARN = 0.1  # standard error above this fraction of the estimate: said, with how to tighten it
 DESCENT_FAIL = 0.1  # the first-order descent term above this fraction of the curvature part
-DRIFT_T = 4.0  # t statistic across chains for a rise between the last two quarters, set for 4 chains ...
-DRIFT_FALSE_ALARM = float(stdtr(3, -DRIFT_T))  # ... where stationary chains exceed it 1.4% of the time
-DRIFT_RELATIVE = 0.05  # ... that also moves the estimate by more than this fraction
+DRIFT_RELATIVE = 0.05  # a drift (chain_statistics.DRIFT_T) counts when it also moves the estimate by more than this fraction
 ESTIMATE_SE = 3.0  # an estimate outside [0, d/2] by more than this many standard errors fails
 BELOW_INIT_WARN = 0.5  # fraction of a chain's draws below L(w*)
 NOISE_Z = 1.0  # a bias or descent counts when it exceeds its threshold by this many of its own standard errors
+MAX_DRAWS_GROWTH = 4.0  # a smaller step asks for at most this many times the draws
 BURNIN_LR_FACTOR = 0.1  # chains that diverge during burn-in: the step was far too large, so lr/10 next
 
 # Causes of an untrustworthy estimate, in the order the next step attends to them.
@@ -89,68 +86,6 @@ class RunFacts:
         if not self.lr or not self.localization:
             return None
         return 2.0 / (self.lr * self.localization)
-
-
-def divergence(loss_trace: np.ndarray, init_loss: float, nbeta: float, num_params: int | None) -> np.ndarray:
-    """First divergent draw of each chain, -1 when it never diverged.
-
-    Parameters
-    ----------
-    loss_trace : np.ndarray, shape (chains, draws)
-    init_loss, nbeta : float
-    num_params : int or None
-        Number of moving parameters d. The LLC is at most d/2, so a single draw with
-        ``nβ (L − L*) > EXPLOSION_FACTOR · max(d, 10)`` is an explosion, not a fluctuation.
-
-    Returns
-    -------
-    np.ndarray of int, shape (chains,)
-    """
-    if loss_trace.shape[1] == 0:
-        return np.full(loss_trace.shape[0], -1, dtype=int)
-    limit = EXPLOSION_ABSOLUTE if num_params is None else EXPLOSION_FACTOR * max(num_params, 10)
-    with np.errstate(invalid="ignore", over="ignore"):
-        bad = ~np.isfinite(loss_trace) | (nbeta * (loss_trace - init_loss) > limit)
-    first = np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
-    return first.astype(int)
-
-
-def drift_statistic(loss_trace: np.ndarray, nbeta: float) -> tuple[float, float]:
-    """Rise of the estimate between the third and last quarter of the draws.
-
-    Returns
-    -------
-    rise : float
-        Mean over chains of ``nβ (mean of last quarter − mean of third quarter)``.
-    t : float
-        ``rise`` divided by its standard error across chains (NaN with fewer than 2 chains
-        or 8 draws).
-    """
-    chains, draws = loss_trace.shape
-    if chains < 2 or draws < 8:
-        return float("nan"), float("nan")
-    quarter = draws // 4
-    third = loss_trace[:, draws - 2 * quarter : draws - quarter].mean(axis=1)
-    last = loss_trace[:, draws - quarter :].mean(axis=1)
-    per_chain = nbeta * (last - third)
-    se = per_chain.std(ddof=1) / np.sqrt(chains)
-    rise = float(per_chain.mean())
-    if se > 0:
-        return rise, rise / se
-    return rise, (math.copysign(math.inf, rise) if rise else 0.0)
-
-
-def drift_threshold(chains: int) -> float:
-    """Critical value of the drift t statistic for ``chains`` chains.
-
-    The statistic of stationary chains follows Student's t with ``chains − 1`` degrees of
-    freedom: ``DRIFT_T`` = 4 is exceeded 1.4% of the time with 4 chains but 7.8% with 2, so
-    with fewer than 4 chains the threshold rises to keep the false-alarm rate at
-    ``DRIFT_FALSE_ALARM`` (22.7 for 2 chains, 5.9 for 3); with more it stays at ``DRIFT_T``.
-    """
-    if chains < 2:
-        return float("inf")
-    return max(DRIFT_T, float(stdtrit(chains - 1, 1.0 - DRIFT_FALSE_ALARM)))
 
 
 class StepBias(NamedTuple):
@@ -343,7 +278,7 @@ def diagnose(
         warnings=warnings,
         status=status,
         causes=[f.cause for f in findings],
-        next_step=next_step(findings, facts, bias=bias.value, llc=llc, draws=draws,
+        next_step=next_step(findings, facts, bias=bias.value, llc=llc, draws=draws, curvature=bias.step_curvature,
                             burnin_step=int(in_burnin[in_burnin >= 0].min()) if (in_burnin >= 0).any() else -1),
         mcse=float(mcse),
         step_bias=float(bias.value),
@@ -374,10 +309,13 @@ def _divergence_findings(loss_trace: np.ndarray, first_bad: np.ndarray, burnin_s
 
 
 def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: float, draws: int,
-              burnin_step: int = -1) -> dict[str, Any]:
+              burnin_step: int = -1, curvature: float = float("nan")) -> dict[str, Any]:
     """The one change of settings that addresses the most basic of ``findings``.
 
     ``burnin_step``: the first burn-in step at which a divergent chain went non-finite (-1: none); then lr/10.
+    ``curvature``: the measured step against the mean curvature, ε ā / 4; a too-large step is lowered
+    at least to half of ``STEP_CURVATURE_FAIL`` by it, so one run gets there instead of a chain of
+    fixed factors.
 
     Returns
     -------
@@ -400,6 +338,8 @@ def next_step(findings: list[Finding], facts: RunFacts, *, bias: float, llc: flo
         return _lower_lr(cause, BURNIN_LR_FACTOR, facts, draws, burnin_divergence_words(burnin_step, facts.num_burnin_steps))
     if cause in (DIVERGED, STEP_TOO_LARGE):
         factor = 0.25 if cause == DIVERGED else _step_factor(bias, llc)
+        if np.isfinite(curvature) and curvature > STEP_CURVATURE_FAIL:
+            factor = min(factor, max(0.5 * STEP_CURVATURE_FAIL / curvature, 1e-3))
         return _lower_lr(cause, factor, facts, draws)
     if cause == NOT_EQUILIBRATED:
         burnin = _suggested_burnin(facts, facts.lr)
@@ -435,11 +375,13 @@ def _lower_lr(cause: str, factor: float, facts: RunFacts, draws: int, words: str
     burnin = _suggested_burnin(facts, lr)
     if burnin is not None:
         settings["num_burnin_steps"] = max(burnin, facts.num_burnin_steps or 0)
-    settings["num_draws"] = int(math.ceil(max(draws, 1) * facts.lr / lr))
     text = f"{words}: lower lr to {lr:.2g}{divisor}"
     if burnin is not None:
         text += f" with {settings['num_burnin_steps']} burn-in steps"
-    text += f" and {settings['num_draws']} draws (the same sampling time at the smaller step)"
+    if cause != DIVERGED:  # a diverged run says nothing about how long to sample: draws stay as they were
+        settings["num_draws"] = int(math.ceil(max(draws, 1) * min(facts.lr / lr, MAX_DRAWS_GROWTH)))
+        text += (f" and {settings['num_draws']} draws (more draws at the smaller step, at most "
+                 f"{MAX_DRAWS_GROWTH:g}× as many)")
     return {"cause": cause, "text": text, "settings": settings}
 
 

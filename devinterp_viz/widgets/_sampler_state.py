@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from devinterp_viz.engine.convergence import bulk_ess, split_rhat
-from devinterp_viz.engine.diagnostics import divergence
+from devinterp_viz.engine.chain_statistics import divergence
 from devinterp_viz.engine.estimator import running_llc
 
 #: Seconds between two live diagnostics of a streaming run (R-hat and ESS cost more than a frame).
