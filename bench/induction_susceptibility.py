@@ -146,7 +146,17 @@ def ratio_with_error(per_chain: np.ndarray) -> tuple[float, float]:
 
 
 def variance_cells(result, tokens: np.ndarray, copied: np.ndarray, fresh: np.ndarray, draws: int) -> str:
-    """One table row's cells of the variance readout: each half's Var(ℓ), their difference, their ratio, split halves."""
+    """One table row's cells of the variance readout: each half's Var(ℓ), their difference, their ratio, split halves.
+
+    Parameters
+    ----------
+    result : LLCResult
+        One head and checkpoint, with the ``"repeated"`` observable.
+    tokens : np.ndarray, shape (chains, draws, tokens)
+        That observable as float64.
+    copied, fresh : np.ndarray of bool, shape (tokens,)
+    draws : int
+    """
     diagonal = np.diag(dvz.loss_kernel(result, "repeated").value)
     per_chain = half_variances(tokens, copied, fresh)
     if not np.allclose(per_chain.mean(axis=0), [diagonal[copied].mean(), diagonal[fresh].mean()]):
