@@ -4,15 +4,20 @@ posterior_covariances.ipynb samples three heads at 4 chains × 100 draws, too fe
 half of a repeated sequence from its fresh half. This runs the same design (the same checkpoints,
 probe, observables, per-head sampler settings and ``loss_observable="train"``) with more chains and
 draws, and reports χ ± SE of each half and of their difference (copied − fresh, from the per-token
-susceptibilities of one run, so their covariance is kept), per head and checkpoint. Usage::
+susceptibilities of one run, so their covariance is kept), per head and checkpoint. Beside it, a readout
+that cannot cancel: the per-token posterior variance Var(ℓ_i) (the loss kernel's diagonal), averaged over
+each half, with the copied/fresh ratio. Usage::
 
     python bench/induction_susceptibility.py                         # results to bench/RESULTS.md
+    python bench/induction_susceptibility.py --burnin 700 --probes 16 --section "..."   # a separate section
     python bench/induction_susceptibility.py --chains 4 --draws 20 --heads blocks.1.attn.head0 --no-write
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=12)
     parser.add_argument("--draws", type=int, default=150)
     parser.add_argument("--burnin", type=int, default=300, help="burn-in steps (the README's rule: 2·2/(lr·γ) ≈ 667)")
+    parser.add_argument("--probes", type=int, default=4, help="repeated probe sequences (64 tokens each)")
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--section", default="", help="a suffix naming a separate RESULTS section (a longer run)")
@@ -49,7 +55,7 @@ def main() -> None:
     around_bump = dvz.Trajectory([(step, trajectory.state_dict(steps.index(step))) for step in STEPS])
     heads = {h.label: h for h in dvz.attention_heads(AttentionOnlyTransformer(TransformerConfig()))}
     chosen = {name: heads[name] for name in args.heads.split(",")}
-    repeated = probe_batch("repeated", 4, 64)  # (4 sequences, 64 tokens): second half = first half
+    repeated = probe_batch("repeated", args.probes, 64)  # (probes, 64 tokens): second half = first half
     half = repeated.shape[1] // 2
 
     def next_token_losses(m, tokens):
@@ -65,7 +71,7 @@ def main() -> None:
     # token t of a sequence predicts token t + 1: positions half … 62 predict copied tokens, 0 … half-2 fresh ones
     position = np.tile(np.arange(repeated.shape[1] - 1), repeated.shape[0])
     copied, fresh = position >= half, position < half - 1  # as the notebook: the half boundary's token in neither
-    rows = []
+    rows, variance_rows = [], []
     for name in chosen:
         for index, step in enumerate(STEPS):
             result = sweep.results[(name, "data", index)]
@@ -82,21 +88,91 @@ def main() -> None:
             z = values[-1] / errors[-1]
             rows.append(f"| {name} | {step} | {result.diagnostics.status} | " + " | ".join(cells)
                         + f" | {z:+.1f} | {early:+.2e} / {late:+.2e} |")
+            variance_rows.append(f"| {name} | {step} | " + variance_cells(result, tokens, copied, fresh, args.draws) + " |")
     body = "\n".join([
-        f"Machine: {cpu_name()}, CPU, 1 torch thread (other work ran at the same time). {args.chains} chains × "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only (no GPU), 1 torch thread (other work ran at the same time). {args.chains} chains × "
         f"{args.draws} draws per head and checkpoint, {args.burnin} burn-in steps, lr 3e-5, nβ 30, γ 200, batch 16, "
-        f"only the head's weights moving; {seconds:.0f} s in all. χ = −nβ·Cov(L, ℓ − L) per token of 4 repeated "
+        f"only the head's weights moving; {seconds:.0f} s in all. χ = −nβ·Cov(L, ℓ − L) per token of {args.probes} repeated "
         "sequences (L = the mean loss on 32 training sequences), averaged over the tokens predicted in the "
         "copied half and in the fresh half; ± is the batch-means standard error across chains (per-chain covariances), and z the "
-        "difference over its own error (the two halves' errors are correlated: the difference's is computed from the run itself). `python bench/induction_susceptibility.py`",
+        "difference over its own error (the two halves' errors are correlated: the difference's is computed from the run itself). "
+        f"`python bench/induction_susceptibility.py {shlex.join(sys.argv[1:])}`",
         "",
         "| head | step | verdict | χ copied half | χ fresh half | copied − fresh | z | copied − fresh, first / second half of the draws |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "Per-token posterior variance Var(ℓ_i) (the diagonal of `dvz.loss_kernel` on the same draws, = −BIF(z_i, z_i)), "
+        "averaged over the same copied and fresh tokens; ± is the batch-means standard error across chains (per-chain "
+        "variances; the ratio's by the delta method on the per-chain pairs), z the copied − fresh difference over its "
+        "own error, the ratio from the first / second half of the draws, and the posterior mean loss of each half.",
+        "",
+        "| head | step | Var(ℓ) copied half | Var(ℓ) fresh half | copied − fresh (z) | ratio copied / fresh | ratio, first / second half of the draws | mean ℓ copied / fresh |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *variance_rows,
     ])
     print(body)
     if not args.no_write:
         write_section(f"{SECTION} — {args.section}" if args.section else SECTION, body)
+
+
+def half_variances(tokens: np.ndarray, copied: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """Each chain's Var(ℓ_i) averaged over the copied and over the fresh tokens.
+
+    Parameters
+    ----------
+    tokens : np.ndarray, shape (chains, draws, tokens)
+    copied, fresh : np.ndarray of bool, shape (tokens,)
+
+    Returns
+    -------
+    np.ndarray, shape (chains, 2): (copied, fresh) per chain.
+    """
+    variance = tokens.var(axis=1, ddof=1)  # each chain's loss-kernel diagonal, (chains, tokens)
+    return np.stack([variance[:, copied].mean(axis=1), variance[:, fresh].mean(axis=1)], axis=1)
+
+
+def ratio_with_error(per_chain: np.ndarray) -> tuple[float, float]:
+    """The ratio of the chain-mean copied and fresh variances and its batch-means (delta-method) error.
+
+    Parameters
+    ----------
+    per_chain : np.ndarray, shape (chains, 2)
+    """
+    copied, fresh = per_chain.mean(axis=0)
+    ratio = copied / fresh
+    linearised = (per_chain[:, 0] - ratio * per_chain[:, 1]) / fresh
+    return ratio, linearised.std(ddof=1) / np.sqrt(len(per_chain))
+
+
+def variance_cells(result, tokens: np.ndarray, copied: np.ndarray, fresh: np.ndarray, draws: int) -> str:
+    """One table row's cells of the variance readout: each half's Var(ℓ), their difference, their ratio, split halves.
+
+    Parameters
+    ----------
+    result : LLCResult
+        One head and checkpoint, with the ``"repeated"`` observable.
+    tokens : np.ndarray, shape (chains, draws, tokens)
+        That observable as float64.
+    copied, fresh : np.ndarray of bool, shape (tokens,)
+    draws : int
+    """
+    diagonal = np.diag(dvz.loss_kernel(result, "repeated").value)
+    per_chain = half_variances(tokens, copied, fresh)
+    if not np.allclose(per_chain.mean(axis=0), [diagonal[copied].mean(), diagonal[fresh].mean()]):
+        raise AssertionError("the per-chain variances do not average to the loss kernel's diagonal")
+    means, errors = per_chain.mean(axis=0), per_chain.std(axis=0, ddof=1) / np.sqrt(len(per_chain))
+    difference = per_chain[:, 0] - per_chain[:, 1]
+    difference_error = difference.std(ddof=1) / np.sqrt(len(difference))
+    ratio, ratio_error = ratio_with_error(per_chain)
+    early, late = (ratio_with_error(half_variances(tokens[:, part], copied, fresh))[0]
+                   for part in (slice(None, draws // 2), slice(draws // 2, None)))
+    return " | ".join([
+        f"{means[0]:.2e} ± {errors[0]:.1e}", f"{means[1]:.2e} ± {errors[1]:.1e}",
+        f"{difference.mean():+.2e} ± {difference_error:.1e} ({difference.mean() / difference_error:+.1f})",
+        f"{ratio:.2f} ± {ratio_error:.2f}", f"{early:.2f} / {late:.2f}",
+        f"{tokens[..., copied].mean():.3f} / {tokens[..., fresh].mean():.3f}",
+    ])
 
 
 if __name__ == "__main__":
