@@ -180,6 +180,9 @@ def test_the_checkpoints_are_every_step_with_data_and_the_llc_maps_onto_them(swe
     step, result = dash.nearest_estimate(23)  # steps 20 and 39 have estimates: 23 is nearer 20 in steps
     assert (step, result) == (int(every[20]), sweep.results[("all", "data", 20)])
     assert dash.nearest_estimate(len(every))[0] == int(every[39])
+    middle = int(np.flatnonzero(every > np.sqrt(float(every[20]) * float(every[39])) * 0.9)[0])  # just below the log midpoint
+    if every[middle] - every[20] > every[39] - every[middle]:  # nearer 39 in steps, nearer 20 on the log axis the panel draws
+        assert dash.nearest_estimate(middle)[0] == int(every[20])
 
 
 def test_display_options_are_checked():

@@ -179,10 +179,10 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
 
     def nearest_estimate(self, checkpoint: int | None = None, selection: str | None = None,
                          distribution: str | None = None) -> tuple[int, Any] | None:
-        """The LLC estimate nearest in training steps to a checkpoint (default: the selected one).
+        """The LLC estimate nearest to a checkpoint (default: the selected one) on the log step axis.
 
-        Returns ``(step, LLCResult)`` of the sweep checkpoint nearest to it that has an estimate
-        (the earlier one on a tie), or None when the curve has none yet. This is what the LLC
+        Returns ``(step, LLCResult)`` of the sweep checkpoint nearest to it in log(step + 1), as the
+        dashboard draws steps, that has an estimate (the earlier one on a tie), or None when the curve has none yet. This is what the LLC
         readout names at a checkpoint without its own estimate.
         """
         if self.sweep is None:
@@ -193,7 +193,7 @@ class DevelopmentDashboard(BackgroundJobs, DvzWidget):
         if done.size == 0:
             return None
         done_steps = np.asarray(self.sweep.steps, dtype=np.int64)[done]
-        k = int(done[_nearest(done_steps, int(self._steps[index]))])
+        k = int(done[_nearest(np.log1p(done_steps), float(np.log1p(self._steps[index])))])  # nearest on the log step axis
         return int(self.sweep.steps[k]), self.sweep.results[(sel, dist, k)]
 
     # ---------------------------------------------------------------- validation

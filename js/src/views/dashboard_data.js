@@ -5,7 +5,7 @@ import { nearestIndex } from "./linked.js";
 
 /**
  * For every checkpoint, the sweep checkpoint of curve [i, j] that is its own (-1: none) and the
- * nearest one that has a result (-1: none yet; the earlier one on a tie, as Python's
+ * nearest one in log(step + 1) that has a result (-1: none yet; the earlier one on a tie, as Python's
  * ``nearest_estimate``).
  * @returns {{own: Int32Array, nearest: Int32Array}} each of shape (checkpoints,)
  */
@@ -21,8 +21,8 @@ export function estimateIndex(c, [i, j], steps) {
     if (!Number.isNaN(c.healthy.data[base + k])) done.push(k);
   }
   if (!done.length) return { own, nearest };
-  const doneSteps = Float64Array.from(done, (k) => c.steps.data[k]);
-  for (let t = 0; t < steps.length; t++) nearest[t] = done[nearestIndex(doneSteps, steps[t])];
+  const doneSteps = Float64Array.from(done, (k) => Math.log1p(c.steps.data[k])); // nearest on the log step axis
+  for (let t = 0; t < steps.length; t++) nearest[t] = done[nearestIndex(doneSteps, Math.log1p(steps[t]))];
   return { own, nearest };
 }
 
