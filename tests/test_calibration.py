@@ -268,3 +268,23 @@ def test_after_a_rejection_the_next_candidate_passes_its_own_confirmation(tamper
     assert any("tried first and rejected" in r for r in rec["reasons"])
     truth = GaussianPotential(4).localized_llc(10.0, 10.0)
     assert abs(rec["confirmed_llc"] - truth) <= max(0.1 * truth, 2 * rec["confirmed_se"])
+
+
+def test_a_deep_linear_network_is_calibrated_to_its_exact_localized_target():
+    # 3→3→3 rank-1 network on 40 whitened examples, full batch: the empirical loss is the population loss
+    # ½|W₂W₁ − T|², whose localized target at (nβ, γ) the blocked Gibbs sampler gives exactly (up to its SE)
+    from devinterp_viz.analysis.calibration import CANDIDATE_ESS, _rule_burnin
+    from devinterp_viz.zoo.dln import gibbs_localized_llc, make_dln_data, mse_loss, true_parameter_dln
+
+    net = true_parameter_dln([3, 3, 3], 1, seed=0)
+    data = make_dln_data(true_parameter_dln([3, 3, 3], 1, seed=0), 40, seed=0, whiten=True)
+    cal = dvz.calibrate(net, data, mse_loss, lrs=[1e-5, 1e-4, 1e-3, 1e-2], nbetas=[100.0], localization=10.0,
+                        num_draws=300, batch_size=40, seed=0, progress=False)
+    rec = cal.recommended
+    assert rec is not None, cal.summary()
+    cell = cal.cells[(0, rec["lr"])]
+    assert cell.config["num_burnin_steps"] >= _rule_burnin(rec["lr"], 10.0) and cell.diagnostics.ess >= CANDIDATE_ESS
+    assert cal.burnin[0, list(cal.lrs).index(1e-5)] < _rule_burnin(1e-5, 10.0)  # capped, so never a candidate
+    truth, truth_se = gibbs_localized_llc(net, 100.0, 10.0, num_chains=64, num_sweeps=400, num_burnin=100)
+    se = float(np.hypot(rec["confirmed_se"], truth_se))
+    assert abs(rec["confirmed_llc"] - truth) <= max(0.1 * truth, 2 * se), cal.summary()
