@@ -430,7 +430,8 @@ def _ineligibility(res: LLCResult) -> str | None:
     if not d.healthy:
         return d.verdict
     burnin = int(res.config.get("num_burnin_steps", 0))
-    wanted = _rule_burnin(float(res.config["lr"]), float(res.config.get("localization", 0.0)))
+    lr, gamma = res.config.get("lr"), float(res.config.get("localization", 0.0))
+    wanted = _rule_burnin(float(lr), gamma) if lr else 0
     if burnin < wanted:
         return (f"its burn-in was capped at {burnin} steps, below the {wanted} the rule 2 × 2/(lr·γ) asks for "
                 "(allow it with max_burnin_steps)")
