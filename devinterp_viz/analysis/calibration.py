@@ -22,8 +22,8 @@ from devinterp_viz.engine.settings import SamplerSettings
 
 AGREE_SE = 2.0  # a confirmation agrees when within this many combined standard errors ...
 INFORMATIVE_SE = 0.15  # ... and that comparison counts only when the combined SE is at most this fraction of λ̂
-CANDIDATE_ESS = 20.0  # a cell is a candidate only with at least this bulk ESS ...
-CANDIDATE_RHAT = 1.2  # ... and split R-hat at most this (the verdict warns above RHAT_WARN; this is far past it)
+REFERENCE_ESS = 20.0  # a grid cell is compared against only with at least this bulk ESS ...
+REFERENCE_RHAT = 1.2  # ... and split R-hat at most this (the verdict warns above RHAT_WARN; this is far past it)
 BIAS_REJECT_Z = 2.0  # a step bias rejects a confirmation only when over the limit by this many of its own SEs
 PREFERRED_BIAS = 0.5 * STEP_BIAS_FAIL  # recommend steps whose estimated bias is below this fraction
 REFINE_FACTOR = 10 ** (1 / 3)  # refinement fills a decade with lrs this factor apart
@@ -188,11 +188,11 @@ class CalibrationResult:
         confirmation (its value, SE and reason), and the recommendation or why there is none."""
         healthy = int(self.healthy.sum())
         lines = [f"calibration over lr × {self.axis}: {healthy} of {len(self.cells)} computed cells healthy"]
-        excluded = [(i, lr, why) for (i, lr), res in sorted(self.cells.items()) if (why := _ineligibility(res))
-                    and res.diagnostics.healthy]
-        if excluded:
-            lines.append(f"healthy but not candidates ({len(excluded)}):")
-            lines += [f"  lr={lr:.3g}, {self.axis}={self.values[i]:.3g}: {why}" for i, lr, why in excluded]
+        unfit = [(i, lr, why) for (i, lr), res in sorted(self.cells.items())
+                 if res.diagnostics.healthy and (why := _unfit_reference(res))]
+        if unfit:
+            lines.append(f"healthy cells that cannot confirm themselves ({len(unfit)}; two fresh runs would instead):")
+            lines += [f"  lr={lr:.3g}, {self.axis}={self.values[i]:.3g}: {why}" for i, lr, why in unfit]
         for r in self.rejected:
             lines.append(f"rejected lr={r['lr']:.3g}, {self.axis}={r[self.axis]:.3g}: check λ̂ = {r['llc']:.4g} ± "
                          f"{r['llc_se']:.2g} vs {r['reference']} {r['reference_llc']:.4g} ± {r['reference_se']:.2g}: "
@@ -238,20 +238,20 @@ def calibrate(
        healthy lr and the next larger one (where the step became too large), or, when no cell
        was healthy, between the last lr whose step was too large and the first whose chains had
        not equilibrated.
-    3. Candidates are the healthy cells (healthy as far as checked included) whose burn-in met
-       the rule ``2 × 2/(lr·γ)`` (a cell capped below it is none), with bulk ESS at least
-       ``CANDIDATE_ESS`` and R-hat at most ``CANDIDATE_RHAT``. The recommendation is, in the row with
-       the most candidates, the largest candidate lr whose estimated step-size bias is under
-       ``PREFERRED_BIAS`` of its estimate (else the largest candidate), with the full burn-in its
-       localization time asks for and draws enough for a standard error near
+    3. The recommendation is, in the row with the most healthy cells (healthy as far as checked
+       included), the largest healthy lr whose estimated step-size bias is under
+       ``PREFERRED_BIAS`` of its estimate (else the largest healthy one), with the full burn-in
+       its localization time asks for (uncapped) and draws enough for a standard error near
        ``TARGET_PRECISION`` of the estimate (at most ``MAX_DRAWS_FACTOR`` times the grid's).
        ``confirm``: it is run at those settings with a fresh seed and kept only if that run is
        healthy (a step bias over the limit by less than ``BIAS_REJECT_Z`` of its own standard
        errors does not reject it) and agrees with the grid cell within ``AGREE_SE`` combined
-       standard errors. That comparison must be informative (combined SE at most
-       ``INFORMATIVE_SE`` of λ̂); when the cell is too noisy for it, a second fresh-seed check
-       is run and the two checks are compared on the same terms. A rejected candidate is listed
-       in ``rejected`` and the next one is tried, confirmed on the same terms.
+       standard errors. The grid cell counts as a reference only if its burn-in met the rule
+       (not capped), its bulk ESS is at least ``REFERENCE_ESS``, its R-hat at most
+       ``REFERENCE_RHAT`` and the comparison is informative (combined SE at most
+       ``INFORMATIVE_SE`` of λ̂); otherwise a second fresh-seed check at the same settings is
+       run and the two checks are compared on the same terms. A rejected candidate is listed in
+       ``rejected`` and the next one is tried, confirmed on the same terms.
 
     Parameters
     ----------
@@ -332,8 +332,8 @@ def calibrate(
                 break
             check = run(i, lr, confirming=chosen)
             reference = cal.cells[(i, lr)]
-            if check is not None and not _informative(reference, check):  # a noisy cell agrees with anything
-                reference = run(i, lr, confirming=chosen)
+            if check is not None and (_unfit_reference(reference) or not _informative(reference, check)):
+                reference = run(i, lr, confirming=chosen)  # a capped or noisy cell agrees with anything
             if check is None or reference is None:
                 return _finish(cal)
             why = _rejection(check, reference, cal.cells[(i, lr)])
@@ -424,28 +424,27 @@ def _rule_burnin(lr: float, gamma: float) -> int:
     return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma), 6))) if gamma else 0
 
 
-def _ineligibility(res: LLCResult) -> str | None:
-    """Why a cell is no candidate for the recommendation (None when it is one)."""
+def _unfit_reference(res: LLCResult) -> str | None:
+    """Why a grid cell cannot confirm a check run of its setting (None when it can): its burn-in was
+    capped below the rule, or its chains are too few or too unmixed to compare against."""
     d = res.diagnostics
-    if not d.healthy:
-        return d.verdict
     burnin = int(res.config.get("num_burnin_steps", 0))
     lr, gamma = res.config.get("lr"), float(res.config.get("localization", 0.0))
     wanted = _rule_burnin(float(lr), gamma) if lr else 0
     if burnin < wanted:
         return (f"its burn-in was capped at {burnin} steps, below the {wanted} the rule 2 × 2/(lr·γ) asks for "
                 "(allow it with max_burnin_steps)")
-    if not (np.isfinite(d.ess) and d.ess >= CANDIDATE_ESS):
-        return f"bulk ESS {d.ess:.0f} is below {CANDIDATE_ESS:.0f}: too few independent draws to compare against"
-    if np.isfinite(d.rhat) and d.rhat > CANDIDATE_RHAT:
-        return f"R-hat {d.rhat:.2f} is above {CANDIDATE_RHAT}: the chains disagree too much to compare against"
+    if not (np.isfinite(d.ess) and d.ess >= REFERENCE_ESS):
+        return f"bulk ESS {d.ess:.0f} is below {REFERENCE_ESS:.0f}: too few independent draws to compare against"
+    if np.isfinite(d.rhat) and d.rhat > REFERENCE_RHAT:
+        return f"R-hat {d.rhat:.2f} is above {REFERENCE_RHAT}: the chains disagree too much to compare against"
     return None
 
 
 def _candidates(cal: CalibrationResult) -> list[tuple[int, float]]:
-    """Cells to recommend, best first: the candidates (:func:`_ineligibility`) of the row with the
-    most of them, those of small estimated bias first, each group from the largest lr down."""
-    rows = [[(lr, res) for lr, res in _row(cal, i) if _ineligibility(res) is None] for i in range(cal.values.size)]
+    """Cells to recommend, best first: the healthy cells of the row with the most of them, those of
+    small estimated bias first, each group from the largest lr down."""
+    rows = [[(lr, res) for lr, res in _row(cal, i) if res.diagnostics.healthy] for i in range(cal.values.size)]
     counts = [len(row) for row in rows]
     if not counts or max(counts) == 0:
         return []
@@ -548,8 +547,8 @@ def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str,
             reasons.append(f"the check's step bias {check.diagnostics.step_bias_text} is over the limit by less than "
                            f"{BIAS_REJECT_Z:g} of its SEs: not significant, so not a rejection")
         against = ("the grid cell" if reference is res else
-                   f"a second fresh-seed check ({reference.llc_mean:.4g} ± {reference.llc_se:.2g}; the grid cell's SE "
-                   "was too large for a comparison)")
+                   f"a second fresh-seed check ({reference.llc_mean:.4g} ± {reference.llc_se:.2g}; the grid cell could not "
+                   f"confirm it: {_unfit_reference(res) or 'its SE is too large for the comparison to tell'})")
         reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}, "
                        f"within {AGREE_SE:g} combined SEs of {against}")
     return {
@@ -578,7 +577,4 @@ def _no_recommendation_reasons(cal: CalibrationResult) -> list[str]:
     if not any(res.diagnostics.healthy for res in cal.cells.values()):
         first = next(res.diagnostics.reasons[0] for res in cal.cells.values() if res.diagnostics.reasons)
         return [f"no setting was healthy (e.g. {first}): see each cell's reasons"]
-    if not any(_ineligibility(res) is None for res in cal.cells.values()):
-        first = next(_ineligibility(res) for res in cal.cells.values() if res.diagnostics.healthy)
-        return [f"no healthy cell could be a candidate (e.g. {first}): see summary()"]
     return ["no candidate held up when re-run with a fresh seed: sample more draws (num_draws)"]
