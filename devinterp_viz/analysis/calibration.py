@@ -53,8 +53,9 @@ class CalibrationResult:
         The lrs the user asked for (the others came from refinement).
     recommended : dict or None
         ``{"lr", axis, "num_burnin_steps", "num_draws", "llc", "llc_se", "confirmed_llc",
-        "confirmed_se", "reasons"}``: the settings to use (``llc`` is the grid cell's estimate,
-        ``confirmed_llc`` that of the fresh-seed run at these settings). None when no cell
+        "confirmed_se", "confirmed", "reasons"}``: the settings to use (``llc`` is the grid cell's
+        estimate, ``confirmed_llc`` that of the fresh-seed run at these settings; ``confirmed`` is
+        False when that run's comparison was too imprecise to tell, which ``reasons`` says). None when no cell
         qualifies (``recommendation_reasons`` says why).
     confirmation : LLCResult or None
         The fresh-seed re-run of the recommended setting.
@@ -202,7 +203,8 @@ class CalibrationResult:
             lines.append(
                 f"recommended: lr={rec['lr']:.3g}, {self.axis}={rec[self.axis]:.3g}, "
                 f"num_burnin_steps={rec['num_burnin_steps']}, num_draws={rec['num_draws']} "
-                f"(λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g}; confirmed {rec['confirmed_llc']:.4g})"
+                f"(λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g}; "
+                f"{'confirmed' if rec.get('confirmed', True) else 'not confirmed, check'} {rec['confirmed_llc']:.4g})"
             )
             lines += [f"  {reason}" for reason in rec["reasons"]]
         else:
@@ -250,8 +252,10 @@ def calibrate(
        (not capped), its bulk ESS is at least ``REFERENCE_ESS``, its R-hat at most
        ``REFERENCE_RHAT`` and the comparison is informative (combined SE at most
        ``INFORMATIVE_SE`` of λ̂); otherwise a second fresh-seed check at the same settings is
-       run and the two checks are compared on the same terms. A rejected candidate is listed in
-       ``rejected`` and the next one is tried, confirmed on the same terms.
+       run and the two checks are compared on the same terms (when even they are too imprecise to
+       tell, the recommendation stands with ``confirmed`` False and says so: imprecision is no
+       evidence against a setting). A rejected candidate is listed in ``rejected`` and the next
+       one is tried, confirmed on the same terms.
 
     Parameters
     ----------
@@ -487,17 +491,16 @@ def _significant_failure(res: LLCResult) -> str | None:
 
 def _rejection(check: LLCResult, reference: LLCResult, cell: LLCResult) -> str | None:
     """Why a check run does not confirm its cell (None when it does): a significant failure of the
-    check (or of a second check), a comparison that cannot tell, or a disagreement."""
+    check (or of a second check), or a disagreement. A comparison that cannot tell (two checks
+    whose draws could not reach the precision, :func:`_informative`) rejects nothing: it is no
+    evidence against the setting, and rejecting on it would select the settings that are precise
+    rather than right; the recommendation then says it is unconfirmed."""
     runs = [("the check", check)] + ([("the second check", reference)] if reference is not cell else [])
     for name, res in runs:
         failure = _significant_failure(res)
         if failure is not None:
             return f"{name} is {failure}"
     se = _combined_se(check, reference)
-    size = (abs(check.llc_mean) + abs(reference.llc_mean)) / 2
-    if not _informative(check, reference):
-        return (f"the comparison cannot tell: the combined SE {se:.2g} is {100 * se / max(size, 1e-12):.0f}% of λ̂ "
-                f"(over {100 * INFORMATIVE_SE:.0f}%); sample more draws")
     gap = abs(check.llc_mean - reference.llc_mean)
     if gap > AGREE_SE * se:
         return f"they differ by {gap:.3g}, {gap / se:.1f} combined SEs (over {AGREE_SE:g})"
@@ -549,14 +552,21 @@ def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str,
         against = ("the grid cell" if reference is res else
                    f"a second fresh-seed check ({reference.llc_mean:.4g} ± {reference.llc_se:.2g}; the grid cell could not "
                    f"confirm it: {_unfit_reference(res) or 'its SE is too large for the comparison to tell'})")
-        reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}, "
-                       f"within {AGREE_SE:g} combined SEs of {against}")
+        se, size = _combined_se(check, reference), (abs(check.llc_mean) + abs(reference.llc_mean)) / 2
+        if not _informative(check, reference):
+            reasons.append(f"not confirmed: the fresh-seed check (λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}) and "
+                           f"{against} have a combined SE of {100 * se / max(size, 1e-12):.0f}% of λ̂ (over "
+                           f"{100 * INFORMATIVE_SE:.0f}%), too wide to tell: sample more draws to confirm")
+        else:
+            reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}, "
+                           f"within {AGREE_SE:g} combined SEs of {against}")
     return {
         **chosen,
         "llc": float(res.llc_mean),
         "llc_se": float(res.llc_se),
         "confirmed_llc": float(check.llc_mean) if check is not None else float("nan"),
         "confirmed_se": float(check.llc_se) if check is not None else float("nan"),
+        "confirmed": check is not None and _informative(check, reference),
         "reasons": reasons,
     }
 
