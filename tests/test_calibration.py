@@ -216,7 +216,7 @@ def test_a_cell_whose_burnin_was_capped_below_the_rule_never_confirms_its_own_se
     assert rec is not None and rec["num_burnin_steps"] == 2000, cal.summary()
     assert "second fresh-seed check" in rec["reasons"][-1] and "capped" in rec["reasons"][-1]
     assert "cannot confirm themselves" in cal.summary() and "max_burnin_steps" in cal.summary()
-    truth = GaussianPotential(4).localized_llc(30.0, 1.0)  # 3.934; the step's own bias is ≈ ε·a/4 = 3%
+    truth = GaussianPotential(4).localized_llc(30.0, 1.0)  # 4·30/61 = 1.967; the step's own bias is ≈ ε·a/4 = 3%
     assert abs(rec["confirmed_llc"] - truth) <= max(0.1 * truth, 2 * rec["confirmed_se"])
     full = dvz.calibrate(GaussianPotential(4), DUMMY, potential_loss, max_burnin_steps=2000, **kwargs)
     assert full.recommended is not None, full.summary()
