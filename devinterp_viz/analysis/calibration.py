@@ -10,6 +10,7 @@ import numpy as np
 
 from devinterp_viz.engine.diagnostics import (
     DIVERGED,
+    NOISE_Z,
     NOT_EQUILIBRATED,
     STEP_BIAS_FAIL,
     STEP_TOO_LARGE,
@@ -19,8 +20,11 @@ from devinterp_viz.engine.progress import Stop, progress_bar, stop_requested
 from devinterp_viz.engine.results import LLCResult
 from devinterp_viz.engine.settings import SamplerSettings
 
-AGREE_RELATIVE = 0.1  # a confirmation agrees when within this fraction of the estimate ...
-AGREE_SE = 2.0  # ... or within this many combined standard errors
+AGREE_SE = 2.0  # a confirmation agrees when within this many combined standard errors ...
+INFORMATIVE_SE = 0.15  # ... and that comparison counts only when the combined SE is at most this fraction of λ̂
+REFERENCE_ESS = 20.0  # a grid cell is compared against only with at least this bulk ESS ...
+REFERENCE_RHAT = 1.2  # ... and split R-hat at most this (the verdict warns above RHAT_WARN; this is far past it)
+BIAS_REJECT_Z = 2.0  # a step bias rejects a confirmation only when over the limit by this many of its own SEs
 PREFERRED_BIAS = 0.5 * STEP_BIAS_FAIL  # recommend steps whose estimated bias is below this fraction
 REFINE_FACTOR = 10 ** (1 / 3)  # refinement fills a decade with lrs this factor apart
 MAX_BURNIN_DRAWS = 4  # a grid cell's burn-in is capped at this many times the steps spent drawing
@@ -49,11 +53,16 @@ class CalibrationResult:
         The lrs the user asked for (the others came from refinement).
     recommended : dict or None
         ``{"lr", axis, "num_burnin_steps", "num_draws", "llc", "llc_se", "confirmed_llc",
-        "confirmed_se", "reasons"}``: the settings to use (``llc`` is the grid cell's estimate,
-        ``confirmed_llc`` that of the fresh-seed run at these settings). None when no cell
+        "confirmed_se", "confirmed", "reasons"}``: the settings to use (``llc`` is the grid cell's
+        estimate, ``confirmed_llc`` that of the fresh-seed run at these settings; ``confirmed`` is
+        False when that run's comparison was too imprecise to tell, which ``reasons`` says). None when no cell
         qualifies (``recommendation_reasons`` says why).
     confirmation : LLCResult or None
         The fresh-seed re-run of the recommended setting.
+    rejected : list of dict
+        Every confirmation that did not hold up, in the order tried: ``{"lr", axis, "llc", "llc_se"
+        (the check run's), "reference", "reference_llc", "reference_se" (what it was compared
+        with: "grid cell" or "second check"), "reason"}``.
     partial : bool
         True when the calibration was stopped before it finished.
     """
@@ -65,6 +74,7 @@ class CalibrationResult:
     recommended: dict | None = None
     recommendation_reasons: list[str] = field(default_factory=list)
     confirmation: LLCResult | None = field(default=None, repr=False)
+    rejected: list[dict] = field(default_factory=list)
     partial: bool = False
 
     # ------------------------------------------------------------------ the grid
@@ -175,14 +185,26 @@ class CalibrationResult:
         return plot_calibration(self)
 
     def summary(self) -> str:
+        """Lines: the count of healthy cells, those that were no candidates and why, every rejected
+        confirmation (its value, SE and reason), and the recommendation or why there is none."""
         healthy = int(self.healthy.sum())
         lines = [f"calibration over lr × {self.axis}: {healthy} of {len(self.cells)} computed cells healthy"]
+        unfit = [(i, lr, why) for (i, lr), res in sorted(self.cells.items())
+                 if res.diagnostics.healthy and (why := _unfit_reference(res))]
+        if unfit:
+            lines.append(f"healthy cells that cannot confirm themselves ({len(unfit)}; two fresh runs would instead):")
+            lines += [f"  lr={lr:.3g}, {self.axis}={self.values[i]:.3g}: {why}" for i, lr, why in unfit]
+        for r in self.rejected:
+            lines.append(f"rejected lr={r['lr']:.3g}, {self.axis}={r[self.axis]:.3g}: check λ̂ = {r['llc']:.4g} ± "
+                         f"{r['llc_se']:.2g} vs {r['reference']} {r['reference_llc']:.4g} ± {r['reference_se']:.2g}: "
+                         f"{r['reason']}")
         if self.recommended is not None:
             rec = self.recommended
             lines.append(
                 f"recommended: lr={rec['lr']:.3g}, {self.axis}={rec[self.axis]:.3g}, "
                 f"num_burnin_steps={rec['num_burnin_steps']}, num_draws={rec['num_draws']} "
-                f"(λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g}; confirmed {rec['confirmed_llc']:.4g})"
+                f"(λ̂ = {rec['llc']:.4g} ± {rec['llc_se']:.2g}; "
+                f"{'confirmed' if rec.get('confirmed', True) else 'not confirmed, check'} {rec['confirmed_llc']:.4g})"
             )
             lines += [f"  {reason}" for reason in rec["reasons"]]
         else:
@@ -218,13 +240,22 @@ def calibrate(
        healthy lr and the next larger one (where the step became too large), or, when no cell
        was healthy, between the last lr whose step was too large and the first whose chains had
        not equilibrated.
-    3. The recommendation is, in the row with the most healthy cells, the largest healthy lr
-       whose estimated step-size bias is under ``PREFERRED_BIAS`` of its estimate (else the
-       largest healthy one), with the full burn-in its localization time asks for (uncapped)
-       and draws enough for a standard error near ``TARGET_PRECISION`` of the estimate (at most
-       ``MAX_DRAWS_FACTOR`` times the grid's). ``confirm``: it is run at those settings with a
-       fresh seed and kept only if that run is healthy and agrees (within ``AGREE_RELATIVE`` or
-       ``AGREE_SE`` standard errors); otherwise the next smaller healthy lr is tried.
+    3. The recommendation is, in the row with the most healthy cells (healthy as far as checked
+       included), the largest healthy lr whose estimated step-size bias is under
+       ``PREFERRED_BIAS`` of its estimate (else the largest healthy one), with the full burn-in
+       its localization time asks for (uncapped) and draws enough for a standard error near
+       ``TARGET_PRECISION`` of the estimate (at most ``MAX_DRAWS_FACTOR`` times the grid's).
+       ``confirm``: it is run at those settings with a fresh seed and kept only if that run is
+       healthy (a step bias over the limit by less than ``BIAS_REJECT_Z`` of its own standard
+       errors does not reject it) and agrees with the grid cell within ``AGREE_SE`` combined
+       standard errors. The grid cell counts as a reference only if its burn-in met the rule
+       (not capped), its bulk ESS is at least ``REFERENCE_ESS``, its R-hat at most
+       ``REFERENCE_RHAT`` and the comparison is informative (combined SE at most
+       ``INFORMATIVE_SE`` of λ̂); otherwise a second fresh-seed check at the same settings is
+       run and the two checks are compared on the same terms (when even they are too imprecise to
+       tell, the recommendation stands with ``confirmed`` False and says so: imprecision is no
+       evidence against a setting). A rejected candidate is listed in ``rejected`` and the next
+       one is tried, confirmed on the same terms.
 
     Parameters
     ----------
@@ -269,7 +300,7 @@ def calibrate(
 
     def cell_settings(i: int, lr: float) -> dict[str, Any]:
         gamma = values[i] if axis == "localization" else base.localization
-        burnin = floor if not gamma else max(floor, min(cap, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma))))
+        burnin = max(floor, min(cap, _rule_burnin(lr, gamma)))
         return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": base.num_draws}
 
     def run(i: int, lr: float, confirming: dict[str, Any] | None = None) -> LLCResult | None:
@@ -304,16 +335,20 @@ def calibrate(
                 cal.recommended = _recommendation(cal, i, lr, chosen, None)
                 break
             check = run(i, lr, confirming=chosen)
-            if check is None:
+            reference = cal.cells[(i, lr)]
+            if check is not None and (_unfit_reference(reference) or not _informative(reference, check)):
+                reference = run(i, lr, confirming=chosen)  # a capped or noisy cell agrees with anything
+            if check is None or reference is None:
                 return _finish(cal)
-            if check.diagnostics.healthy and _agree(cal.cells[(i, lr)], check):
+            why = _rejection(check, reference, cal.cells[(i, lr)])
+            if why is None:
                 cal.confirmation = check
-                cal.recommended = _recommendation(cal, i, lr, chosen, check)
+                cal.recommended = _recommendation(cal, i, lr, chosen, check, reference)
                 break
+            cal.rejected.append(_rejected(cal, i, lr, check, reference, why))
             cal.recommendation_reasons.append(
                 f"lr={lr:.3g}, {axis}={values[i]:.3g} did not hold up when re-run with a fresh seed "
-                f"(λ̂ {cal.cells[(i, lr)].llc_mean:.4g} vs {check.llc_mean:.4g}, "
-                f"{check.diagnostics.verdict}): trying a smaller lr"
+                f"(λ̂ {check.llc_mean:.4g} ± {check.llc_se:.2g}): {why}; trying the next candidate"
             )
     return _finish(cal)
 
@@ -388,17 +423,39 @@ def _refinement(cal: CalibrationResult, i: int) -> list[float]:
     return [float(f"{low * REFINE_FACTOR ** k:.3g}") for k in range(1, count) if low * REFINE_FACTOR**k < high * 0.999]
 
 
+def _rule_burnin(lr: float, gamma: float) -> int:
+    """The burn-in rule ``2 × 2/(lr·γ)``: the time the localization needs, twice (0 without localization)."""
+    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma), 6))) if gamma else 0
+
+
+def _unfit_reference(res: LLCResult) -> str | None:
+    """Why a grid cell cannot confirm a check run of its setting (None when it can): its burn-in was
+    capped below the rule, or its chains are too few or too unmixed to compare against."""
+    d = res.diagnostics
+    burnin = int(res.config.get("num_burnin_steps", 0))
+    lr, gamma = res.config.get("lr"), float(res.config.get("localization", 0.0))
+    wanted = _rule_burnin(float(lr), gamma) if lr else 0
+    if burnin < wanted:
+        return (f"its burn-in was capped at {burnin} steps, below the {wanted} the rule 2 × 2/(lr·γ) asks for "
+                "(allow it with max_burnin_steps)")
+    if not (np.isfinite(d.ess) and d.ess >= REFERENCE_ESS):
+        return f"bulk ESS {d.ess:.0f} is below {REFERENCE_ESS:.0f}: too few independent draws to compare against"
+    if np.isfinite(d.rhat) and d.rhat > REFERENCE_RHAT:
+        return f"R-hat {d.rhat:.2f} is above {REFERENCE_RHAT}: the chains disagree too much to compare against"
+    return None
+
+
 def _candidates(cal: CalibrationResult) -> list[tuple[int, float]]:
-    """Cells to recommend, best first: the best row's healthy lrs, those of small estimated
-    bias first, each group from the largest lr down."""
-    counts = [sum(res.diagnostics.healthy for _, res in _row(cal, i)) for i in range(cal.values.size)]
+    """Cells to recommend, best first: the healthy cells of the row with the most of them, those of
+    small estimated bias first, each group from the largest lr down."""
+    rows = [[(lr, res) for lr, res in _row(cal, i) if res.diagnostics.healthy] for i in range(cal.values.size)]
+    counts = [len(row) for row in rows]
     if not counts or max(counts) == 0:
         return []
     best = np.flatnonzero(np.array(counts) == max(counts))
     i = int(best[len(best) // 2])
-    healthy = [(lr, res) for lr, res in _row(cal, i) if res.diagnostics.healthy]
-    small_bias = [lr for lr, res in healthy if _relative_bias(res) <= PREFERRED_BIAS]
-    others = [lr for lr, _ in healthy if lr not in small_bias]
+    small_bias = [lr for lr, res in rows[i] if _relative_bias(res) <= PREFERRED_BIAS]
+    others = [lr for lr, _ in rows[i] if lr not in small_bias]
     return [(i, lr) for lr in sorted(small_bias, reverse=True) + sorted(others, reverse=True)]
 
 
@@ -409,10 +466,51 @@ def _relative_bias(res: LLCResult) -> float:
     return bias / abs(res.llc_mean)
 
 
-def _agree(first: LLCResult, second: LLCResult) -> bool:
-    a, b = first.llc_mean, second.llc_mean
-    se = math.hypot(np.nan_to_num(first.llc_se), np.nan_to_num(second.llc_se))
-    return abs(a - b) <= max(AGREE_RELATIVE * max(abs(a), abs(b)), AGREE_SE * se)
+def _combined_se(first: LLCResult, second: LLCResult) -> float:
+    return math.hypot(first.llc_se, second.llc_se)
+
+
+def _informative(first: LLCResult, second: LLCResult) -> bool:
+    """Whether comparing two estimates can tell anything: their combined SE is finite and at most
+    ``INFORMATIVE_SE`` of their mean size."""
+    se = _combined_se(first, second)
+    return bool(np.isfinite(se) and se <= INFORMATIVE_SE * (abs(first.llc_mean) + abs(second.llc_mean)) / 2)
+
+
+def _significant_failure(res: LLCResult) -> str | None:
+    """The verdict's failure of a check run, unless its only failure is a step bias over the limit
+    by less than ``BIAS_REJECT_Z`` of the bias's own standard errors (None: no failure that counts)."""
+    d = res.diagnostics
+    if d.healthy:
+        return None
+    limit, se = STEP_BIAS_FAIL * abs(d.llc), d.step_bias_se
+    # one finding, and the bias is over the limit by the verdict's NOISE_Z SEs: that finding is the bias
+    only_bias = d.causes == [STEP_TOO_LARGE] and np.isfinite(se) and d.step_bias - NOISE_Z * se > limit
+    return None if only_bias and d.step_bias - BIAS_REJECT_Z * se <= limit else d.verdict
+
+
+def _rejection(check: LLCResult, reference: LLCResult, cell: LLCResult) -> str | None:
+    """Why a check run does not confirm its cell (None when it does): a significant failure of the
+    check (or of a second check), or a disagreement. A comparison that cannot tell (two checks
+    whose draws could not reach the precision, :func:`_informative`) rejects nothing: it is no
+    evidence against the setting, and rejecting on it would select the settings that are precise
+    rather than right; the recommendation then says it is unconfirmed."""
+    runs = [("the check", check)] + ([("the second check", reference)] if reference is not cell else [])
+    for name, res in runs:
+        failure = _significant_failure(res)
+        if failure is not None:
+            return f"{name} is {failure}"
+    se = _combined_se(check, reference)
+    gap = abs(check.llc_mean - reference.llc_mean)
+    if gap > AGREE_SE * se:
+        return f"they differ by {gap:.3g}, {gap / se:.1f} combined SEs (over {AGREE_SE:g})"
+    return None
+
+
+def _rejected(cal: CalibrationResult, i: int, lr: float, check: LLCResult, reference: LLCResult, why: str) -> dict:
+    return {"lr": float(lr), cal.axis: float(cal.values[i]), "llc": float(check.llc_mean), "llc_se": float(check.llc_se),
+            "reference": "grid cell" if reference is cal.cells[(i, lr)] else "second check",
+            "reference_llc": float(reference.llc_mean), "reference_se": float(reference.llc_se), "reason": why}
 
 
 def _recommended_settings(cal: CalibrationResult, i: int, lr: float) -> dict[str, Any]:
@@ -430,7 +528,8 @@ def _recommended_settings(cal: CalibrationResult, i: int, lr: float) -> dict[str
     return {"lr": float(lr), cal.axis: float(cal.values[i]), "num_burnin_steps": burnin, "num_draws": draws}
 
 
-def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str, Any], check: LLCResult | None) -> dict[str, Any]:
+def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str, Any], check: LLCResult | None,
+                    reference: LLCResult | None = None) -> dict[str, Any]:
     res = cal.cells[(i, lr)]
     d = res.diagnostics
     mala = d.mala_acceptance[np.isfinite(d.mala_acceptance)]
@@ -444,14 +543,30 @@ def _recommendation(cal: CalibrationResult, i: int, lr: float, chosen: dict[str,
     if (chosen["num_burnin_steps"], chosen["num_draws"]) != (int(res.config.get("num_burnin_steps", 0)), res.num_draws):
         reasons.append(f"run with {chosen['num_burnin_steps']} burn-in steps (at least 2 × 2/(lr·γ)) and "
                        f"{chosen['num_draws']} draws (for a standard error near {100 * TARGET_PRECISION:.0f}% of λ̂)")
+    for r in cal.rejected:
+        reasons.append(f"lr={r['lr']:.3g}, {cal.axis}={r[cal.axis]:.3g} was tried first and rejected: {r['reason']}")
     if check is not None:
-        reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}")
+        if not check.diagnostics.healthy:
+            reasons.append(f"the check's step bias {check.diagnostics.step_bias_text} is over the limit by less than "
+                           f"{BIAS_REJECT_Z:g} of its SEs: not significant, so not a rejection")
+        against = ("the grid cell" if reference is res else
+                   f"a second fresh-seed check ({reference.llc_mean:.4g} ± {reference.llc_se:.2g}; the grid cell could not "
+                   f"confirm it: {_unfit_reference(res) or 'its SE is too large for the comparison to tell'})")
+        se, size = _combined_se(check, reference), (abs(check.llc_mean) + abs(reference.llc_mean)) / 2
+        if not _informative(check, reference):
+            reasons.append(f"not confirmed: the fresh-seed check (λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}) and "
+                           f"{against} have a combined SE of {100 * se / max(size, 1e-12):.0f}% of λ̂ (over "
+                           f"{100 * INFORMATIVE_SE:.0f}%), too wide to tell: sample more draws to confirm")
+        else:
+            reasons.append(f"confirmed with a fresh seed at these settings: λ̂ = {check.llc_mean:.4g} ± {check.llc_se:.2g}, "
+                           f"within {AGREE_SE:g} combined SEs of {against}")
     return {
         **chosen,
         "llc": float(res.llc_mean),
         "llc_se": float(res.llc_se),
         "confirmed_llc": float(check.llc_mean) if check is not None else float("nan"),
         "confirmed_se": float(check.llc_se) if check is not None else float("nan"),
+        "confirmed": check is not None and _informative(check, reference),
         "reasons": reasons,
     }
 
@@ -472,4 +587,4 @@ def _no_recommendation_reasons(cal: CalibrationResult) -> list[str]:
     if not any(res.diagnostics.healthy for res in cal.cells.values()):
         first = next(res.diagnostics.reasons[0] for res in cal.cells.values() if res.diagnostics.reasons)
         return [f"no setting was healthy (e.g. {first}): see each cell's reasons"]
-    return ["no healthy setting held up when re-run with a fresh seed: sample more draws (num_draws)"]
+    return ["no candidate held up when re-run with a fresh seed: sample more draws (num_draws)"]
