@@ -553,3 +553,12 @@ def test_live_trace_keeps_the_streamed_burn_in_losses_in_order():
     burnin = trace.state()["burnin"]
     assert burnin["steps"].tolist() == [0, 13, 26, 39] and burnin["loss"].tolist() == [[0, 13, 26, 39], [0, -13, -26, -39]]
     assert burnin["num_steps"] == 40 and burnin["steps_bw_draws"] == 2
+
+
+def test_the_health_panel_names_what_the_estimate_is_of_its_nbeta_and_localization():
+    rng = np.random.default_rng(0)
+    result = LLCResult.from_traces(1 + 0.05 * rng.random((4, 200)), 1.0, 21.71472409516259,
+                                   config={"lr": 1e-3, "num_draws": 200, "localization": 100.0})
+    assert SamplerWidget.from_result(result).health["target"] == "LLC at nβ 21.7, γ 100"
+    imported = LLCResult.from_traces(1 + 0.05 * rng.random((4, 200)), 1.0, 10.0, config={"num_draws": 200})
+    assert SamplerWidget.from_result(imported).health["target"] == "LLC at nβ 10"  # γ not recorded: not named

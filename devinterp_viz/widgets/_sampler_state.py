@@ -226,12 +226,20 @@ def health_state(result: Any) -> dict[str, Any]:
         "fraction_below_init": np.asarray(d.fraction_below_init, np.float32),
         "divergent": np.asarray(d.divergent, np.float32),
         "llc_mean": float(result.llc_mean),
+        "target": _target_label(result),
         "llc_std": float(result.llc_std),
         "llc_per_chain": np.asarray(result.llc_per_chain, np.float32),
         "partial": bool(result.partial),
         "burnin_divergence_step": np.asarray(d.burnin_divergence_step, np.float32),
         "burnin_message": d.burnin_message,
     }
+
+
+def _target_label(result) -> str:
+    """What the estimate is of: the localized LLC at the run's nβ and γ (λ itself only as nβ → ∞, γ → 0)."""
+    gamma = result.config.get("localization")
+    parts = [f"nβ {result.nbeta:.3g}"] + ([f"γ {float(gamma):.3g}"] if gamma is not None else [])
+    return "LLC at " + ", ".join(parts)
 
 
 def significant(value: Any, digits: int = DIGITS) -> Any:

@@ -366,7 +366,7 @@ export function healthMetrics(health) {
   const divergent = health.divergent ? Array.from(health.divergent.data).filter((v) => v > 0).length : 0;
   const chains = health.divergent ? health.divergent.data.length : 0;
   return [
-    ["LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error\n" + perChain(health.llc_per_chain, 4)],
+    [health.target || "LLC", `${fmt(health.llc_mean, 4)} ± ${fmt(health.llc_se, 2)}`, "estimate ± its standard error of the localized LLC at this nβ and γ, not of λ itself (the limit nβ → ∞, γ → 0): compare runs at equal nβ and γ\n" + perChain(health.llc_per_chain, 4)],
     ["step bias", stepBias(health.step_bias, health.step_bias_se, health.llc_mean), "estimated step-size bias of the estimate ± its standard error (the verdict fails it above 10% of the estimate; within its own noise it cannot tell)"],
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
