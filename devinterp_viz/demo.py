@@ -140,7 +140,7 @@ def _subset(trajectory: dvz.Trajectory, count: int, from_step: int = 0) -> dvz.T
 
 def _tms(say, out: Path, store, report: Path, size: DemoSize, seed: int) -> dict[str, str]:
     tick = time.perf_counter()
-    trajectory, losses = cached_run("tms", folder=out / "tms")
+    trajectory, losses = cached_run("tms")  # the zoo's cache, which the notebooks read too: trained once for both
     data = tms_data(6, 1024, seed=8)
     model = ToyModelOfSuperposition(6, 2)
     sweep = dvz.sweep_llc(_subset(trajectory, size.tms_checkpoints), model, data, tms_loss, store=store,
@@ -200,8 +200,7 @@ def _stages_text(sweep) -> str:
 
 def _transformer(say, out: Path, store, report: Path, size: DemoSize, seed: int) -> dict[str, str]:
     tick = time.perf_counter()
-    trajectory, losses = cached_run("transformer", folder=out / f"transformer-{size.transformer_steps}",
-                                    steps=size.transformer_steps, seed=seed)
+    trajectory, losses = cached_run("transformer", steps=size.transformer_steps, seed=seed)  # the notebooks' run at 3000
     model = AttentionOnlyTransformer(TransformerConfig())
     data = make_distribution("full", 512, size.seq_len, seed=1)
     sweep = dvz.sweep_llc(_subset(trajectory, size.llc_checkpoints), model, data, lm_loss, store=store,

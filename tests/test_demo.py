@@ -26,6 +26,8 @@ def test_quick_demo_writes_an_offline_report_and_reuses_its_store(tmp_path):
     index = (report / "index.html").read_text()
     assert all(f'href="{page}"' in index for page in pages[1:])
     assert "https://" not in (report / "tms_dashboard.html").read_text()[:5000]  # no CDN: the bundle is inlined
+    trained = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").iterdir())
+    assert trained == ["tms", "transformer"]  # in the zoo's cache, where the notebooks find them: trained once for both
     stored = len(dvz.ResultStore(out / "store"))
     assert stored > 20
     again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
