@@ -91,7 +91,7 @@ export function renderHeads({ model, el }) {
     const shown = distIndex();
     const js = shown === null ? data.distributions.map((_, j) => j) : [shown];
     multiplesKey.replaceChildren(
-      h("span", { title: "each sparkline's x axis" }, `x: training step ${fmt(steps[0])} → ${fmt(steps[steps.length - 1])}`),
+      h("span", { title: "each sparkline's x axis" }, `x: training step ${steps[0]} → ${steps[steps.length - 1]}`),
       h("span", { title: "each sparkline's y axis: one scale for every head, so that the scaling chosen above shows" }, `y: ${SCALED[model.get("normalize")] ?? "rLLC"}, one scale for every head: ${fmt(range[0])} → ${fmt(range[1])}`),
       ...(data.verdicts?.data.some((v) => v === 0 || v === -1) ? [h("span", { title: "counts in a thumbnail's title; the selected head's curve marks each one" }, "✕n: unhealthy estimates, |n: no LLC (undefined)")] : []),
       ...js.map((j) => h("span", { role: "multiples-key-item", "data-distribution": data.distributions[j], style: "display:inline-flex; gap:4px; align-items:center" }, lineSample(DASHES[j % DASHES.length], theme.font), data.distributions[j])),
@@ -176,7 +176,7 @@ export function renderHeads({ model, el }) {
       height: Math.max(200, 60 + 16 * rows.length),
       margin,
       showlegend: false,
-      xaxis: { ...tl.xaxis, domain: [heatStart, 1], showgrid: false, zeroline: false, tickvals, ticktext, tickfont: { size: 9 }, title: { text: `training step (every ${every === 1 ? "" : `${every}th `}checkpoint labelled${js.length > 1 ? "; a block per distribution" : ""})`, font: { size: 10 }, standoff: 4 } },
+      xaxis: { ...tl.xaxis, domain: [heatStart, 1], showgrid: false, zeroline: false, tickvals, ticktext, tickfont: { size: 9 }, title: { text: `training step (${every === 1 ? "every checkpoint" : `one checkpoint in ${every}`} labelled${js.length > 1 ? "; a block per distribution" : ""})`, font: { size: 10 }, standoff: 4 } },
       xaxis2: { ...tl.xaxis2, domain: [0, dendrogramEnd], autorange: "reversed", showgrid: false, zeroline: false, showticklabels: false, ticks: "", showline: false },
       yaxis: { ...tl.yaxis, autorange: "reversed", tickvals: rows.map((_, k) => k), ticktext: rowLabels, showgrid: false, zeroline: false, tickfont: { size: 10 } },
       shapes,
