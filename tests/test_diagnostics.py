@@ -291,7 +291,7 @@ def test_a_step_bias_over_the_estimate_itself_is_read_as_far_too_large():
     nan = float("nan")
     findings = []
     _judge_step(0.357, StepBias(0.546, 0.01, nan, nan), np.full(4, nan), findings, [])
-    assert findings[0].message.startswith("the step biases the estimate by about +0.546 (153% of it); a bias this large")
+    assert findings[0].message.startswith("the step biases the estimate by about +0.55 (153% of it); a bias this large")
     _judge_step(0.357, StepBias(0.1, 0.01, nan, nan), np.full(4, nan), findings := [], [])
     assert findings[0].message == "the step biases the estimate by about +0.1 (28% of it)"
 

@@ -13,7 +13,7 @@ from devinterp_viz.engine.chain_statistics import DRIFT_T, divergence, drift_sta
 from devinterp_viz.engine.convergence import bulk_ess, mcse_mean, split_rhat
 from devinterp_viz.engine.estimator import llc_per_chain
 from devinterp_viz.engine.verdict import Diagnostics, burnin_divergence_words
-from devinterp_viz.plotting import format_step_bias
+from devinterp_viz.plotting import fmt, format_step_bias
 
 # Thresholds, stated once. Each was measured as a classifier on bench/known_answers.py (models
 # whose finite-nβ answer is known exactly); bench/RESULTS.md has its confusion table.
@@ -460,7 +460,7 @@ def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: lis
         beyond = found > abs(llc)  # a first-order estimate over the estimate itself: only its sign and size class hold
         findings.append(Finding(
             STEP_TOO_LARGE,
-            f"the step biases the estimate by about +{found:.3g} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)"
+            f"the step biases the estimate by about +{fmt(found, 2)} ({100 * found / max(abs(llc), 1e-12):.0f}% of it)"
             + ("; a bias this large is beyond the first-order expansion, so read it as 'far too large'" if beyond else ""),
         ))
     elif noisy:
