@@ -257,7 +257,7 @@ def test_refined_curves_draw_se_bars_and_never_normalise_a_negative_estimate(lab
         # normalised: every drawn value in (0, 1], the largest positive estimate at 1
         page.click(f"{REFINED} [data-dvz-role='normalize']")
         assert wait_python(client, "w.normalize", bool) is True
-        page.wait_for_function(f"{q(plot)}.layout.yaxis.title.text.startsWith('LLC / largest positive')")
+        page.wait_for_function(f"{q(plot)}.layout.yaxis.title.text.startsWith('LLC ÷ curve')")
         y = page.evaluate(f"Array.from({q(plot)}.data[0].y).filter(Number.isFinite)")
         assert len(y) == 3 and max(y) == 1.0 and min(y) > 0, y
         assert not overlapping_texts(page, plot)

@@ -352,7 +352,7 @@ export function renderRefined({ model, el }) {
       legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
       hovermode: "closest",
       xaxis: { ...tl.xaxis, type: model.get("log_x") ? "log" : "linear", ...(model.get("log_x") ? logTicks(x) : {}), title: { text: "training step" } },
-      yaxis: { ...tl.yaxis, title: { text: norm ? "LLC / largest positive LLC of the curve" : "refined LLC" } },
+      yaxis: { ...tl.yaxis, title: { text: norm ? "LLC ÷ curve's largest" : "refined LLC" }, automargin: true },
       yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
       uirevision: "curves",
     });
