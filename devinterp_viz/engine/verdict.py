@@ -132,7 +132,7 @@ class Diagnostics:
         """Several lines describing the chains' health, for printing."""
         lines = [
             f"verdict: {self.verdict}",
-            f"R-hat {self.rhat:.3f} · bulk ESS {self.ess:.0f} · Monte Carlo error ±{self.mcse:.3g} · "
+            f"R-hat {self.rhat:.3f} · bulk ESS {self.ess:.0f} · Monte Carlo error ±{self.mcse:.3g} (λ̂'s ± is it or the chains' spread, the larger) · "
             f"step bias {self.step_bias_text} · MALA acceptance {_fmt_mean(self.mala_acceptance)} · "
             f"draws below L(w*) {_fmt_mean(self.fraction_below_init, percent=True)} · "
             f"divergent chains {int(np.sum(self.divergent))}/{len(self.divergent)}",

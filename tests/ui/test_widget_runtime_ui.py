@@ -117,5 +117,8 @@ def test_without_anywidget_host_the_view_module_imports_the_runtime_once(browser
         looks = page.evaluate("""(root) => [...document.querySelectorAll(`${root} .dvz-controls input:not([type=range]), ${root} .dvz-controls select`)]
             .map((el) => [el.disabled, getComputedStyle(el).cursor, getComputedStyle(el).borderTopStyle, el.outerHTML.slice(0, 120)])""", WIDGET)
         assert looks and all(look[:3] == [True, "not-allowed", "dashed"] for look in looks), looks  # a snapshot's sampler settings look fixed
+        grid = page.evaluate("""(root) => ["grid-lrs", "grid-values", "grid-axis"].map(
+            (role) => document.querySelector(`${root} [data-dvz-role=${role}]`).disabled)""", WIDGET)
+        assert grid == [True, True, True]  # nothing to calibrate in a snapshot
     finally:
         context.close()

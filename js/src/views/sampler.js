@@ -186,7 +186,7 @@ export function renderSampler({ model, el }) {
     const cal = decode(model.get("calibration")) || {};
     let text = { idle: "ready", done: "done", error: "error" }[status] ?? status;
     if (busy && activity === "run") text = runProgress(status, trace, n);
-    if (busy && activity === "calibrate") text = `${status} · ${cal.done ?? 0} runs`;
+    if (busy && activity === "calibrate") text = `${status} · ${cal.done ?? 0} cells done`;
     if (status === "stopped") text = activity === "run" ? `stopped · kept ${n} draws` : "stopped";
     if (!canRun && !busy && status !== "error") text = isStatic ? "snapshot" : `${text} · read-only`;
     statusBadge.textContent = text;
@@ -198,7 +198,7 @@ export function renderSampler({ model, el }) {
     }
     stopButton.disabled = !busy || status === "stopping";
     settings.disable(busy || !canRun); // a finished result's settings are shown, not edited
-    paramsInput.disabled = busy || !canRun;
+    for (const el of [paramsInput, gridLrs, gridValues, axisSelect]) el.disabled = busy || !canRun; // nothing to calibrate in a snapshot
     const error = model.get("error");
     errorBox.hidden = !error;
     errorBox.textContent = error ? `⚠ ${error}` : "";
