@@ -478,6 +478,7 @@ def test_a_run_that_diverges_in_burn_in_keeps_its_burn_in_losses_and_the_step_it
         finite = np.isfinite(losses[chain])
         assert 0 < first_bad[chain] < 200 and finite[: first_bad[chain]].all() and not finite[first_bad[chain]]
     assert losses[0, 0] == pytest.approx(every_step.init_loss, abs=1e-6)  # burn-in starts at w*
+    assert np.isnan(every_step.diagnostics.fraction_below_init).all()  # no finite draw: no share below L(w*), not 0%
     # a long burn-in keeps evenly spaced steps (every 78th here), and each chain's last finite step before it diverged
     thinned = _diverging_run(20_000)
     np.testing.assert_array_equal(thinned.diagnostics.burnin_divergence_step, first_bad)  # same seed, same chains

@@ -231,7 +231,8 @@ def diagnose(
     good = loss_trace[~divergent]
     good_traces = {k: v[~divergent] for k, v in traces.items() if v.shape == loss_trace.shape}
     with np.errstate(invalid="ignore"):
-        below = (loss_trace < init_loss).mean(axis=1) if draws else np.full(chains, np.nan)
+        finite = np.isfinite(loss_trace).sum(axis=1)  # of the finite draws; NaN for a chain that has none
+        below = np.where(finite > 0, (loss_trace < init_loss).sum(axis=1) / np.maximum(finite, 1), np.nan)
         mala_mean = np.array([_nanmean(row) for row in mala_trace]) if draws else np.full(chains, np.nan)
     rhat = split_rhat(good) if good.shape[0] >= 2 else float("nan")
     ess = bulk_ess(good) if good.shape[0] >= 1 else float("nan")

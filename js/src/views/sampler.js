@@ -59,7 +59,7 @@ export function renderSampler({ model, el }) {
   const settings = settingControls(model, { now: syncNow, later: syncLater });
 
   const PARAMS_HINT = "parameter names or globs that move, comma separated; empty = every weight";
-  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (names or globs, comma separated)", title: PARAMS_HINT });
+  const paramsInput = h("input", { type: "text", role: "params", placeholder: "all weights (or names, globs)", title: PARAMS_HINT });
   onCommit(paramsInput, () => syncNow("params", paramsInput.value.trim()));
   const selectionSummary = h("div", { class: "dvz-muted dvz-small", role: "selection-summary" });
 

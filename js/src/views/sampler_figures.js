@@ -371,7 +371,7 @@ export function healthMetrics(health) {
     ["R-hat", Number.isFinite(health.rhat) ? health.rhat.toFixed(3) : "–", "rank-normalised split R-hat of the loss traces (≈1 is good)"],
     ["ESS", fmt(health.ess, 3), "bulk effective sample size, all chains"],
     ["MALA acc.", fmt(meanOf(health.mala_acceptance), 2), "mean MALA acceptance (≈0.9 is the rule of thumb)\n" + perChain(health.mala_acceptance, 2)],
-    ["below L(w*)", `${fmt(100 * meanOf(health.fraction_below_init), 3)}%`, "fraction of draws whose loss is below L(w*): a few % is minibatch noise; a chain with over half its draws below is flagged (w* may not be a minimum)\n" + perChain(health.fraction_below_init, 2)],
+    ["below L(w*)", Number.isFinite(meanOf(health.fraction_below_init)) ? `${fmt(100 * meanOf(health.fraction_below_init), 3)}%` : "–", "fraction of draws whose loss is below L(w*): a few % is minibatch noise; a chain with over half its draws below is flagged (w* may not be a minimum)\n" + perChain(health.fraction_below_init, 2)],
     ["divergent", `${divergent}/${chains}`, "chains whose loss became non-finite or exploded"],
   ];
 }
