@@ -279,7 +279,7 @@ def test_after_a_rejection_the_next_candidate_passes_its_own_confirmation(tamper
 def test_a_deep_linear_network_is_calibrated_to_its_exact_localized_target():
     # 3→3→3 rank-1 network on 40 whitened examples, full batch: the empirical loss is the population loss
     # ½|W₂W₁ − T|², whose localized target at (nβ, γ) the blocked Gibbs sampler gives exactly (up to its SE)
-    from devinterp_viz.analysis.calibration import _rule_burnin
+    from devinterp_viz.engine.diagnostics import rule_burnin
     from devinterp_viz.zoo.dln import gibbs_localized_llc, make_dln_data, mse_loss, true_parameter_dln
 
     net = true_parameter_dln([3, 3, 3], 1, seed=0)
@@ -288,7 +288,7 @@ def test_a_deep_linear_network_is_calibrated_to_its_exact_localized_target():
                         num_draws=300, batch_size=40, seed=0, progress=False)
     rec = cal.recommended
     assert rec is not None, cal.summary()
-    assert rec["num_burnin_steps"] >= _rule_burnin(rec["lr"], 10.0) and "confirmed with a fresh seed" in rec["reasons"][-1]
+    assert rec["num_burnin_steps"] >= rule_burnin(rec["lr"], 10.0) and "confirmed with a fresh seed" in rec["reasons"][-1]
     truth, truth_se = gibbs_localized_llc(net, 100.0, 10.0, num_chains=64, num_sweeps=400, num_burnin=100)
     se = float(np.hypot(rec["confirmed_se"], truth_se))
     assert abs(rec["confirmed_llc"] - truth) <= max(0.1 * truth, 2 * se), cal.summary()

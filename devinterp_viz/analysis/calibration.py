@@ -14,7 +14,7 @@ from devinterp_viz.engine.diagnostics import (
     NOT_EQUILIBRATED,
     STEP_BIAS_FAIL,
     STEP_TOO_LARGE,
-    SUGGESTED_BURNIN_TIMES,
+    rule_burnin,
 )
 from devinterp_viz.engine.progress import Stop, progress_bar, stop_requested
 from devinterp_viz.engine.results import LLCResult
@@ -300,7 +300,7 @@ def calibrate(
 
     def cell_settings(i: int, lr: float) -> dict[str, Any]:
         gamma = values[i] if axis == "localization" else base.localization
-        burnin = max(floor, min(cap, _rule_burnin(lr, gamma)))
+        burnin = max(floor, min(cap, rule_burnin(lr, gamma)))
         return {"lr": float(lr), axis: float(values[i]), "num_burnin_steps": burnin, "num_draws": base.num_draws}
 
     def run(i: int, lr: float, confirming: dict[str, Any] | None = None) -> LLCResult | None:
@@ -423,18 +423,13 @@ def _refinement(cal: CalibrationResult, i: int) -> list[float]:
     return [float(f"{low * REFINE_FACTOR ** k:.3g}") for k in range(1, count) if low * REFINE_FACTOR**k < high * 0.999]
 
 
-def _rule_burnin(lr: float, gamma: float) -> int:
-    """The burn-in rule ``2 × 2/(lr·γ)``: the time the localization needs, twice (0 without localization)."""
-    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma), 6))) if gamma else 0
-
-
 def _unfit_reference(res: LLCResult) -> str | None:
     """Why a grid cell cannot confirm a check run of its setting (None when it can): its burn-in was
     capped below the rule, or its chains are too few or too unmixed to compare against."""
     d = res.diagnostics
     burnin = int(res.config.get("num_burnin_steps", 0))
     lr, gamma = res.config.get("lr"), float(res.config.get("localization", 0.0))
-    wanted = _rule_burnin(float(lr), gamma) if lr else 0
+    wanted = rule_burnin(float(lr), gamma) if lr else 0
     if burnin < wanted:
         return (f"its burn-in was capped at {burnin} steps, below the {wanted} the rule 2 × 2/(lr·γ) asks for "
                 "(allow it with max_burnin_steps)")
@@ -520,7 +515,7 @@ def _recommended_settings(cal: CalibrationResult, i: int, lr: float) -> dict[str
     burnin = int(res.config.get("num_burnin_steps", 0))
     gamma = float(res.config.get("localization", 0.0))
     if gamma:
-        burnin = max(burnin, math.ceil(SUGGESTED_BURNIN_TIMES * 2 / (lr * gamma)))
+        burnin = max(burnin, rule_burnin(lr, gamma))
     draws = res.num_draws
     if np.isfinite(res.llc_se) and res.llc_mean:
         wanted = draws * (res.llc_se / (TARGET_PRECISION * abs(res.llc_mean))) ** 2

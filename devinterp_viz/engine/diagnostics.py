@@ -393,10 +393,15 @@ def _step_factor(bias: float, llc: float) -> float:
     return float(np.clip(0.5 * STEP_BIAS_FAIL * abs(llc) / bias, 0.05, 0.5))
 
 
+def rule_burnin(lr: float, localization: float) -> int:
+    """The burn-in rule ``2 × 2/(lr·γ)``: the localization time, twice (0 without localization)."""
+    if not localization:
+        return 0
+    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * localization), 6)))  # 4/(1e-7·100) is 400000
+
+
 def _suggested_burnin(facts: RunFacts, lr: float | None) -> int | None:
-    if lr is None or not facts.localization:
-        return None
-    return int(math.ceil(round(SUGGESTED_BURNIN_TIMES * 2.0 / (lr * facts.localization), 6)))  # 4/(1e-7·100) is 400000
+    return None if lr is None or not facts.localization else rule_burnin(lr, facts.localization)
 
 
 def _nanmean(row: np.ndarray) -> float:
