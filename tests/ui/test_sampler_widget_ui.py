@@ -492,6 +492,11 @@ def test_no_recommendation_is_not_styled_as_success(lab, page):
         probe = page.evaluate(f"(() => {{ const s = document.createElement('span'); s.style.color = {json.dumps(success)} || '#388e3c'; document.body.append(s); const c = getComputedStyle(s).color; s.remove(); return c; }})()")
         assert colour != probe, f"'no recommendation' is drawn in the success colour {colour}"
         assert page.locator(role("use-recommended")).is_hidden()
+        # the grid's last cell may reach the view before the "done" status: the verdict must follow "done"
+        kernel_exec(client, 'last = w.calibration; w.status = "running"; w.calibration = {**last, "resent": 1}')
+        page.wait_for_selector(f"{role('recommended')}[data-state='']", state="attached")
+        kernel_exec(client, 'w.status = "done"')
+        page.wait_for_selector(f"{role('recommended')}[data-state='none']")
         # every cell diverged: each still shows that it ran and is not trusted
         page.wait_for_function(f"[...{q(role('heatmap'))}.querySelectorAll('text')].filter((t) => t.textContent === 'n/a ✕').length === 2")
         shot(page, "14-no-recommendation")

@@ -341,20 +341,18 @@ export function renderSampler({ model, el }) {
         selectCell(i, j);
       });
     }
-    if (cal.recommended) {
-      const rec = cal.recommended; // the ring on the heatmap marks this cell
-      recommended.dataset.state = "recommended";
-      recommended.textContent = `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "");
-      useRecommended.hidden = isStatic;
-    } else {
-      const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
-      const finishedCalibration = model.get("status") === "done" && model.get("activity") === "calibrate";
-      recommended.dataset.state = finishedCalibration ? "none" : "";
-      recommended.textContent = finishedCalibration ? `⚠ no recommendation: ${why}` : "";
-      useRecommended.hidden = true;
-    }
     drawCell(cal);
   });
+
+  function updateRecommendation() { // on status too: the grid's last cell may arrive before "done"
+    const cal = decode(model.get("calibration")) || {};
+    const rec = cal.recommended; // the ring on the heatmap marks this cell
+    const none = !rec && cal.llc_mean && model.get("status") === "done" && model.get("activity") === "calibrate";
+    const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
+    recommended.dataset.state = rec ? "recommended" : none ? "none" : "";
+    recommended.textContent = rec ? `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "") : none ? `⚠ no recommendation: ${why}` : "";
+    useRecommended.hidden = !rec || isStatic;
+  }
 
   function selectCell(i, j) {
     selected = [i, j];
@@ -419,6 +417,7 @@ export function renderSampler({ model, el }) {
   on("history compared", history.draw);
   on("tab", updateTab);
   on("calibration", drawCalibration);
+  on("calibration status activity", updateRecommendation);
   on("selected_cell", () => {
     const cell = model.get("selected_cell");
     selected = cell && cell.length === 2 ? cell : null;
@@ -433,6 +432,7 @@ export function renderSampler({ model, el }) {
   updateStatus();
   updateHealth();
   updateLiveHealth();
+  updateRecommendation();
   history.draw();
   updateTab();
   root.dataset.dvzReady = "1";
