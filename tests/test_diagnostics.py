@@ -256,7 +256,9 @@ def test_a_step_bias_over_the_limit_but_within_its_noise_is_unchecked_not_a_fail
     # +0.2 on an estimate of 0.36 (55%, over the 10% limit) with a standard error of 0.3: not significant
     _judge_step(0.36, StepBias(0.2, 0.3, nan, nan), np.full(4, nan), findings, unchecked)
     assert findings == [] and len(unchecked) == 1 and "sample longer" in unchecked[0]
-    assert unchecked[0].startswith("step bias too noisy to tell: +0.2 ± 0.3 (56% of λ̂)")
+    # the limit in the estimate's units, not a share of λ̂ that the noise makes meaningless (+0.2 ± 0.3 is "56%")
+    assert unchecked[0].startswith("step bias too noisy to tell: its estimate +0.2 ± 0.3 cannot say whether it is over "
+                                   "the limit of 0.036 (10% of λ̂)")
     _judge_step(0.36, StepBias(0.2, 0.01, nan, nan), np.full(4, nan), findings, unchecked := [])
     assert [f.cause for f in findings] == ["step_too_large"] and unchecked == []  # significant: a failure, said once
     _judge_step(0.36, StepBias(0.02, 0.3, nan, nan), np.full(4, nan), findings := [], unchecked := [])
@@ -277,9 +279,10 @@ def test_a_run_whose_step_bias_is_too_noisy_to_tell_is_healthy_only_as_far_as_ch
     se = excess.std(ddof=1) / 2
     assert np.isclose(d.step_bias, 0.2) and np.isclose(d.step_bias_se, se)
     shown = f"+0.2 ± {se:.2g} ({100 * 0.2 / res.llc_mean:.2g}% of λ̂)"
-    assert d.unchecked == [f"step bias too noisy to tell: {shown} is over the 10% limit but within its own noise; "
-                           "sample longer (more draws) to tell whether the step is too large"]
-    assert d.verdict.startswith(f"healthy as far as checked: not checked: step bias too noisy to tell: {shown}")
+    limit = 0.1 * res.llc_mean
+    assert d.unchecked == [f"step bias too noisy to tell: its estimate +0.2 ± {se:.2g} cannot say whether it is over the "
+                           f"limit of {limit:.2g} (10% of λ̂); sample longer (more draws) to tell whether the step is too large"]
+    assert d.verdict.startswith("healthy as far as checked: not checked: step bias too noisy to tell: its estimate +0.2")
     assert f"step bias {shown}" in d.summary() and f"step bias {shown}" in repr(d)
     assert "healthy as far as checked" in repr(res) and "too noisy to tell" in res.summary()
     assert not d.warnings  # said once, as a check that could not tell, not also as a warning

@@ -471,9 +471,9 @@ def _judge_step(llc: float, bias: StepBias, mala_mean: np.ndarray, findings: lis
         ))
     elif noisy:
         value, se = max(noisy, key=lambda pair: pair[0])
-        unchecked.append(f"step bias too noisy to tell: {format_step_bias(value, se, llc)} is over the "
-                         f"{100 * STEP_BIAS_FAIL:.0f}% limit but within its own noise; sample longer (more draws) "
-                         "to tell whether the step is too large")
+        unchecked.append(f"step bias too noisy to tell: its estimate {format_step_bias(value, se, float('nan'))} cannot say "
+                         f"whether it is over the limit of {fmt(scale, 2)} ({100 * STEP_BIAS_FAIL:.0f}% of λ̂); sample "
+                         "longer (more draws) to tell whether the step is too large")
     elif np.isfinite(bias.first_order) and bias.first_order + NOISE_Z * np.nan_to_num(bias.first_order_se) < -scale:
         findings.append(Finding(
             STEP_TOO_LARGE,
