@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from dvz_lab import start_run_all, switch_theme, write_notebook
 from test_linked_widgets_ui import shot
 
@@ -54,6 +58,14 @@ def run_all(page, lab, name: str) -> None:
     page.wait_for_function(f"document.querySelectorAll({FIGURE!r} + ' .main-svg').length >= 2", timeout=120_000)
 
 
+def wait_readable(page, dark: bool) -> None:
+    """Wait (on the figures' state, not on time) until both figures fill their output and read in the theme;
+    on a timeout the assertion that follows says what is wrong."""
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(f"""(({MEASURE})()).filter((f) => Math.abs(f.width - f.outputWidth) <= 2 && f.minContrast >= 4
+                                     && (f.backgroundLuminance < 0.1) === {str(dark).lower()}).length === 2""", timeout=60_000)
+
+
 def assert_readable_and_full_width(figures: list[dict], dark: bool) -> None:
     assert len(figures) == 2, figures
     for figure in figures:
@@ -66,7 +78,7 @@ def assert_readable_and_full_width(figures: list[dict], dark: bool) -> None:
 def test_static_figures_follow_the_output_width_and_the_theme(lab, page):
     page.set_viewport_size({"width": 1150, "height": 1000})  # narrower than the 1300 px essential dynamics once had
     run_all(page, lab, write_notebook(lab, "static_figures.ipynb", [FIGURES_CELL, RESULT_CELL]))
-    page.wait_for_timeout(500)
+    wait_readable(page, dark=False)
     assert_readable_and_full_width(page.evaluate(MEASURE), dark=False)
     shot(page, "static-01-light-dynamics")
     # the estimate as the widgets write it (SamplerWidget.from_result of the same result: "0.2559 ± 0.005")
@@ -80,8 +92,8 @@ def test_static_figures_follow_the_output_width_and_the_theme(lab, page):
 
     switch_theme(page, "JupyterLab Dark")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
-    page.wait_for_timeout(1000)  # the dark stylesheet lands a moment after the attribute flips
     try:
+        wait_readable(page, dark=True)  # the dark stylesheet lands a moment after the attribute flips
         assert_readable_and_full_width(page.evaluate(MEASURE), dark=True)
         shot(page, "static-04-dark-llc-result")
         page.locator(FIGURE).nth(0).scroll_into_view_if_needed()
