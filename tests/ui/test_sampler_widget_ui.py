@@ -301,6 +301,46 @@ def test_live_run_draws_on_a_canvas_then_hands_over_to_plotly(lab, page):
         client.stop_channels()
 
 
+def test_the_live_canvas_keeps_the_burn_in_before_draw_0(lab, page):
+    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000, num_burnin_steps=300")
+    name = write_notebook(lab, "sampler_live_burnin.ipynb", slow)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    canvas = role("live-plot")
+    try:
+        page.click(role("run"))
+        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 20", timeout=60_000)
+        # the draws stream on the canvas, and the burn-in losses stay drawn, faint, from step 0 (x = −300) to draw 0
+        assert page.get_attribute(canvas, "data-dvz-x-min") == "-300"
+        assert page.get_attribute(canvas, "data-dvz-burnin-lines") == "4"
+        coloured = page.evaluate(f"""(() => {{
+            const c = {q(canvas)}, gd = {q(role('trace-plot'))}, dpr = window.devicePixelRatio || 1;
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;  // the loss panel's box (the canvas draws in plotly's)
+            const x0 = xa._offset + 4, w = xa._length * 0.25;  // the left quarter: burn-in only (x from −300 to about −200)
+            const px = c.getContext('2d').getImageData(x0 * dpr, ya._offset * dpr, w * dpr, ya._length * dpr).data;
+            let n = 0;
+            for (let k = 0; k < px.length; k += 4) if (Math.max(px[k], px[k + 1], px[k + 2]) - Math.min(px[k], px[k + 1], px[k + 2]) > 40) n++;
+            return n;
+        }})()""")
+        assert coloured > 20, coloured  # chain-coloured lines there, not only the grey band
+        assert kernel_eval(client, "w.trace['burnin']['steps'].size") > 0
+        shot(page, "23-live-burnin-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)
+        page.wait_for_function(f"!{q(canvas)}.hidden && {q(canvas)}.dataset.dvzBurninLines === '4'")
+        shot(page, "23-live-burnin-dark")
+        switch_theme(page, "Light")
+        page.click(role("stop"))
+        page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        # the finished figure draws the same burn-in
+        page.wait_for_function(f"{BURNIN_LINES}.length === 4")
+        assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range[0]") == -300
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "Light")
+
+
 def test_saved_html_page_renders_offline(browser, tmp_path):
     """save_html writes one self-contained page: it renders from file:// with the network off."""
     import numpy as np
@@ -765,6 +805,24 @@ def test_a_run_that_diverges_in_burn_in_shows_its_burn_in_losses_and_what_to_do(
         assert "diverged" not in page.evaluate(PLOT_TEXTS)
         assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range[0]") == -300
         shot(page, "21-burnin-healthy-light")
+
+        # --- the health cards: one row in a widget of a notebook's usual width (~900 px output area)
+        viewport = page.viewport_size
+        try:
+            width = page.evaluate(f"{q(ROOT)}.getBoundingClientRect().width")
+            page.set_viewport_size({"width": int(viewport["width"] - (width - 900)), "height": viewport["height"]})
+            page.wait_for_function(f"Math.abs({q(ROOT)}.getBoundingClientRect().width - 900) < 20")
+            tops = page.evaluate(f"[...document.querySelectorAll({json.dumps(role('metrics') + ' .dvz-metric')})].map((e) => e.getBoundingClientRect().top)")
+            assert len(tops) == 7 and max(tops) - min(tops) < 1, tops
+            assert "% of λ̂" in page.inner_text(role("metrics"))  # the step bias with its share, on a line of its own
+            page.locator(role("metrics")).scroll_into_view_if_needed()
+            shot(page, "22-health-cards-light")
+            switch_theme(page, "Dark")
+            page.wait_for_function(f"{plot_background_luminance(role('trace-plot'))} < 0.3", timeout=30_000)
+            shot(page, "22-health-cards-dark")
+            switch_theme(page, "Light")
+        finally:
+            page.set_viewport_size(viewport)
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
