@@ -35,12 +35,16 @@ class FakeEngine:
     confirm : bool
         Whether ``calibrate`` confirms its recommendation as the engine does: a fresh-seed run with
         a longer burn-in and twice the grid cell's draws (False: as ``calibrate(confirm=False)``).
+    burnin : bool
+        Whether ``estimate_llc`` streams burn-in losses to ``on_burnin`` and keeps them, as the engine
+        does (False: a run without a burn-in trace).
     """
 
     seconds_per_draw: float = 0.0
     fail_with: Exception | None = None
     fail_after: int = 0
     confirm: bool = False
+    burnin: bool = False
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def estimate_llc(self, model, data, loss_fn, *, on_draw=None, stop=None, progress=True, params=None,
@@ -54,7 +58,7 @@ class FakeEngine:
         losses = synthetic_traces(lr, used_nbeta, localization, num_chains, num_draws, seed)
         if on_start is not None:
             on_start(init_loss, used_nbeta)
-        burnin_steps = np.unique(np.linspace(0, settings.num_burnin_steps - 1, 64).astype(int)) if settings.num_burnin_steps else []
+        burnin_steps = np.unique(np.linspace(0, settings.num_burnin_steps - 1, 64).astype(int)) if self.burnin and settings.num_burnin_steps else []
         for step in burnin_steps:  # from above L(w*) down to the draws' level, as a burn-in settles
             if on_burnin is not None:
                 on_burnin(int(step), losses[:, 0] + 0.5 * (1 - step / settings.num_burnin_steps))

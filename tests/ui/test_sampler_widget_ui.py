@@ -302,7 +302,7 @@ def test_live_run_draws_on_a_canvas_then_hands_over_to_plotly(lab, page):
 
 
 def test_the_live_canvas_keeps_the_burn_in_before_draw_0(lab, page):
-    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000, num_burnin_steps=300")
+    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000, num_burnin_steps=300").replace("seconds_per_draw=0.01", "seconds_per_draw=0.01, burnin=True")
     name = write_notebook(lab, "sampler_live_burnin.ipynb", slow)
     open_and_run(page, lab, name)
     client = lab.kernel_client(name)
