@@ -299,6 +299,26 @@ def test_calibration_sends_each_cells_traces_thinned_to_every_kth_draw(widget, e
     np.testing.assert_allclose(state["llc"][i, j], full[:, ::3], rtol=1e-6)
 
 
+def test_calibration_state_counts_the_grid_apart_from_refinement_and_sends_the_confirming_run(engine):
+    from devinterp_viz.widgets import _sampler_state
+
+    fake = FakeEngine(confirm=True)
+    cal = fake.calibrate(None, None, None, lrs=[1e-4, 1e-3], nbetas=[3.0], num_draws=30, num_burnin_steps=20)
+    refined = fake.estimate_llc(None, None, None, lr=5e-4, nbeta=3.0, num_draws=30)
+    cal.cells[(0, 5e-4)] = refined  # a cell the refinement adds between the grid's lrs
+    state = _sampler_state.calibration_state(cal)
+    assert state["grid_cells"] == 2 and state["done"] == 3  # the grid as set stays 2 cells; the refinement's are counted apart
+    assert state["recommended"]["confirmed"] is True
+    check = cal.confirmation
+    assert state["confirmation"] == {
+        "llc": check.llc_mean, "llc_se": check.llc_se, "step_bias": check.diagnostics.step_bias,
+        "step_bias_se": check.diagnostics.step_bias_se, "healthy": bool(check.diagnostics.healthy),
+        "num_draws": 60, "num_burnin_steps": 70}  # longer than its grid cell (20 burn-in steps, 30 draws)
+    assert state["draws"] == [[30, 30, 30]] and state["burnin"] == [[20, 0, 20]]
+    assert state["step_bias"].shape == (1, 3)
+    assert _sampler_state.calibration_state(FakeEngine().calibrate(None, None, None, lrs=[1e-4], nbetas=[3.0]))["confirmation"] is None
+
+
 def test_calibration_over_localization(widget, engine):
     widget.calibrate(lrs=[1e-4], values=[0.0, 100.0], axis="localization", wait=True)
     widget.use_cell(0, 0)

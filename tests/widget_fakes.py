@@ -32,15 +32,23 @@ class FakeEngine:
         Sleep between draws (0 = as fast as possible).
     fail_with : Exception, optional
         Raised by ``estimate_llc`` after ``fail_after`` draws.
+    confirm : bool
+        Whether ``calibrate`` confirms its recommendation as the engine does: a fresh-seed run with
+        a longer burn-in and twice the grid cell's draws (False: as ``calibrate(confirm=False)``).
+    burnin : bool
+        Whether ``estimate_llc`` streams burn-in losses to ``on_burnin`` and keeps them, as the engine
+        does (False: a run without a burn-in trace).
     """
 
     seconds_per_draw: float = 0.0
     fail_with: Exception | None = None
     fail_after: int = 0
+    confirm: bool = False
+    burnin: bool = False
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def estimate_llc(self, model, data, loss_fn, *, on_draw=None, stop=None, progress=True, params=None,
-                     on_start=None, **kwargs) -> LLCResult:
+                     on_start=None, on_burnin=None, **kwargs) -> LLCResult:
         settings, run_options = SamplerSettings.split(kwargs)  # the engine's own keyword API and checks
         self.calls.append(dict(settings.to_config(), params=params, **run_options))
         lr, nbeta, localization = settings.lr, settings.nbeta, settings.localization
@@ -50,6 +58,10 @@ class FakeEngine:
         losses = synthetic_traces(lr, used_nbeta, localization, num_chains, num_draws, seed)
         if on_start is not None:
             on_start(init_loss, used_nbeta)
+        burnin_steps = np.unique(np.linspace(0, settings.num_burnin_steps - 1, 64).astype(int)) if self.burnin and settings.num_burnin_steps else []
+        for step in burnin_steps:  # from above L(w*) down to the draws' level, as a burn-in settles
+            if on_burnin is not None:
+                on_burnin(int(step), losses[:, 0] + 0.5 * (1 - step / settings.num_burnin_steps))
         partial = False
         drawn = num_draws
         streams_acceptance = on_draw is not None and len(inspect.signature(on_draw).parameters) >= 3
@@ -66,7 +78,11 @@ class FakeEngine:
             elif on_draw is not None:
                 on_draw(t, losses[:, t].copy())
         config = {**settings.to_config(), "nbeta": used_nbeta}
-        return LLCResult.from_traces(losses[:, :drawn], init_loss, used_nbeta, config=config, partial=partial)
+        result = LLCResult.from_traces(losses[:, :drawn], init_loss, used_nbeta, config=config, partial=partial)
+        if len(burnin_steps) and on_burnin is not None:  # the burn-in it streamed, kept as the engine keeps it
+            result.burnin_steps = np.asarray(burnin_steps)
+            result.burnin_loss_trace = np.stack([losses[:, 0] + 0.5 * (1 - s / settings.num_burnin_steps) for s in burnin_steps], 1)
+        return result
 
     def calibrate(self, model, data, loss_fn, *, lrs, nbetas=None, localizations=None, on_cell=None, stop=None,
                   settings=None, **kwargs) -> Any:
@@ -88,9 +104,17 @@ class FakeEngine:
         if good:
             i, lr = max(good, key=lambda c: (c[1], -c[0]))
             res = cal.cells[(i, lr)]
-            cal.recommended = {"lr": lr, axis: float(values[i]), "num_burnin_steps": 0, "num_draws": res.num_draws,
-                               "llc": res.llc_mean, "llc_se": res.llc_se, "confirmed_llc": res.llc_mean,
-                               "reasons": ["largest healthy step size"]}
+            chosen = {"lr": lr, axis: float(values[i]), "num_burnin_steps": 0, "num_draws": res.num_draws}
+            if self.confirm:
+                chosen.update(num_burnin_steps=int(res.config.get("num_burnin_steps") or 0) + 50, num_draws=2 * res.num_draws)
+                seed = SamplerSettings.split({"settings": settings, **kwargs})[0].seed + 1000  # a fresh seed
+                fresh = {**kwargs, "seed": seed, **chosen}
+                cal.confirmation = self.estimate_llc(model, data, loss_fn, settings=settings, **fresh)
+            check = cal.confirmation
+            cal.recommended = {**chosen, "llc": res.llc_mean, "llc_se": res.llc_se,
+                               "confirmed_llc": check.llc_mean if check is not None else float("nan"),
+                               "confirmed_se": check.llc_se if check is not None else float("nan"),
+                               "confirmed": check is not None, "reasons": ["largest healthy step size"]}
         else:  # why not, and which way to widen the grid, as calibrate says it
             from devinterp_viz.analysis.calibration import _no_recommendation_reasons
 

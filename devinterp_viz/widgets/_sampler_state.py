@@ -171,9 +171,12 @@ def calibration_state(cal: Any) -> dict[str, Any]:
     """The calibration tab's data for a :class:`CalibrationResult`, finished or filling in.
 
     Arrays are (n_values, n_lr) over every lr tried so far; ``healthy`` is NaN where a cell has
-    not run; ``loss`` holds each cell's chains at every ``cell_stride``-th draw (draws 0, k, 2k, …,
-    at most :data:`CELL_POINTS` of them), (n_values, n_lr, chains, points), and ``llc`` their
-    running estimates over all draws, at the same draws (same shape).
+    not run; ``grid_cells`` counts the cells of the grid as asked (the refinement adds lrs beyond
+    them); ``confirmation`` is :func:`run_summary` of the fresh-seed run that confirmed the
+    recommendation (None without one); ``loss`` holds each cell's chains at every
+    ``cell_stride``-th draw (draws 0, k, 2k, …, at most :data:`CELL_POINTS` of them), (n_values,
+    n_lr, chains, points), and ``llc`` their running estimates over all draws, at the same draws
+    (same shape).
     """
     results = cal.results
     shape = (cal.values.size, cal.lrs.size)
@@ -192,8 +195,10 @@ def calibration_state(cal: Any) -> dict[str, Any]:
     rec = cal.recommended
     return {
         "axis": cal.axis, "lrs": np.asarray(cal.lrs, float), "values": np.asarray(cal.values, float),
-        "llc_mean": cal.llc_mean.astype(np.float32), "llc_se": cal.llc_se.astype(np.float32),
-        "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
+        "llc_mean": cal.llc_mean.astype(np.float32), "llc_se": cal.llc_se.astype(np.float32), "healthy": healthy,
+        "step_bias": cal._grid(lambda r: r.diagnostics.step_bias).astype(np.float32),
+        "step_bias_se": cal._grid(lambda r: r.diagnostics.step_bias_se).astype(np.float32),
+        "draws": cal.draws.tolist(), "confirmation": run_summary(getattr(cal, "confirmation", None)),
         "init_loss": cal._grid(lambda r: r.init_loss).astype(np.float32),
         "nbeta": cal._grid(lambda r: r.nbeta).astype(np.float32), "loss": loss, "llc": llc, "cell_stride": stride,
         "burnin": cal.burnin.tolist(), "reasons": cal.reasons,
@@ -202,7 +207,18 @@ def calibration_state(cal: Any) -> dict[str, Any]:
         "recommended_settings": cal.recommended_settings,
         "recommendation_reasons": list(cal.recommendation_reasons),
         "done": len(results), "total": max(len(results), cal.values.size * cal.user_lrs.size),
+        "grid_cells": int(cal.values.size * cal.user_lrs.size),
     }
+
+
+def run_summary(result: Any) -> dict[str, Any] | None:
+    """A run's estimate, step bias and length (the calibration's confirming run: shown beside its grid cell); None for none."""
+    if result is None:
+        return None
+    d = result.diagnostics
+    return {"llc": float(result.llc_mean), "llc_se": float(result.llc_se), "step_bias": float(d.step_bias),
+            "step_bias_se": float(d.step_bias_se), "healthy": bool(d.healthy), "num_draws": int(result.num_draws),
+            "num_burnin_steps": int(result.config.get("num_burnin_steps") or 0)}
 
 
 def health_state(result: Any) -> dict[str, Any]:

@@ -9,45 +9,13 @@
 // across the plot zooms x to the dragged span (y follows the data inside it), a double click resets.
 
 import { decimate } from "./plot.js";
+import { log10Of, logTickLabel, logTicks, niceTicks, tickLabel } from "./live_ticks.js";
+
+export { log10Of, niceStep, niceTicks } from "./live_ticks.js";
 
 const EASE = 0.45; // fraction of the remaining distance an axis range moves per frame
 const TICK_SPACING_PX = { x: 80, y: 40 }; // as plotly's automatic ticks: ~one per 80 px (x), 40 px (y)
-
-/** The smallest "nice" tick step (1, 2 or 5 × 10^k) giving at most about ``count`` steps over ``span``. */
-export function niceStep(span, count) {
-  const raw = span / Math.max(1, count);
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const m = raw / power;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * power;
-}
-
-/** Tick values at multiples of a nice step inside [lo, hi], about one per ``spacing`` of ``lengthPx``. */
-export function niceTicks(lo, hi, lengthPx, spacing) {
-  if (!(hi > lo)) return { values: [], step: 1 };
-  const step = niceStep(hi - lo, Math.min(10, Math.max(3, lengthPx / spacing)));
-  const values = [];
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) values.push(k * step);
-  return { values, step };
-}
-
-/** A tick label like plotly's: as many decimals as the step needs, trailing zeros dropped. */
-function tickLabel(value, step) {
-  if (Math.abs(value) < step * 1e-6) return "0";
-  if (Math.abs(value) >= 1e5 || step < 1e-4) return Number(value.toPrecision(3)).toExponential().replace("e+", "e");
-  return String(Number(value.toFixed(Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9))))));
-}
-
-/** log10 of the positive values (others NaN: not drawn), for a panel on a log axis. */
-export function log10Of(ys) {
-  const out = new Float32Array(ys.length);
-  for (let i = 0; i < ys.length; i++) out[i] = ys[i] > 0 ? Math.log10(ys[i]) : NaN;
-  return out;
-}
-
-/** Tick label of a log panel, whose values are exponents: 10^k at whole k. */
-function logTickLabel(exponent) {
-  return exponent === 0 ? "1" : `1e${exponent}`;
-}
+const BURNIN_OPACITY = 0.45; // the burn-in lines, faint before draw 0, as on the plotly figure
 
 /** [min, max] of the finite values of some arrays (null when there are none). */
 function extent(arrays, extra = []) {
@@ -167,7 +135,7 @@ export class LiveLines {
       band.hidden = true;
       if (Math.abs(px - from) < 5) return; // a click, not a drag
       const [a, b] = [this.locate(from, py).x, this.locate(px, py).x].sort((u, v) => u - v);
-      const [lo, hi] = [Math.max(0, a), Math.min(this.last.xMax, b)];
+      const [lo, hi] = [Math.max(this.last.xMin, a), Math.min(this.last.xMax, b)];
       if (hi - lo >= 1) this.zoom([lo, hi]);
     });
     canvas.addEventListener("dblclick", () => this.zoom(null));
@@ -249,8 +217,9 @@ export class LiveLines {
   /**
    * Draw one frame. Returns true when the axes have settled (no easing frame is needed).
    * @param {object} frame  {theme, width, height, xMax, gd, legend: [{name, color}],
-   *   panels: [{series: [{y: Float32Array, color, name}], hlines: [{y, label}], note, log}]} — a ``log``
-   *   panel draws log10 of its values, ticked at powers of ten; ``name`` is the hover readout's
+   *   panels: [{series: [{y: Float32Array, color, name}], hlines: [{y, label}], note, log, burnin}]} — a ``log``
+   *   panel draws log10 of its values, ticked at powers of ten; ``name`` is the hover readout's; ``xMin`` < 0
+   *   starts x before draw 0, where a panel's ``burnin`` ({x: draw positions, series: [{y, color}]}) is drawn faint on a band
    */
   draw(frame) {
     const { theme, width, height, gd, legend = [], panels } = frame;
@@ -268,7 +237,8 @@ export class LiveLines {
     ctx.fillRect(0, 0, width, height);
     const geo = this.geometry(width, height, gd);
     const font = `11px ${theme.fontFamily}`;
-    const [x0, x1] = this.xView ? [this.xView[0], Math.min(this.xView[1], xMax)] : [0, xMax];
+    const xMin = Math.min(0, frame.xMin ?? 0);
+    const [x0, x1] = this.xView ? [this.xView[0], Math.min(this.xView[1], xMax)] : [xMin, xMax];
     const xOf = (x) => geo.left + ((x - x0) / (x1 - x0)) * geo.width;
     const xTicks = niceTicks(x0, x1, geo.width, TICK_SPACING_PX.x);
     // the draws in view (a zoomed view decimates only them, at full resolution)
@@ -281,7 +251,8 @@ export class LiveLines {
     panels.forEach((given, index) => {
       const panel = given.log ? toLog(given) : given;
       const box = geo.panels[index];
-      const target = extent(panel.series.map((s) => inView(s.y)), (panel.hlines || []).map((l) => l.y));
+      const burnin = x0 < 0 ? (panel.burnin?.series ?? []).map((s) => s.y) : [];
+      const target = extent([...panel.series.map((s) => inView(s.y)), ...burnin], (panel.hlines || []).map((l) => l.y));
       let range = this.shown[index];
       if (target && !range) range = target;
       else if (target) {
@@ -343,6 +314,7 @@ export class LiveLines {
       ctx.beginPath();
       ctx.rect(geo.left, box.top, geo.width, box.height);
       ctx.clip();
+      if (x0 < 0 && xMin < 0) drawBurnin(ctx, theme, index === 0 ? panel.burnin : null, xMin, xOf, range ? yOf : null, box);
       for (const line of panel.hlines || []) {
         ctx.strokeStyle = theme.fontMuted;
         ctx.setLineDash([5, 4]);
@@ -389,7 +361,9 @@ export class LiveLines {
       ctx.fillText(item.name, x + 36, y);
       x += 44 + ctx.measureText(item.name).width;
     }
-    this.last = { frame, geo, x0, x1, xMax, yOfs };
+    this.last = { frame, geo, x0, x1, xMin, xMax, yOfs };
+    canvas.dataset.dvzXMin = String(xMin);
+    canvas.dataset.dvzBurninLines = String(x0 < 0 ? (panels[0]?.burnin?.series.length ?? 0) : 0);
     if (this.pointer) this.hover(...this.pointer); // the axes moved under a still pointer: read out what is under it now
     return settled;
   }
@@ -407,17 +381,35 @@ function toLog(panel) {
     ...panel,
     series: panel.series.map((s) => ({ ...s, y: log10Of(s.y) })),
     hlines: (panel.hlines || []).filter((l) => l.y > 0).map((l) => ({ ...l, y: Math.log10(l.y) })),
+    burnin: panel.burnin && { ...panel.burnin, series: panel.burnin.series.map((s) => ({ ...s, y: log10Of(s.y) })) },
   };
 }
 
-/** Whole exponents inside [lo, hi] (at most about 8, thinned). */
-function logTicks(lo, hi) {
-  const first = Math.ceil(lo);
-  const last = Math.floor(hi);
-  const every = Math.max(1, Math.ceil((last - first + 1) / 8));
-  const values = [];
-  for (let k = first; k <= last; k += every) values.push(k);
-  return { values, step: every };
+/** The burn-in before draw 0, as the plotly figure draws it: a grey band labelled "burn-in" and each chain's burn-in losses, faint, joined over gaps. */
+function drawBurnin(ctx, theme, burnin, xMin, xOf, yOf, box) {
+  ctx.save();
+  ctx.globalAlpha = 0.3;
+  ctx.fillStyle = theme.grid;
+  ctx.fillRect(xOf(xMin), box.top, xOf(0) - xOf(xMin), box.height);
+  ctx.restore();
+  if (!burnin) return;
+  Object.assign(ctx, { fillStyle: theme.fontMuted, font: `11px ${theme.fontFamily}`, textAlign: "center", textBaseline: "top" });
+  ctx.fillText("burn-in", (xOf(xMin) + xOf(0)) / 2, box.top + 2);
+  if (!yOf) return;
+  ctx.save();
+  Object.assign(ctx, { globalAlpha: BURNIN_OPACITY, lineWidth: 1 });
+  for (const series of burnin.series) {
+    ctx.strokeStyle = series.color;
+    ctx.beginPath();
+    let pen = false;
+    series.y.forEach((v, k) => {
+      if (!Number.isFinite(v)) return;
+      ctx[pen ? "lineTo" : "moveTo"](xOf(burnin.x[k]), yOf(v));
+      pen = true;
+    });
+    ctx.stroke();
+  }
+  ctx.restore();
 }
 
 /** Stroke values ``ys`` of draws ``start``, ``start`` + 1, …, min-max decimated to ~1 point pair per pixel column, broken at NaN. */

@@ -34,7 +34,7 @@ SETUP_FAKE = IMPORT_FAKES + """
 import torch
 from devinterp_viz.widgets import SamplerWidget
 from tests.widget_fakes import FakeEngine, install
-install(FakeEngine(seconds_per_draw=0.0005))
+install(FakeEngine(seconds_per_draw=0.0005, confirm=True))
 w = SamplerWidget(torch.nn.Linear(3, 1), torch.zeros(8, 3), lambda m, b: m(b).pow(2).mean(), num_draws=100,
                   grid_lrs=[1e-6, 1e-4, 1e-3, 0.1], grid_values=[1.0, 10.0, 100.0])
 w
@@ -162,17 +162,60 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
         page.wait_for_selector(f"{ROOT}[data-tab='calibrate']")
         page.click(role("calibrate"))
         page.wait_for_selector(f"{ROOT}[data-status='done']", timeout=60_000)
-        page.wait_for_function(f"{q(role('grid-progress'))}.textContent === '12/12 cells'")
+        page.wait_for_function(f"{q(role('grid-progress'))}.textContent === '12 of 12 grid cells done'")
         # unhealthy cells (lr = 0.1 diverges) are marked
         assert kernel_eval(client, "w.calibration['healthy'][:, 3].tolist()") == [0.0, 0.0, 0.0]
         # every computed cell shows its number; a cross after it marks the untrusted ones, none hides it
         # the estimates' layer and the layer of cells without a finite estimate: each cell's text is in one
-        texts = page.evaluate(f"(() => {{ const [a, b] = {q(role('heatmap'))}.data; return a.text.map((r, i) => r.map((t, j) => t || (b ? b.text[i][j] : ''))); }})()")
+        texts = page.evaluate(f"(() => {{ const [a, b] = {q(role('heatmap'))}.data; return a.text.map((r, i) => r.map((t, j) => (t || (b ? b.text[i][j] : '')).replace(/<[^>]*>/g, ''))); }})()")
         healthy = kernel_eval(client, "w.calibration['healthy'].tolist()")
         for row_text, row_healthy in zip(texts, healthy):
             for text, ok in zip(row_text, row_healthy):
                 assert text and (text.endswith("✕") != bool(ok)), (text, ok)
         assert page.evaluate(f"{q(role('heatmap'))}.data.every((d) => d.type === 'heatmap')")  # no markers drawn over the values
+        # one number format along each axis and in the step-size box (not 1e-6 beside 0.001)
+        assert page.evaluate(f"{q(role('heatmap'))}.layout.xaxis.ticktext") == ["1e-6", "1e-4", "1e-3", "1e-1"]
+        assert page.input_value(role("grid-lrs")) == "1e-6, 1e-4, 1e-3, 1e-1"
+        # the key says what the grey "n/a ✕" cells are
+        assert "n/a ✕ (grey): the cell ran but gave no finite estimate, its chains diverged" in page.inner_text(role("grid-key"))
+        # the recommendation says it was confirmed by a fresh full run, what that means, and the two runs' lengths
+        page.wait_for_selector(f"{role('recommended')}[data-confirmed='true']")
+        rec = kernel_eval(client, "{k: v for k, v in w.calibration_result.recommended.items() if k != 'reasons'}")
+        assert rec["confirmed"] is True
+        text = page.inner_text(role("confirmation"))
+        assert text.startswith(f"✓ confirmed: a fresh-seed run at the recommended settings ({rec['num_burnin_steps']} burn-in steps and {rec['num_draws']} draws)"), text
+        assert "the setting reproduces, it is not one lucky seed" in text
+        i, j = kernel_eval(client, "[int(v) for v in (w.calibration['values'].tolist().index(w.calibration_result.recommended['nbeta']), w.calibration['lrs'].tolist().index(w.calibration_result.recommended['lr']))]")
+        cell_burnin, cell_draws = kernel_eval(client, f"[w.calibration['burnin'][{i}][{j}], w.calibration['draws'][{i}][{j}]]")
+        lengths = (f"the grid cell ran shorter ({cell_burnin} burn-in steps and {cell_draws} draws) than the confirming run "
+                   f"({rec['num_burnin_steps']} burn-in steps and {rec['num_draws']} draws)")
+        assert page.inner_text(role("rec-lengths")).startswith(lengths)
+        # the recommendation wraps in its own column: it never runs under the button beside it
+        rec_box, button_box = page.locator(role("recommended")).bounding_box(), page.locator(role("use-recommended")).bounding_box()
+        assert rec_box["x"] + rec_box["width"] <= button_box["x"], (rec_box, button_box)
+        overflow = page.evaluate(f"[...{q(role('recommended'))}.querySelectorAll('*')].some((e) => e.scrollWidth > e.clientWidth + 1)")
+        assert not overflow
+        # the hover box of a cell with long reasons stays compact (its reasons wrap)
+        page.locator(role("heatmap")).scroll_into_view_if_needed()
+        cell_xy = f"""(() => {{
+            const gd = {q(role('heatmap'))}, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+            return [box.left + xa._offset + xa.l2p(3), box.top + ya._offset + ya.l2p(1)];
+        }})()"""
+        for _ in range(5):  # a redraw arriving meanwhile (the grid's last update) clears plotly's hover: point again
+            x, y = page.evaluate(cell_xy)
+            page.mouse.move(x - 10, y)
+            page.mouse.move(x, y, steps=3)
+            try:
+                page.wait_for_selector(f"{role('heatmap')} .hoverlayer .hovertext", timeout=3_000)
+                break
+            except Exception:
+                continue
+        hover_width = page.evaluate(f"{q(role('heatmap') + ' .hoverlayer .hovertext')}.getBoundingClientRect().width")
+        grid_width = page.evaluate(f"{q(role('heatmap'))}._fullLayout.xaxis._length")
+        assert "diverged" in page.text_content(f"{role('heatmap')} .hoverlayer")
+        assert hover_width < 0.45 * grid_width, (hover_width, grid_width)
+        shot(page, "05-calibration-hover")
+        page.mouse.move(0, 0)
         shot(page, "05-calibration")
         # click the cell (nbeta=10, lr=1e-3): value row 1, lr column 2
         x, y = page.evaluate(
@@ -184,7 +227,7 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
             }})()"""
         )
         page.mouse.click(x, y)
-        page.wait_for_function(f"{q(role('cell-info'))}.textContent.includes('lr 0.001')")
+        page.wait_for_function(f"{q(role('cell-info'))}.textContent.includes('lr 1e-3')")
         assert wait_python(client, "w.selected_cell", lambda v: v == [1, 2]) == [1, 2]
         assert page.locator(f"{role('cell-plot')} .scatterlayer .trace").count() >= 4
         shot(page, "06-cell")
@@ -197,7 +240,25 @@ def test_calibration_tab_pick_a_cell_and_use_it(lab, page):
             assert len(strokes) >= 3 and strokes[-1][1] >= 5 and strokes[-3][1] > strokes[-1][1], (theme, strokes)
             assert strokes[-1][0] != strokes[-3][0] == strokes[-2][0], (theme, strokes)  # the ring, edged by the halo
             shot(page, f"05-calibration-ring-{theme.lower()}")
+            # every cell's number is in the theme's text or background colour, whichever reads on the cell
+            page.wait_for_function(f"({CELL_INKS}).every(([, , fill, font, bg]) => fill === font || fill === bg)")
+            for label, z, fill, font, background in page.evaluate(CELL_INKS):
+                ground = viridis_at(z, *page.evaluate(f"[{q(role('heatmap'))}.data[0].zmin, {q(role('heatmap'))}.data[0].zmax]"))
+                assert wcag_contrast(fill, ground) >= 4.5, (theme, label, fill, ground)
+        # the recommended cell's panel: its step bias beside the confirming run's, and that the cell ran shorter
+        kernel_exec(client, f"w.selected_cell = [{i}, {j}]")
+        page.wait_for_selector(role("cell-lengths"))
+        assert page.inner_text(role("cell-lengths")).startswith(lengths)
+        assert page.inner_text(role("confirm-bias")).startswith("confirming run: LLC ")
+        assert page.inner_text(role("cell-bias")).startswith("step bias ")
+        shot(page, "06-cell-confirmed-dark")
         switch_theme(page, "Light")
+        shot(page, "06-cell-confirmed-light")
+        # the refinement's cells are counted apart from the grid's: the count's total never grows
+        kernel_exec(client, 'w.calibration = {**w.calibration, "done": 14}')
+        page.wait_for_function(f"{q(role('grid-progress'))}.textContent === '12 grid cells + 2 refinement cells done'")
+        kernel_exec(client, f"w.selected_cell = [1, 2]")
+        page.wait_for_function(f"{q(role('cell-info'))}.textContent.includes('nβ 10')")
         page.click(role("use-cell"))
         page.wait_for_selector(f"{ROOT}[data-tab='run']")
         assert kernel_eval(client, "[w.lr, w.nbeta]") == [0.001, 10.0]
@@ -238,6 +299,46 @@ def test_live_run_draws_on_a_canvas_then_hands_over_to_plotly(lab, page):
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+
+
+def test_the_live_canvas_keeps_the_burn_in_before_draw_0(lab, page):
+    slow = SETUP_SLOW_FAKE.replace("num_draws=400", "num_draws=3000, num_burnin_steps=300").replace("seconds_per_draw=0.01", "seconds_per_draw=0.01, burnin=True")
+    name = write_notebook(lab, "sampler_live_burnin.ipynb", slow)
+    open_and_run(page, lab, name)
+    client = lab.kernel_client(name)
+    canvas = role("live-plot")
+    try:
+        page.click(role("run"))
+        page.wait_for_function(f"!{q(canvas)}.hidden && Number({q(ROOT)}.dataset.dvzDraws || 0) > 20", timeout=60_000)
+        # the draws stream on the canvas, and the burn-in losses stay drawn, faint, from step 0 (x = −300) to draw 0
+        assert page.get_attribute(canvas, "data-dvz-x-min") == "-300"
+        assert page.get_attribute(canvas, "data-dvz-burnin-lines") == "4"
+        coloured = page.evaluate(f"""(() => {{
+            const c = {q(canvas)}, gd = {q(role('trace-plot'))}, dpr = window.devicePixelRatio || 1;
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;  // the loss panel's box (the canvas draws in plotly's)
+            const x0 = xa._offset + 4, w = xa._length * 0.25;  // the left quarter: burn-in only (x from −300 to about −200)
+            const px = c.getContext('2d').getImageData(x0 * dpr, ya._offset * dpr, w * dpr, ya._length * dpr).data;
+            let n = 0;
+            for (let k = 0; k < px.length; k += 4) if (Math.max(px[k], px[k + 1], px[k + 2]) - Math.min(px[k], px[k + 1], px[k + 2]) > 40) n++;
+            return n;
+        }})()""")
+        assert coloured > 20, coloured  # chain-coloured lines there, not only the grey band
+        assert kernel_eval(client, "w.trace['burnin']['steps'].size") > 0
+        shot(page, "23-live-burnin-light")
+        switch_theme(page, "Dark")
+        page.wait_for_function("!document.querySelector('#jupyterlab-splash')", timeout=30_000)
+        page.wait_for_function(f"!{q(canvas)}.hidden && {q(canvas)}.dataset.dvzBurninLines === '4'")
+        shot(page, "23-live-burnin-dark")
+        switch_theme(page, "Light")
+        page.click(role("stop"))
+        page.wait_for_selector(f"{ROOT}[data-status='stopped']", timeout=60_000)
+        # the finished figure draws the same burn-in
+        page.wait_for_function(f"{BURNIN_LINES}.length === 4")
+        assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range[0]") == -300
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "Light")
 
 
 def test_saved_html_page_renders_offline(browser, tmp_path):
@@ -301,6 +402,43 @@ def switch_theme(page, name: str) -> None:
 UNTITLED_CONTROLS = f"""[...document.querySelectorAll({json.dumps(ROOT + ' input, ' + ROOT + ' select, ' + ROOT + ' button, ' + ROOT + ' summary')})]
     .filter((el) => el.offsetParent !== null && !(el.title || el.closest('[title]')?.title || el.dataset.title))
     .map((el) => el.dataset.dvzRole || el.outerHTML.slice(0, 80))"""
+
+
+# [label, z, its rendered fill, the theme's text colour, its background colour] of every estimate cell's number
+CELL_INKS = f"""(() => {{
+    const gd = {q(role('heatmap'))}, d = gd.data[0];
+    const css = (value) => {{ const s = document.createElement('span'); s.style.color = value; {q(ROOT)}.append(s); const c = getComputedStyle(s).color; s.remove(); return c; }};
+    const font = css('var(--jp-ui-font-color1)'), bg = css('var(--jp-layout-color0)');
+    const cells = new Map();
+    d.text.forEach((row, i) => row.forEach((t, j) => {{ if (d.z[i][j] !== null && t) cells.set(t.replace(/<[^>]*>/g, ''), d.z[i][j]); }}));
+    return [...gd.querySelectorAll('.heatmaplayer text')].filter((t) => cells.has(t.textContent))
+      .map((t) => [t.textContent, cells.get(t.textContent), getComputedStyle(t.querySelector('tspan[style]') || t).fill, font, bg]);
+}})()"""
+
+VIRIDIS = ["#440154", "#48186a", "#472d7b", "#424086", "#3b528b", "#33638d", "#2c728e", "#26828e", "#21918c", "#1fa088",
+           "#28ae80", "#3fbc73", "#5ec962", "#84d44b", "#addc30", "#d8e219", "#fde725"]  # plotly's Viridis
+
+
+def viridis_at(z: float, zmin: float, zmax: float) -> tuple[float, float, float]:
+    t = min(1.0, max(0.0, (z - zmin) / (zmax - zmin)))
+    k = min(len(VIRIDIS) - 2, int(t * (len(VIRIDIS) - 1)))
+    a, b = ([int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in VIRIDIS[k:k + 2])
+    f = t * (len(VIRIDIS) - 1) - k
+    return tuple(x + f * (y - x) for x, y in zip(a, b))
+
+
+def wcag_contrast(fill: str, ground: tuple[float, float, float]) -> float:
+    """WCAG contrast of a CSS rgb()/rgba() text colour (its alpha blended over ``ground``) on ``ground``."""
+    r, g, b, *alpha = (float(v) for v in fill[fill.index("(") + 1:-1].split(","))
+    a = alpha[0] if alpha else 1.0
+    ink = [a * c + (1 - a) * u for c, u in zip((r, g, b), ground)]
+
+    def luminance(rgb):
+        lin = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(ink), luminance(ground)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 def axis_type(panel: str) -> str:
@@ -667,6 +805,24 @@ def test_a_run_that_diverges_in_burn_in_shows_its_burn_in_losses_and_what_to_do(
         assert "diverged" not in page.evaluate(PLOT_TEXTS)
         assert page.evaluate(f"{q(role('trace-plot'))}._fullLayout.xaxis2.range[0]") == -300
         shot(page, "21-burnin-healthy-light")
+
+        # --- the health cards: one row in a widget of a notebook's usual width (~900 px output area)
+        viewport = page.viewport_size
+        try:
+            width = page.evaluate(f"{q(ROOT)}.getBoundingClientRect().width")
+            page.set_viewport_size({"width": int(viewport["width"] - (width - 900)), "height": viewport["height"]})
+            page.wait_for_function(f"Math.abs({q(ROOT)}.getBoundingClientRect().width - 900) < 20")
+            tops = page.evaluate(f"[...document.querySelectorAll({json.dumps(role('metrics') + ' .dvz-metric')})].map((e) => e.getBoundingClientRect().top)")
+            assert len(tops) == 7 and max(tops) - min(tops) < 1, tops
+            assert "% of λ̂" in page.inner_text(role("metrics"))  # the step bias with its share, on a line of its own
+            page.locator(role("metrics")).scroll_into_view_if_needed()
+            shot(page, "22-health-cards-light")
+            switch_theme(page, "Dark")
+            page.wait_for_function(f"{plot_background_luminance(role('trace-plot'))} < 0.3", timeout=30_000)
+            shot(page, "22-health-cards-dark")
+            switch_theme(page, "Light")
+        finally:
+            page.set_viewport_size(viewport)
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()

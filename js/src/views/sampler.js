@@ -7,14 +7,15 @@
 
 import { decode, emptyArray } from "../codec.js";
 import { onCommit, settingControls } from "../controls.js";
-import { debounce, field, fmt, h } from "../dom.js";
+import { debounce, field, h } from "../dom.js";
 import { LiveLines, growingRange } from "../live.js";
 import { coalesce, purge, react, plotly, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { followTheme } from "./linked.js";
-import { estimate } from "./conventions.js";
-import { burninOnly, burninOptions, calibrationFigure, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, runProgress, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
-import { GRID_KEY, gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
+import { calibrationPanel } from "./sampler_calibration.js";
+import { axisFormat } from "./sampler_grid.js";
+import { burninLayers, burninOnly, burninOptions, ema, EMPTY_TRACE_TEXT, healthMetrics, logPanels, runProgress, TRACE_MARGIN, TRACE_PANELS, traceFigure } from "./sampler_figures.js";
+import { gridInput, historyPanel, liveHealthLine, metric, tracePlotOptions } from "./sampler_panels.js";
 
 const SYNC_DEBOUNCE_MS = 150;
 const TRACE_HEIGHT = 380;
@@ -91,7 +92,7 @@ export function renderSampler({ model, el }) {
   const plotOptions = tracePlotOptions(view, () => drawTraces());
   const liveHealth = liveHealthLine();
   const verdict = h("div", { class: "dvz-verdict", role: "verdict" });
-  const metrics = h("div", { class: "dvz-metrics", role: "metrics" });
+  const metrics = h("div", { class: "dvz-metrics dvz-health-cards", role: "metrics" });
   const reasons = h("ul", { class: "dvz-reasons", role: "reasons" });
   const nextStep = h("div", { class: "dvz-next-step", role: "next-step" });
   const warnings = h("ul", { class: "dvz-warnings", role: "warnings" });
@@ -112,13 +113,7 @@ export function renderSampler({ model, el }) {
   const gridValuesLabel = h("span", { class: "dvz-label" }, "values");
   const CALIBRATE_HINT = "run every cell of the grid with the other settings, refine around the healthy region and recommend a confirmed setting";
   const calibrateButton = h("button", { role: "calibrate", class: "dvz-button dvz-primary", title: CALIBRATE_HINT, onclick: () => startJob("calibrate") }, "▶ Calibrate");
-  const gridProgress = h("span", { class: "dvz-muted", role: "grid-progress" });
-  const heatmap = h("div", { class: "dvz-plot dvz-heatmap", role: "heatmap" });
-  const cellInfo = h("div", { class: "dvz-cell-info", role: "cell-info" }, "Pick a cell of the grid to see its chains.");
-  const cellPlot = h("div", { class: "dvz-plot dvz-cell-plot", role: "cell-plot" });
-  const useCell = h("button", { role: "use-cell", class: "dvz-button", disabled: true, title: "copy this cell's step size, nβ (or localization) and burn-in into the controls" }, "use these");
-  const recommended = h("div", { class: "dvz-recommended", role: "recommended" });
-  const useRecommended = h("button", { role: "use-recommended", class: "dvz-button", hidden: true, title: "copy the recommended step size, nβ (or localization), burn-in and draws into the controls", onclick: () => send({ type: "use_recommended" }) }, "use recommended");
+  const calibration = calibrationPanel(model, { send, syncNow, isStatic, theme: () => theme });
   const calPane = h(
     "div",
     { class: "dvz-pane", role: "calibrate-pane" },
@@ -129,12 +124,9 @@ export function renderSampler({ model, el }) {
       h("label", { class: "dvz-field", title: gridLrs.title }, h("span", { class: "dvz-label" }, "step sizes"), gridLrs),
       h("label", { class: "dvz-field", title: gridValues.title }, gridValuesLabel, gridValues),
       calibrateButton,
-      gridProgress,
+      calibration.progress,
     ),
-    heatmap,
-    h("div", { class: "dvz-muted dvz-small", role: "grid-key" }, GRID_KEY),
-    h("div", { class: "dvz-rec-row" }, recommended, useRecommended),
-    h("div", { class: "dvz-cell" }, h("div", { class: "dvz-cell-side" }, cellInfo, useCell), cellPlot),
+    ...calibration.elements,
   );
 
   const root = h(
@@ -155,8 +147,7 @@ export function renderSampler({ model, el }) {
     setIfIdle(paramsInput, model.get("params"));
     axisSelect.value = model.get("grid_axis");
     gridValuesLabel.textContent = model.get("grid_axis") === "nbeta" ? "nβ values" : "localization values";
-    setIfIdle(gridLrs, model.get("grid_lrs").map((v) => fmt(v)).join(", "));
-    setIfIdle(gridValues, model.get("grid_values").map((v) => fmt(v)).join(", "));
+    for (const [input, name] of [[gridLrs, "grid_lrs"], [gridValues, "grid_values"]]) setIfIdle(input, model.get(name).map(axisFormat(model.get(name))).join(", ")); // one format, as on the grid's axes
   }
 
   function updateSelection() {
@@ -211,7 +202,7 @@ export function renderSampler({ model, el }) {
     tabRun.classList.toggle("dvz-active", tab === "run");
     tabCal.classList.toggle("dvz-active", tab === "calibrate");
     root.dataset.tab = tab;
-    if (tab === "calibrate") drawCalibration();
+    if (tab === "calibrate") calibration.draw();
     else drawTraces();
   }
 
@@ -246,7 +237,8 @@ export function renderSampler({ model, el }) {
     const range = Array.from({ length: chains }, (_, c) => c);
     const lossRows = range.map((c) => loss.at(c).data);
     const llcRows = llc ? range.map((c) => llc.at(c).data) : [];
-    const [logLoss, logLlc] = logPanels(view.yScale, lossRows, llcRows);
+    const burnin = trace.burnin?.steps?.size ? burninLayers(theme, trace.burnin, null) : null; // kept before draw 0, as on the plotly figure
+    const [logLoss, logLlc] = logPanels(view.yScale, [...lossRows, ...(burnin?.rows ?? [])], llcRows);
     if (liveLog && (liveLog[0] !== logLoss || liveLog[1] !== logLlc)) live.reset(); // other axes: no easing across
     liveLog = [logLoss, logLlc];
     const settled = live.draw({
@@ -254,10 +246,12 @@ export function renderSampler({ model, el }) {
       width: tracePlot.offsetWidth,
       height: TRACE_HEIGHT,
       xMax,
+      xMin: burnin ? burnin.start : 0,
       gd: tracePlot,
       legend: chains <= 8 ? range.map((c) => ({ name: `chain ${c}`, color: color(c) })) : [],
       panels: [
-        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c), name: `chain ${c}` })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss },
+        { series: lossRows.map((y, c) => ({ y: ema(y, view.smoothing), color: color(c), name: `chain ${c}` })), hlines: known ? [{ y: trace.init_loss, label: "L(w*)" }] : [], log: logLoss,
+          burnin: burnin && { x: burnin.data[0].x, series: burnin.rows.map((y, c) => ({ y, color: color(c) })) } },
         { series: llcRows.map((y, c) => ({ y, color: color(c), name: `chain ${c}` })), note: !known && n > 0 ? "running LLC appears when L(w*) is known" : null, log: logLlc },
       ],
     });
@@ -273,7 +267,7 @@ export function renderSampler({ model, el }) {
   const drawTraces = coalesce(() => {
     if (model.get("tab") !== "run" || tracePlot.offsetWidth === 0) return;
     const trace = decode(model.get("trace")) || {};
-    if (isStreaming() && !burninOnly(trace)) { // the canvas draws draws; the burn-in before them is plotly's
+    if (isStreaming() && !burninOnly(trace)) { // the canvas draws the draws and the burn-in before them; the burn-in alone is plotly's
       drawLive(trace, true);
       return;
     }
@@ -315,90 +309,10 @@ export function renderSampler({ model, el }) {
 
   const updateLiveHealth = () => liveHealth.update(decode(model.get("trace")) || {}, isStreaming());
 
-  // ------------------------------------------------------------------ calibration
-  let selected = null; // [i, j] shown in the cell panel
-
-  const drawCalibration = coalesce(() => {
-    const cal = decode(model.get("calibration")) || {};
-    if (model.get("tab") !== "calibrate" || heatmap.offsetWidth === 0) return;
-    if (!cal.llc_mean) {
-      gridProgress.textContent = "no grid yet";
-      purge(heatmap);
-      heatmap.replaceChildren(h("div", { class: "dvz-muted dvz-empty" }, "Set the step sizes and values, then press Calibrate."));
-      return;
-    }
-    heatmap.querySelector(".dvz-empty")?.remove();
-    const finished = Array.from(cal.healthy.data).filter((v) => !Number.isNaN(v)).length;
-    gridProgress.textContent = `${finished}/${cal.total} cells`;
-    const { data, layout } = calibrationFigure(theme, cal, selected);
-    react(heatmap, data, layout);
-    if (!heatmap.dataset.clickBound) {
-      heatmap.dataset.clickBound = "1";
-      heatmap.on("plotly_click", (event) => {
-        const point = event.points?.[0];
-        if (!point) return;
-        const [i, j] = point.data.type === "heatmap" ? [point.y, point.x] : point.customdata;
-        selectCell(i, j);
-      });
-    }
-    drawCell(cal);
-  });
-
-  function updateRecommendation() { // on status too: the grid's last cell may arrive before "done"
-    const cal = decode(model.get("calibration")) || {};
-    const rec = cal.recommended; // the ring on the heatmap marks this cell
-    const none = !rec && cal.llc_mean && model.get("status") === "done" && model.get("activity") === "calibrate";
-    const why = cal.recommendation_reasons?.length ? cal.recommendation_reasons.join("; ") : "no healthy cell: widen the grid";
-    recommended.dataset.state = rec ? "recommended" : none ? "none" : "";
-    recommended.textContent = rec ? `recommended: lr ${fmt(rec.lr)}, ${cal.axis === "nbeta" ? "nβ" : "localization"} ${fmt(rec[cal.axis])}, burn-in ${rec.num_burnin_steps}, draws ${rec.num_draws}` + (rec.reasons?.length ? ` — ${rec.reasons.join("; ")}` : "") : none ? `⚠ no recommendation: ${why}` : "";
-    useRecommended.hidden = !rec || isStatic;
-  }
-
-  function selectCell(i, j) {
-    selected = [i, j];
-    syncNow("selected_cell", [i, j]);
-    drawCalibration();
-  }
-
-  function drawCell(cal) {
-    if (!selected || !cal.loss || selected[0] >= cal.llc_mean.shape[0] || selected[1] >= cal.llc_mean.shape[1]) {
-      useCell.disabled = true;
-      return;
-    }
-    const [i, j] = selected;
-    const axisName = cal.axis === "nbeta" ? "nβ" : "localization";
-    const healthy = cal.healthy.get(i, j);
-    const cellReasons = cal.reasons?.[i]?.[j] || [];
-    cellInfo.replaceChildren(
-      h("div", { class: "dvz-cell-title" }, `lr ${fmt(cal.lrs.data[j])} · ${axisName} ${fmt(cal.values.data[i])}`),
-      h("div", {}, `LLC ${estimate(cal.llc_mean.get(i, j), cal.llc_se.get(i, j))} (± SE)`),
-      h("div", { class: "dvz-verdict", "data-healthy": Number.isNaN(healthy) ? "" : String(healthy === 1) }, Number.isNaN(healthy) ? "pending" : healthy === 1 ? "healthy" : "unhealthy"),
-      h("ul", { class: "dvz-reasons" }, cellReasons.map((r) => h("li", {}, r))),
-    );
-    useCell.disabled = isStatic || Number.isNaN(healthy);
-    useCell.onclick = () => send({ type: "use_cell", i, j });
-    if (Number.isNaN(healthy) || cellPlot.offsetWidth === 0) return;
-    // this cell's chains (every cell_stride-th draw), trimmed to the draws it has (partial cells are NaN-padded)
-    const [, , chains, draws] = cal.loss.shape;
-    const block = cal.loss.at(i, j);
-    let n = 0;
-    for (let t = 0; t < draws; t++) for (let c = 0; c < chains; c++) if (!Number.isNaN(block.data[c * draws + t])) n = t + 1;
-    const trim = (cells) => {
-      const source = cells.at(i, j).data;
-      const out = new Float32Array(chains * n);
-      for (let c = 0; c < chains; c++) out.set(source.subarray(c * draws, c * draws + n), c * n);
-      return { shape: [chains, n], at: (c) => ({ data: out.subarray(c * n, (c + 1) * n) }) };
-    };
-    const { data, layout } = traceFigure(theme, trim(cal.loss), trim(cal.llc), cal.init_loss.get(i, j), null, 300, cellPlot.offsetWidth, 0, { stride: cal.cell_stride || 1 });
-    layout.showlegend = false;
-    layout.margin.t = 8;
-    react(cellPlot, data, layout);
-  }
-
   // ------------------------------------------------------------------ theme
   const redrawThemed = () => {
     drawTraces();
-    drawCalibration();
+    calibration.draw();
     history.draw();
   };
   disposers.push(followTheme(el, root, root, theme, (next) => (theme = next), redrawThemed));
@@ -416,23 +330,18 @@ export function renderSampler({ model, el }) {
   on("trace status activity", updateLiveHealth);
   on("history compared", history.draw);
   on("tab", updateTab);
-  on("calibration", drawCalibration);
-  on("calibration status activity", updateRecommendation);
-  on("selected_cell", () => {
-    const cell = model.get("selected_cell");
-    selected = cell && cell.length === 2 ? cell : null;
-    drawCalibration();
-  });
-  disposers.push(watchSize(tracePlot, drawTraces), watchSize(heatmap, drawCalibration), watchSize(cellPlot, drawCalibration), history.watch());
+  on("calibration", calibration.draw);
+  on("calibration status activity", calibration.updateRecommendation);
+  on("selected_cell", () => calibration.select(model.get("selected_cell")));
+  disposers.push(watchSize(tracePlot, drawTraces), ...calibration.plots.map((plot) => watchSize(plot, calibration.draw)), history.watch());
 
-  const initialCell = model.get("selected_cell");
-  selected = initialCell && initialCell.length === 2 ? initialCell : null;
+  calibration.select(model.get("selected_cell"));
   updateControls();
   updateSelection();
   updateStatus();
   updateHealth();
   updateLiveHealth();
-  updateRecommendation();
+  calibration.updateRecommendation();
   history.draw();
   updateTab();
   root.dataset.dvzReady = "1";
@@ -440,7 +349,7 @@ export function renderSampler({ model, el }) {
   return () => {
     disposers.forEach((dispose) => dispose());
     flushAll();
-    for (const plot of [tracePlot, heatmap, cellPlot]) purge(plot);
+    for (const plot of [tracePlot, ...calibration.plots]) purge(plot);
     history.dispose();
     live.destroy();
   };

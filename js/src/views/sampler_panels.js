@@ -8,9 +8,11 @@ import { compareFigure, liveMetrics } from "./sampler_figures.js";
 
 const COMPARE_HEIGHT = 260;
 
-/** One metric box: [label, value, tooltip]. */
+/** One metric box: [label, value, tooltip]; a bracketed part of the value (the step bias's share of λ̂) goes on a line of its own, so the cards stay narrow. */
 export function metric([label, value, title]) {
-  return h("div", { class: "dvz-metric", title }, h("div", { class: "dvz-metric-label" }, label), h("div", { class: "dvz-metric-value" }, value));
+  const [main, note] = value.split(/ (?=\()/);
+  return h("div", { class: "dvz-metric", title }, h("div", { class: "dvz-metric-label" }, label), h("div", { class: "dvz-metric-value" }, main),
+    note ? h("div", { class: "dvz-metric-note" }, note) : null);
 }
 
 /**
@@ -154,7 +156,7 @@ export function gridInput(model, name, role, syncNow) {
 
 /** The calibration heatmap's key: what a cell, a cross, the ring and a blank cell mean, and how the row is chosen. */
 export const GRID_KEY =
-  "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); ring: the recommendation. Blank: not run (yet), or an lr the " +
+  "Each cell: its estimate; ✕ the verdict does not trust it (hover for why); n/a ✕ (grey): the cell ran but gave no finite estimate, its chains diverged (a smaller lr is needed); ring: the recommendation. Blank: not run (yet), or an lr the " +
   "refinement added in another row (each row is refined only around its own largest healthy lr). The recommendation " +
   "comes from the row with the most healthy cells, its largest lr of small bias. Rows estimate different localized " +
   "targets (nβ or γ changes the quantity), so compare colours along a row.";
