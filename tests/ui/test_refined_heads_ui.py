@@ -388,3 +388,35 @@ def test_refined_legend_of_many_selections_is_drawn_whole_outside_the_plot_and_n
     finally:
         client.stop_channels()
         switch_theme(page, "JupyterLab Light")
+
+
+def test_a_chosen_cluster_count_survives_switching_the_curves_raw_then_max_then_raw(lab, page):
+    # the notebook's path: a widget built from a head sweep (so "curves" reclusters), k chosen, then the curves switched
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    name = write_notebook(lab, "heads_curves.ipynb", HEADS_ZOO_CELL)
+    open_and_run(page, lab, name, HEADS)
+    client = lab.kernel_client(name)
+    try:
+        assert kernel_eval(client, "w.can_renormalize") is True
+        page.select_option(f"{HEADS} [data-dvz-role='n-clusters']", "3")
+        page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '3'")
+        assert wait_python(client, "w.n_clusters", lambda v: v == 3) == 3
+        shot(page, HEADS, "heads-curves-k3-light")
+        for mode, fitted in (("none", "None"), ("max", "'max'"), ("none", "None")):
+            page.select_option(f"{HEADS} [data-dvz-role='normalize']", mode)
+            assert wait_python(client, f"repr(w.signatures.normalize) == {fitted!r}", bool) is True
+            page.wait_for_function(f"{q(HEADS + ' [data-dvz-role=normalize]')}.value === '{mode}' && {q(HEADS)}.dataset.clusters === '3'")
+            assert kernel_eval(client, "[w.n_clusters, int(w.clustering.n_clusters_)]") == [3, 3], mode
+            assert page.input_value(f"{HEADS} [data-dvz-role='n-clusters']") == "3", mode
+            # the drawn colours: one per cluster Python found, each head's swatch its cluster's colour
+            colours = head_colours(page)
+            clusters = clusters_of(client)
+            assert len(set(colours.values())) == 3, (mode, colours)
+            assert all(len({colours[h] for h in heads}) == 1 for heads in clusters.values()), (mode, colours, clusters)
+        shot(page, HEADS, "heads-curves-raw-max-raw-light")
+        to_dark_theme(page, HEADS)
+        shot(page, HEADS, "heads-curves-raw-max-raw-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
