@@ -422,3 +422,30 @@ def test_end_estimates_the_nearest_ring_its_bar_and_its_label_show_fully_in_both
         assert not page.dvz_errors, page.dvz_errors
     finally:
         switch_theme(page, "JupyterLab Light")
+
+
+def test_on_open_the_cursor_at_step_0_sits_on_the_tick_labelled_0_as_the_slider_and_readout_say(lab, page):
+    client = open_dashboard(lab, page, "dash-open.ipynb")
+    try:
+        assert kernel_eval(client, "[d.checkpoint, int(d.steps[0])]") == [0, 0]
+        assert page.input_value(f"{DASH} [data-dvz-role='scrubber']") == "0"
+        assert page.get_attribute(DASH, "data-checkpoint") == "0"
+        assert "step 0 ·" in page.inner_text(f"{DASH} [data-dvz-role='readout']")
+        xs = cursor_x(page)
+        for plot, key in ((LOSS, "loss"), (LLC, "llc")):
+            # every tick label of the log step axis, left to right, with its x within the figure
+            ticks = page.evaluate(f"""(() => {{ const gd = {q(plot)}; const left = gd.getBoundingClientRect().left;
+                return [...gd.querySelectorAll('.xtick text')].map((t) => {{ const r = t.getBoundingClientRect(); return [t.textContent, (r.left + r.right) / 2 - left]; }})
+                    .sort((a, b) => a[1] - b[1]); }})()""")
+            labels = [text for text, _ in ticks]
+            assert labels[0] == "0", labels  # where step 0 is drawn reads 0, not 0.5's "5"
+            values = [float(t.replace("k", "e3").replace("e", "e")) for t in labels]
+            assert values == sorted(values), labels  # left to right, the steps only grow
+            assert abs(ticks[0][1] - xs[key]) < 2, (key, ticks[0], xs)  # the cursor is on the "0" tick
+        shot(page, "dashboard-open-step0-light")
+        to_dark_theme(page, DASH)
+        shot(page, "dashboard-open-step0-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")

@@ -347,3 +347,76 @@ def test_heads_raw_switch_changes_the_thumbnails_points_never_hide_each_other_an
     finally:
         client.stop_channels()
         switch_theme(page, "JupyterLab Light")
+
+
+# twelve selections with the names a notebook gives them: the legend must stay readable in full
+REFINED_MANY_CELL = REFINED_MARKS_CELL.replace("""name = w.add_selection("head 0", ["h:blocks.0.attn:0"])
+for k, result in enumerate([estimate(2.0), estimate(-1.0), estimate(4.0, diverge=True), estimate(6.0)]):
+    w.results[(name, "data", k)] = result""", """for s in range(12):
+    name = w.add_selection(f"layer 0 head {s % 2} variant {s}", ["h:blocks.0.attn:%d" % (s % 2)])
+    for k in range(4):
+        w.results[(name, "data", k)] = estimate(2.0 + s / 3 + k, diverge=(s == 0 and k == 2))""")
+
+
+def test_refined_legend_of_many_selections_is_drawn_whole_outside_the_plot_and_never_scrolls(lab, page):
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    name = write_notebook(lab, "refined_many.ipynb", REFINED_MANY_CELL)
+    open_and_run(page, lab, name, REFINED)
+    client = lab.kernel_client(name)
+    plot = f"{REFINED} [data-dvz-role='curves-plot']"
+    try:
+        page.wait_for_function(f"{q(REFINED)}.dataset.dvzCurves === '12'")
+        boxes = page.evaluate(f"""(() => {{ const gd = {q(plot)}; const fl = gd._fullLayout; const b = gd.getBoundingClientRect();
+            const area = {{top: b.top + fl._size.t, bottom: b.top + fl._size.t + fl._size.h}};
+            const items = [...gd.querySelectorAll('.legend .traces')].map((t) => t.getBoundingClientRect())
+                .map((r) => ({{left: r.left, right: r.right, top: r.top, bottom: r.bottom}}));
+            const bar = gd.querySelector('.legend .scrollbar');
+            return {{figure: {{left: b.left, right: b.right, top: b.top, bottom: b.bottom}}, area, items,
+                     scrollbar: bar ? bar.getBoundingClientRect().height : 0}}; }})()""")
+        names = page.eval_on_selector_all(f"{plot} .legend .traces text", "(ts) => ts.map((t) => t.textContent)")
+        assert sum(n.startswith("layer 0 head") for n in names) == 12, names
+        fig, area = boxes["figure"], boxes["area"]
+        for item in boxes["items"]:  # inside the figure, below the plot area: none cut off, none over a curve
+            assert fig["left"] - 0.5 <= item["left"] and item["right"] <= fig["right"] + 0.5, (item, fig)
+            assert item["bottom"] <= fig["bottom"] + 0.5 and item["top"] >= area["bottom"], (item, area, fig)
+        assert boxes["scrollbar"] == 0  # a legend that fits needs no scroll box
+        assert not overlapping_texts(page, plot)
+        shot(page, REFINED, "refined-07-many-selections-light")
+        to_dark_theme(page, REFINED)
+        shot(page, REFINED, "refined-08-many-selections-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")
+
+
+def test_a_chosen_cluster_count_survives_switching_the_curves_raw_then_max_then_raw(lab, page):
+    # the notebook's path: a widget built from a head sweep (so "curves" reclusters), k chosen, then the curves switched
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    name = write_notebook(lab, "heads_curves.ipynb", HEADS_ZOO_CELL)
+    open_and_run(page, lab, name, HEADS)
+    client = lab.kernel_client(name)
+    try:
+        assert kernel_eval(client, "w.can_renormalize") is True
+        page.select_option(f"{HEADS} [data-dvz-role='n-clusters']", "3")
+        page.wait_for_function(f"{q(HEADS)}.dataset.clusters === '3'")
+        assert wait_python(client, "w.n_clusters", lambda v: v == 3) == 3
+        shot(page, HEADS, "heads-curves-k3-light")
+        for mode, fitted in (("none", "None"), ("max", "'max'"), ("none", "None")):
+            page.select_option(f"{HEADS} [data-dvz-role='normalize']", mode)
+            assert wait_python(client, f"repr(w.signatures.normalize) == {fitted!r}", bool) is True
+            page.wait_for_function(f"{q(HEADS + ' [data-dvz-role=normalize]')}.value === '{mode}' && {q(HEADS)}.dataset.clusters === '3'")
+            assert kernel_eval(client, "[w.n_clusters, int(w.clustering.n_clusters_)]") == [3, 3], mode
+            assert page.input_value(f"{HEADS} [data-dvz-role='n-clusters']") == "3", mode
+            # the drawn colours: one per cluster Python found, each head's swatch its cluster's colour
+            colours = head_colours(page)
+            clusters = clusters_of(client)
+            assert len(set(colours.values())) == 3, (mode, colours)
+            assert all(len({colours[h] for h in heads}) == 1 for heads in clusters.values()), (mode, colours, clusters)
+        shot(page, HEADS, "heads-curves-raw-max-raw-light")
+        to_dark_theme(page, HEADS)
+        shot(page, HEADS, "heads-curves-raw-max-raw-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")

@@ -240,6 +240,18 @@ def test_the_checkpoint_scrubber_moves_every_panel_in_jupyterlab_and_python_foll
             assert f"step {steps[index]}" in page.inner_text(f"{ROOT} [data-dvz-role='kernel-title']")
             assert "saved page" not in page.inner_text(f"{ROOT} [data-dvz-role='kernel-title']")
         widget_shot(page, "susceptibility-06-lab-scrubbed")
+        # the keyboard scrubs as in the dashboard: arrows step, Home / End jump, Python follows
+        page.click(f"{ROOT} [data-dvz-role='text-title']")
+        for key, index in (("Home", 0), ("ArrowRight", 1), ("End", 2), ("ArrowLeft", 1)):
+            page.keyboard.press(key)
+            page.wait_for_function(f"{q(ROOT)}.dataset.checkpoint === '{index}'")
+            assert wait_python(client, "w.checkpoint", lambda v, i=index: v == i) == index
+            assert page.input_value(f"{ROOT} [data-dvz-role='scrubber']") == str(index)
+            assert f"step {steps[index]}" in page.inner_text(f"{ROOT} [data-dvz-role='step']")
+        # the sweep's one selection is every parameter: the titles say so in English
+        assert kernel_eval(client, "w.components") == ["all"]
+        title = page.inner_text(f"{ROOT} [data-dvz-role='text-title']")
+        assert "under all components" in title and "component all" not in title
         # ... and Python moves the scrubber
         kernel_eval(client, "setattr(w, 'checkpoint', 0) or None")
         page.wait_for_function(f"{q(ROOT)}.dataset.checkpoint === '0'")
@@ -247,3 +259,49 @@ def test_the_checkpoint_scrubber_moves_every_panel_in_jupyterlab_and_python_foll
         assert not page.dvz_errors, page.dvz_errors
     finally:
         client.stop_channels()
+
+
+# the first cell with a long component name and a very long word: labels and chips must fit their boxes
+LONG_CELL = CELL.replace('"embedding": "0.*"', '"token embedding (layer 0, all rows)": "0.*"').replace('"mat"]', '"mat" + "x" * 160]')
+
+
+def test_long_labels_fit_their_boxes_and_tokens_and_points_are_comfortable_to_click(lab, page):
+    name = write_notebook(lab, "susceptibility_long.ipynb", LONG_CELL)
+    open_and_run(page, lab, name, ROOT)
+    client = lab.kernel_client(name)
+    try:
+        response = f"{ROOT} [data-dvz-role='response']"
+        page.wait_for_function(f"{q(ROOT + ' [data-dvz-role=embedding]')}._fullLayout !== undefined && {q(response)}.querySelectorAll('.ytick text').length === 2")
+        # every row label of the response matrix is drawn inside the figure, none clipped at its left edge
+        clipped = page.evaluate(f"""(() => {{ const gd = {q(response)}; const left = gd.getBoundingClientRect().left;
+            return [...gd.querySelectorAll('.ytick text')].map((t) => [t.textContent, t.getBoundingClientRect().left - left]); }})()""")
+        assert {label for label, _ in clipped} == {"token embedding (layer 0, all rows)", "unembedding"}
+        assert all(x >= 0 for _, x in clipped), clipped
+        # the token strip holds its chips: no horizontal overflow, every chip inside the box
+        box = f"{ROOT} [data-dvz-role='text']"
+        fits = page.evaluate(f"""(() => {{ const box = {q(box)}; const r = box.getBoundingClientRect();
+            const chips = [...box.querySelectorAll('[data-dvz-role=token]')].map((c) => c.getBoundingClientRect());
+            return {{overflow: box.scrollWidth - box.clientWidth, outside: chips.filter((c) => c.left < r.left - 0.5 || c.right > r.right + 0.5).length,
+                     small: chips.filter((c) => c.width < 22 || c.height < 22).length}}; }})()""")
+        assert fits == {"overflow": 0, "outside": 0, "small": 0}, fits
+        # the short chips ("on") are comfortable click targets: a click near the chip's edge selects it
+        chip = page.locator(f"{box} [data-dvz-role='token'][data-index='3']")
+        assert chip.inner_text() == "on"
+        bbox = chip.bounding_box()
+        page.mouse.click(bbox["x"] + 2, bbox["y"] + bbox["height"] - 2)
+        assert wait_python(client, "w.selected_token", lambda v: v == 3) == 3
+        # the embedding: lasso by default with the mode bar (zoom, pan, box) always shown, points big enough to hit
+        embedding = q(ROOT + " [data-dvz-role=embedding]")
+        assert page.evaluate(f"{embedding}._fullLayout.dragmode") == "lasso"
+        assert page.evaluate(f"{embedding}.querySelector('.modebar-btn[data-attr=dragmode][data-val=zoom]') !== null")
+        assert not page.evaluate(f"{embedding}.querySelector('.modebar').classList.contains('modebar--hover')")  # shown, not only on hover
+        assert min(page.evaluate(f"{embedding}.data.filter((t) => t.name !== 'selected').map((t) => t.marker.size)")) >= 10
+        widget_shot(page, "susceptibility-07-long-labels-light")
+        switch_theme(page, "JupyterLab Dark")
+        page.wait_for_selector(f"{ROOT}[data-dvz-theme='dark']", timeout=30_000)
+        page.wait_for_function(f"{plot_background_luminance(ROOT + ' [data-dvz-role=response]')} < 0.3", timeout=30_000)
+        widget_shot(page, "susceptibility-08-long-labels-dark")
+        assert not page.dvz_errors, page.dvz_errors
+    finally:
+        client.stop_channels()
+        switch_theme(page, "JupyterLab Light")

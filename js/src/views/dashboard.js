@@ -12,7 +12,7 @@ import { purge, react, watchSize } from "../plot.js";
 import { readTheme } from "../theme.js";
 import { dashboardControls } from "./dashboard_controls.js";
 import { estimateAt, estimateIndex, llcReadout, lossAtStep, pointAtStep } from "./dashboard_data.js";
-import { defaultStepRange, edFigure, llcCaption, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
+import { defaultStepRange, edFigure, llcCaption, logStepTicks, lossFigure, llcFigure, spansDecades, stepAxisTitle } from "./dashboard_figures.js";
 import { applyXRange, NearestRing, requestedXRange, spreadAnnotations } from "./dashboard_layout.js";
 import { Cursor, followTheme, nearestIndex, onPlot, stepMapper, syncer } from "./linked.js";
 
@@ -241,6 +241,7 @@ export function renderDashboard({ model, el }) {
     range: stepRange(),
     title: stepAxisTitle(steps, xmap, model.get("log_x")),
     plotWidth: plotWidth(gd),
+    ticks: logStepTicks(steps, xmap),
   });
 
   function drawLoss() {

@@ -3,7 +3,7 @@
 import { fmt } from "../dom.js";
 import { themeLayout } from "../theme.js";
 import { UNDEFINED_LABEL, UNHEALTHY_LABEL, estimate, undefinedMarker, unhealthyMarker } from "./conventions.js";
-import { mapArray, withAlpha } from "./linked.js";
+import { logTicks, mapArray, withAlpha } from "./linked.js";
 
 const customIndex = (indices, stepValues) => {
   const out = new Array(indices.length);
@@ -26,8 +26,22 @@ export function timeColorscale(theme) {
  * The step panels' shared x axis: one range for every panel (``range`` in axis units: log10 of
  * the mapped step on a log axis), so the same step lands on the same pixel in each.
  */
-function xAxis(tl, title, logX, range) {
-  return { ...tl.xaxis, type: logX ? "log" : "linear", title: { text: title }, zeroline: false, range: [...range], autorange: false };
+function xAxis(tl, title, logX, range, ticks) {
+  return { ...tl.xaxis, type: logX ? "log" : "linear", title: { text: title }, zeroline: false, range: [...range], autorange: false, ...(logX && ticks ? ticks : {}) };
+}
+
+/**
+ * Tick marks of a log step axis: 1, 2, 5 × 10^k at the run's positive steps, and "0" where step 0
+ * is drawn (half the first positive step), so the place of step 0 never reads as a step such as 0.5.
+ * @param {ArrayLike<number>} steps every checkpoint's step, sorted
+ */
+export function logStepTicks(steps, xmap) {
+  const positive = Array.from(steps).filter((s) => s > 0);
+  const { tickvals, ticktext } = logTicks(positive.length ? positive : [1]);
+  const floor = positive.length ? Math.min(...positive) : 1;
+  const keep = tickvals.map((v, k) => [v, ticktext[k]]).filter(([v]) => v >= floor / 1.01 || !(steps[0] <= 0));
+  if (steps.length && steps[0] <= 0) keep.unshift([xmap(0), "0"]);
+  return { tickvals: keep.map(([v]) => v), ticktext: keep.map(([, t]) => t) };
 }
 
 /**
@@ -93,7 +107,7 @@ export function spansDecades(seriesValues, decades = 1) {
  * The training-loss panel: one line per series ({name, steps, values, index}); with ``smoothing``
  * > 0 the smoothed curve is drawn over the faint raw one (display only).
  */
-export function lossFigure(theme, series, xmap, { logX, logY, smoothing, range, title }, margin) {
+export function lossFigure(theme, series, xmap, { logX, logY, smoothing, range, title, ticks }, margin) {
   const tl = themeLayout(theme);
   const traces = [];
   series.forEach((s, k) => {
@@ -134,7 +148,7 @@ export function lossFigure(theme, series, xmap, { logX, logY, smoothing, range, 
     showlegend: series.length > 1,
     legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
     hovermode: "closest",
-    xaxis: xAxis(tl, title, logX, range),
+    xaxis: xAxis(tl, title, logX, range, ticks),
     yaxis: { ...tl.yaxis, title: { text: logY ? "loss (log)" : "loss" }, type: logY ? "log" : "linear" },
     uirevision: `loss-${logX}-${logY}`,
   };
@@ -163,7 +177,7 @@ export function labelRows(spans, gap = 4) {
  * `stage`, each labelled with its change in standard errors and the estimates it rests on.
  * @returns {{traces, layout, unhealthy: number, undefined: number}}
  */
-export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, plotWidth }, margin) {
+export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, plotWidth, ticks }, margin) {
   const [S, D, N] = c.mean.shape;
   const steps = c.steps.data;
   const base = (i * D + j) * N;
@@ -238,7 +252,7 @@ export function llcFigure(theme, c, [i, j], stage, xmap, { logX, range, title, p
     margin: { ...margin, t: margin.t + 12 },
     showlegend: false,
     hovermode: "closest",
-    xaxis: xAxis(tl, title, logX, range),
+    xaxis: xAxis(tl, title, logX, range, ticks),
     yaxis: { ...tl.yaxis, title: { text: D * S > 1 ? `LLC · ${c.selections[i]} · ${c.distributions[j]}` : "LLC" } },
     yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
     shapes,

@@ -239,3 +239,22 @@ export function logTicks(values) {
   const ticktext = tickvals.map((v) => (v >= 1e5 || v < 1e-3 ? v.toExponential(0).replace("e+", "e") : String(Number(v.toPrecision(1)))));
   return { tickvals, ticktext };
 }
+
+/** Pixel width of the widest of ``labels`` in ``family`` at ``size`` px (a margin or a legend row that fits them). */
+export function labelWidth(labels, family, size = 11) {
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = `${size}px ${family}`;
+  return Math.max(0, ...labels.map((label) => context.measureText(String(label)).width));
+}
+
+/** Rows a horizontal plotly legend of ``names`` takes in ``width`` px (each entry: its text and a 40 px swatch). */
+export function legendRows(names, width, family, size = 11) {
+  let rows = names.length ? 1 : 0;
+  let used = 0;
+  for (const name of names) {
+    const entry = labelWidth([name], family, size) + 46;
+    if (used > 0 && used + entry > width) [rows, used] = [rows + 1, 0];
+    used += entry;
+  }
+  return rows;
+}

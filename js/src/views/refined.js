@@ -9,7 +9,7 @@ import { h } from "../dom.js";
 import { UNDEFINED_LABEL, UNHEALTHY_LABEL, estimate, undefinedMarker, unhealthyMarker } from "./conventions.js";
 import { coalesce, purge, react, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
-import { categorical, followTheme, logTicks, mapArray, stepMapper, syncer } from "./linked.js";
+import { categorical, followTheme, legendRows, logTicks, mapArray, stepMapper, syncer } from "./linked.js";
 
 const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
 export function renderRefined({ model, el }) {
@@ -345,11 +345,13 @@ export function renderRefined({ model, el }) {
     traces.push(axisRow(axis.unhealthy, unhealthyMarker(theme), `${UNHEALTHY_LABEL} (${norm ? "negative or not finite: not normalised" : "not finite"})`));
     traces.push(axisRow(axis.undefined, undefinedMarker(theme), UNDEFINED_LABEL));
     const tl = themeLayout(theme);
+    // the legend sits below the plot, and the figure grows by its rows: every curve's name is read, none cut off
+    const rows = legendRows(traces.filter((t) => t.showlegend !== false).map((t) => t.name), (plot.offsetWidth || 800) - 74, theme.fontFamily);
     react(plot, traces, {
       ...tl,
-      height: 440,
-      margin: { l: 62, r: 12, t: 30, b: 44 },
-      legend: { ...tl.legend, orientation: "h", x: 0, y: 1, yanchor: "bottom" },
+      height: 400 + 20 * rows,
+      margin: { l: 62, r: 12, t: 12, b: 64 + 20 * rows },
+      legend: { ...tl.legend, orientation: "h", x: 0, xanchor: "left", y: 0, yref: "container", yanchor: "bottom" },
       hovermode: "closest",
       xaxis: { ...tl.xaxis, type: model.get("log_x") ? "log" : "linear", ...(model.get("log_x") ? logTicks(x) : {}), title: { text: "training step" } },
       yaxis: { ...tl.yaxis, title: { text: norm ? "LLC ÷ curve's largest" : "refined LLC" }, automargin: true },

@@ -7,7 +7,7 @@ import { fmt, h } from "../dom.js";
 import { purge, watchSize } from "../plot.js";
 import { readTheme, themeLayout } from "../theme.js";
 import { categorical, followTheme, onPlot, syncer } from "./linked.js";
-import { NEGATIVE, POSITIVE, chipColor, diverging, draw, finite, responseFigure, rgb } from "./susceptibility_figures.js";
+import { NEGATIVE, POSITIVE, chipColor, componentText, diverging, draw, finite, labelWidth, responseFigure, rgb } from "./susceptibility_figures.js";
 
 const MAX_TOKENS = 4000; // chips drawn in the text view; the rest are counted
 
@@ -54,13 +54,13 @@ export function renderSusceptibility({ model, el }) {
   const kernel = h("div", { class: "dvz-plot", role: "kernel" });
   const root = h(
     "div",
-    { class: "dvz-panelbox dvz-suscept" },
+    { class: "dvz-panelbox dvz-suscept", tabindex: 0 },
     h("div", { class: "dvz-header" }, h("span", { class: "dvz-title" }, "Susceptibilities"), scrubBox, h("label", {}, "text ", textSelect), h("label", {}, "points ", colorSelect), info),
     errorBox,
     h(
       "div",
       { class: "dvz-suscept-grid" },
-      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Response: component × probe (χ, click a row)"), response, h("div", { class: "dvz-section-title" }, "Sample map (lasso or box to pick samples)"), embedding, embeddingNote),
+      h("div", { class: "dvz-dash-col" }, h("div", { class: "dvz-section-title" }, "Response: component × probe (χ, click a row)"), response, h("div", { class: "dvz-section-title" }, "Sample map (drag a lasso to pick samples; zoom and box in the mode bar; click a point)"), embedding, embeddingNote),
       h("div", { class: "dvz-dash-col" }, textTitle, colorbar, text, influenceTitle, influences, kernelTitle, kernel),
     ),
   );
@@ -141,8 +141,8 @@ export function renderSusceptibility({ model, el }) {
     for (let i = 0; i < n; i++) if (Number.isFinite(value[i]) && !(influence && i === token)) scale = Math.max(scale, Math.abs(value[i]));
     const symbol = influence ? `BIF with ${named(token)}` : "χ";
     textTitle.textContent = influence
-      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under component ${component}${stepText()}`
-      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under component ${component}${stepText()}`;
+      ? `Influence of each ${data.per_token ? "token" : "sample"} with ${named(token)} under ${componentText(component)}${stepText()}`
+      : `Susceptibility of each ${data.per_token ? "token" : "sample"} under ${componentText(component)}${stepText()}`;
     if (model.get("text_values") === "influence" && !influence) {
       const why = !detail.top_index ? "" : !("bif" in detail) ? " (more samples than max_kernel_samples: influences not sent)" : isStatic ? " (saved page: influences of the saved component and checkpoint only)" : " (updating…)";
       textTitle.textContent += token < 0 ? " (pick a token to see its influences)" : why;
@@ -201,18 +201,18 @@ export function renderSusceptibility({ model, el }) {
       return data.classes.names.map((name, k) => {
         const members = all.filter((i) => data.classes.codes.data[i] === k);
         const { x, y } = at(checkpoint);
-        return { ...base, name, x: members.map((i) => x[i]), y: members.map((i) => y[i]), customdata: members, selectedpoints: selectedpoints(members), text: members.map((i) => `${named(i)} · class ${name}<br>χ = ${fmt(chiAt(i), 3)}`), marker: { size: 7, color: categorical(theme, k) } };
+        return { ...base, name, x: members.map((i) => x[i]), y: members.map((i) => y[i]), customdata: members, selectedpoints: selectedpoints(members), text: members.map((i) => `${named(i)} · class ${name}<br>χ = ${fmt(chiAt(i), 3)}`), marker: { size: 10, color: categorical(theme, k) } };
       });
     }
     if (mode === "checkpoint" && T() > 1) {
       const points = [];
       for (let t = 0; t < T(); t++) for (const i of all) points.push([t, i]);
-      return [{ ...base, name: "checkpoints", x: points.map(([t, i]) => xy.get(t, i, 0)), y: points.map(([t, i]) => xy.get(t, i, 1)), customdata: points.map(([, i]) => i), selectedpoints: selectedpoints(points.map(([, i]) => i)), text: points.map(([t, i]) => `${named(i)} · step ${fmt(data.steps.data[t], 6)}`), marker: { size: 6, color: points.map(([t]) => data.steps.data[t]), colorscale: "Viridis", colorbar: { thickness: 10, outlinewidth: 0, title: { text: "step", side: "right" }, tickfont: { color: theme.font } } } }];
+      return [{ ...base, name: "checkpoints", x: points.map(([t, i]) => xy.get(t, i, 0)), y: points.map(([t, i]) => xy.get(t, i, 1)), customdata: points.map(([, i]) => i), selectedpoints: selectedpoints(points.map(([, i]) => i)), text: points.map(([t, i]) => `${named(i)} · step ${fmt(data.steps.data[t], 6)}`), marker: { size: 9, color: points.map(([t]) => data.steps.data[t]), colorscale: "Viridis", colorbar: { thickness: 10, outlinewidth: 0, title: { text: "step", side: "right" }, tickfont: { color: theme.font } } } }];
     }
     const chi = all.map(chiAt);
     const scale = Math.max(1e-12, ...chi.filter(Number.isFinite).map(Math.abs));
     const { x, y } = at(checkpoint);
-    return [{ ...base, name: "χ", x, y, customdata: all, selectedpoints: selectedpoints(all), text: all.map((i) => `${named(i)}<br>χ = ${fmt(chi[i], 4)} ± ${fmt(chiSeAt(i), 2)}`), marker: { size: 7, color: chi.map((v) => (Number.isFinite(v) ? v : 0)), colorscale: diverging(theme), cmin: -scale, cmax: scale, line: { width: 0.5, color: theme.axis }, colorbar: { thickness: 10, outlinewidth: 0, title: { text: `χ (${component})`, side: "right" }, tickfont: { color: theme.font } } } }];
+    return [{ ...base, name: "χ", x, y, customdata: all, selectedpoints: selectedpoints(all), text: all.map((i) => `${named(i)}<br>χ = ${fmt(chi[i], 4)} ± ${fmt(chiSeAt(i), 2)}`), marker: { size: 10, color: chi.map((v) => (Number.isFinite(v) ? v : 0)), colorscale: diverging(theme), cmin: -scale, cmax: scale, line: { width: 0.5, color: theme.axis }, colorbar: { thickness: 10, outlinewidth: 0, title: { text: `χ (${component})`, side: "right" }, tickfont: { color: theme.font } } } }];
   }
 
   function drawEmbedding() {
@@ -220,22 +220,23 @@ export function renderSusceptibility({ model, el }) {
     const traces = embeddingTraces();
     if (token >= 0) {
       const xy = data.embedding.xy;
-      traces.push({ type: "scatter", mode: "markers", name: "selected", x: [xy.get(checkpoint, token, 0)], y: [xy.get(checkpoint, token, 1)], customdata: [token], marker: { size: 16, color: "rgba(0,0,0,0)", line: { width: 2.5, color: theme.font } }, hoverinfo: "skip", showlegend: false });
+      traces.push({ type: "scatter", mode: "markers", name: "selected", x: [xy.get(checkpoint, token, 0)], y: [xy.get(checkpoint, token, 1)], customdata: [token], marker: { size: 20, color: "rgba(0,0,0,0)", line: { width: 2.5, color: theme.font } }, hoverinfo: "skip", showlegend: false });
     }
     const method = { umap: "UMAP", pca: "PCA", tsne: "t-SNE" }[data.embedding.method] || data.embedding.method;
     const tl = themeLayout(theme);
     draw(embedding, traces, {
       ...tl,
       height: 360,
-      margin: { l: 44, r: 8, t: 8, b: traces.length > 2 ? 78 : 38 },
+      margin: { l: 44, r: 8, t: 30, b: traces.length > 2 ? 78 : 38 },
       dragmode: "lasso",
       hovermode: "closest",
+      hoverdistance: 14,
       showlegend: traces.length > 2,
       legend: { ...tl.legend, orientation: "h", x: 0, y: -0.2, yanchor: "top" },
       xaxis: { ...tl.xaxis, title: { text: `${method} 1` }, zeroline: false },
       yaxis: { ...tl.yaxis, title: { text: `${method} 2` }, zeroline: false },
       uirevision: "embedding",
-    });
+    }, { displayModeBar: true }); // shown above the plot: zoom and pan one click from the default lasso
     embeddingNote.textContent = `${method} of ${data.embedding.features}${T() > 1 ? ", all checkpoints together" : ""} · ${picked.size} picked`;
     embedding.dataset.picked = String(picked.size);
     embedding.dataset.method = data.embedding.method;
@@ -260,7 +261,7 @@ export function renderSusceptibility({ model, el }) {
 
   // ------------------------------------------------------------------ influences and the loss kernel
   function drawInfluences() {
-    const where = `${detail.component}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
+    const where = `${componentText(detail.component)}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
     const stale = !detailFits();
     const waiting = stale ? (isStatic ? ` (saved page: computed for ${where} only, not for the scrubber's choice)` : " (updating…)") : "";
     influences.style.opacity = stale && isStatic ? "0.35" : "";
@@ -269,7 +270,7 @@ export function renderSusceptibility({ model, el }) {
       influences.replaceChildren();
       return;
     }
-    influenceTitle.textContent = `Top influences of ${named(token)} under component ${where}${waiting}`;
+    influenceTitle.textContent = `Top influences of ${named(token)} under ${where}${waiting}`;
     const k = detail.top_index.shape[1];
     const rows = [];
     let scale = 0;
@@ -298,9 +299,9 @@ export function renderSusceptibility({ model, el }) {
       return;
     }
     kernel.hidden = false;
-    const where = `${detail.component}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
+    const where = `${componentText(detail.component)}${T() > 1 ? ` · step ${fmt(data.steps.data[detail.checkpoint], 6)}` : ""}`;
     const stale = !detailFits() && isStatic;
-    kernelTitle.textContent = `Loss kernel (correlation) in clustered order, under component ${where}${stale ? ` (saved page: computed for ${where} only, not for the scrubber's choice)` : ""}`;
+    kernelTitle.textContent = `Loss kernel (correlation) in clustered order, under ${where}${stale ? ` (saved page: computed for ${where} only, not for the scrubber's choice)` : ""}`;
     kernel.style.opacity = stale ? "0.35" : "";
     if (kernel.offsetWidth === 0) return;
     const order = Array.from(detail.order.data);
@@ -316,7 +317,7 @@ export function renderSusceptibility({ model, el }) {
       {
         ...tl,
         height: 340,
-        margin: { l: ticks ? 60 : 20, r: 8, t: 8, b: ticks ? 50 : 20 },
+        margin: { l: ticks ? Math.min(160, Math.ceil(labelWidth(names, theme.fontFamily, 9)) + 16) : 20, r: 8, t: 8, b: ticks ? 50 : 20 },
         xaxis: { ...tl.xaxis, showgrid: false, zeroline: false, showticklabels: ticks, ticks: ticks ? "outside" : "", tickvals: order.map((_, k) => k), ticktext: names, tickfont: { size: 9 } },
         yaxis: { ...tl.yaxis, showgrid: false, zeroline: false, autorange: "reversed", showticklabels: ticks, ticks: ticks ? "outside" : "", tickvals: order.map((_, k) => k), ticktext: names, tickfont: { size: 9 } },
         shapes,
@@ -369,10 +370,26 @@ export function renderSusceptibility({ model, el }) {
     root.dataset.dvzDrawn = String(Number(root.dataset.dvzDrawn || 0) + 1);
   }
 
-  scrubber.addEventListener("input", () => {
-    checkpoint = Number(scrubber.value);
+  function setCheckpoint(index) {
+    if (!(T() > 1) || (index = Math.max(0, Math.min(T() - 1, index))) === checkpoint) return;
+    checkpoint = index;
     sync.throttled("checkpoint", checkpoint);
     drawSelection();
+  }
+  scrubber.addEventListener("input", () => setCheckpoint(Number(scrubber.value)));
+  const KEYS = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: 10, PageDown: -10 };
+  root.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if ((target.tagName === "INPUT" && target !== scrubber) || target.tagName === "SELECT") return;
+    if (event.key in KEYS) setCheckpoint(checkpoint + KEYS[event.key] * (event.shiftKey ? 10 : 1));
+    else if (event.key === "Home") setCheckpoint(0);
+    else if (event.key === "End") setCheckpoint(T() - 1);
+    else return;
+    event.preventDefault();
+  });
+  // the keyboard scrubs as in the dashboard (arrows ±1, shift or Page ±10, Home / End); clicks keep it here
+  root.addEventListener("mousedown", (event) => {
+    if (!["INPUT", "SELECT", "OPTION"].includes(event.target.tagName)) root.focus({ preventScroll: true });
   });
   textSelect.addEventListener("change", () => {
     sync.now("text_values", textSelect.value);

@@ -3,6 +3,9 @@
 import { fmt } from "../dom.js";
 import { plotly } from "../plot.js";
 import { themeLayout } from "../theme.js";
+import { labelWidth } from "./linked.js";
+
+export { labelWidth };
 
 export const NEGATIVE = [67, 147, 195];
 export const POSITIVE = [214, 96, 77];
@@ -21,8 +24,11 @@ export function chipColor(value, scale) {
   return rgb(value >= 0 ? POSITIVE : NEGATIVE, alpha.toFixed(3));
 }
 
-export function draw(el, traces, layout) {
-  return plotly().react(el, traces, layout, CONFIG);
+/** "all components" for the selection of every parameter, "component NAME" otherwise. */
+export const componentText = (name) => (name === "all" ? "all components" : `component ${name}`);
+
+export function draw(el, traces, layout, config = {}) {
+  return plotly().react(el, traces, layout, { ...CONFIG, ...config });
 }
 
 /** The component × probe heatmap at one checkpoint, χ ± SE on hover, the selected row framed. */
@@ -39,7 +45,7 @@ export function responseFigure(data, checkpoint, selected, theme) {
   const layout = {
     ...tl,
     height: Math.max(160, 70 + 24 * rows.length),
-    margin: { l: 110, r: 8, t: 8, b: 44 },
+    margin: { l: Math.ceil(labelWidth(data.components, theme.fontFamily)) + 24, r: 8, t: 8, b: 44 },
     xaxis: { ...tl.xaxis, tickvals: data.probes.map((_, p) => p), ticktext: data.probes, showgrid: false, zeroline: false },
     yaxis: { ...tl.yaxis, tickvals: rows, ticktext: data.components, autorange: "reversed", showgrid: false, zeroline: false },
     shapes: [{ type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: selected - 0.5, y1: selected + 0.5, line: { color: theme.font, width: 2.5 } }],
