@@ -59,3 +59,13 @@ def test_notebook_runs_headless_and_tells_its_story(name, tmp_path):
     executed = tmp_path / name
     nbformat.write(nb, executed)
     assert executed.stat().st_size < 5 * 1024 * 1024  # widgets share one stored runtime
+
+
+def test_every_notebook_carries_the_kernel_metadata_jupyterlab_writes():
+    """JupyterLab marks a notebook modified on open when its kernelspec or language_info differ from
+    the kernel's (tests/ui/test_widget_runtime_ui.py opens quickstart.ipynb); all notebooks carry the same."""
+    metadata = {name: nbformat.read(NOTEBOOKS / name, as_version=4).metadata for name in sorted(EXPECTED)}
+    first = metadata["quickstart.ipynb"]
+    assert first["kernelspec"]["display_name"] == "Python 3 (ipykernel)" and first["language_info"]["name"] == "python"
+    for name, meta in metadata.items():
+        assert meta["kernelspec"] == first["kernelspec"] and meta["language_info"] == first["language_info"], name

@@ -122,3 +122,42 @@ def test_without_anywidget_host_the_view_module_imports_the_runtime_once(browser
         assert grid == [True, True, True]  # nothing to calibrate in a snapshot
     finally:
         context.close()
+
+
+
+def open_until_idle(page, lab, name: str) -> None:
+    page.goto(lab.notebook_url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => /Idle/.test(e.textContent))", timeout=90_000
+    )
+
+
+def test_a_shipped_notebook_opens_unmodified(lab, page):
+    """Opening a notebook must not mark it modified: JupyterLab writes the kernel's name and language
+    (kernelspec, language_info) into a notebook that lacks them, so every notebook carries them."""
+    import json
+    import platform
+    import shutil
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    source = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+    shipped = json.loads(source.read_text())
+    recorded = shipped["metadata"]["language_info"]["version"]
+    if recorded != platform.python_version():  # JupyterLab rewrites another Python's version, as for any notebook
+        pytest.skip(f"the notebooks record Python {recorded}; this kernel runs {platform.python_version()}")
+    # the control: the same notebook without language_info is marked modified once the kernel answers
+    del shipped["metadata"]["language_info"]
+    (lab.root / "bare.ipynb").write_text(json.dumps(shipped))
+    open_until_idle(page, lab, "bare.ipynb")
+    start = time.monotonic()
+    page.wait_for_selector(".lm-TabBar-tab.jp-mod-dirty", timeout=60_000)
+    lag = time.monotonic() - start
+    shutil.copy(source, lab.root / "shipped.ipynb")
+    open_until_idle(page, lab, "shipped.ipynb")
+    page.wait_for_timeout(1000 * (2 * lag + 2))  # twice as long as the control took to be marked
+    dirty = page.evaluate("[...document.querySelectorAll('.lm-TabBar-tab.jp-mod-dirty')].map((t) => t.textContent)")
+    assert not any("shipped" in tab for tab in dirty), dirty
